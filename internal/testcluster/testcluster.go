@@ -1,0 +1,554 @@
+// Package testcluster starts the real raftexample binary as separate
+// processes and talks to them over HTTP. It is meant for cross-process
+// integration tests: every node gets its own data directory, its own free
+// ports and its own log file; everything is killed when the test ends.
+package testcluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ---------------------------------------------------------------------------
+// Building the binary
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildBin  string
+	buildErr  error
+)
+
+// Build compiles the main package in the current working directory (the
+// directory `go test` runs the calling test in) once per test binary and
+// returns the path of the executable. Set TESTCLUSTER_RACE=1 to build the
+// server with the race detector.
+func Build(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "testcluster-bin-")
+		if buildErr != nil {
+			return
+		}
+		buildBin = filepath.Join(buildDir, "raftexample")
+		args := []string{"build", "-o", buildBin}
+		if os.Getenv("TESTCLUSTER_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		args = append(args, ".")
+		out, err := exec.Command("go", args...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building the server: %v", buildErr)
+	}
+	return buildBin
+}
+
+// RemoveBuild deletes the binary made by Build. Call it from TestMain after
+// m.Run.
+func RemoveBuild() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Ports
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{} // never hand out the same port twice in one run
+)
+
+// FreePorts returns n distinct TCP ports that were free on 127.0.0.1 and on
+// all interfaces a moment ago. Another process may still grab one before the
+// server binds it; Cluster.Start retries in that case.
+func FreePorts(n int) ([]int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	var ports []int
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			return nil, errors.New("could not find enough free ports")
+		}
+		// ":0" binds all interfaces, so the port is free for the HTTP API
+		// (all interfaces) and for the peer URL (127.0.0.1) alike.
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, l)
+		p := l.Addr().(*net.TCPAddr).Port
+		if portsUsed[p] {
+			continue
+		}
+		portsUsed[p] = true
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+// ---------------------------------------------------------------------------
+// Polling
+
+// Eventually calls f until it returns nil, failing the test if that has not
+// happened within timeout. It never sleeps for more than a short interval
+// between attempts.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	if err := Poll(timeout, f); err != nil {
+		t.Fatalf("condition not met within %v: %v", timeout, err)
+	}
+}
+
+// Poll is Eventually without the test: it returns the last error of f if f
+// did not succeed within timeout.
+func Poll(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var stop stopPolling
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Node: one server process
+
+// Node is one server process. Its Args are kept, so Restart runs the very
+// same command line again.
+type Node struct {
+	ID       int      // raft id (0 if unknown)
+	PeerURL  string   // this node's entry in --cluster
+	HTTPPort int      // --port
+	DataDir  string   // --data-dir; also the working directory
+	Args     []string // command line arguments, reused by Restart
+	LogPath  string   // stdout and stderr of every run, appended
+
+	t      testing.TB
+	bin    string
+	client *http.Client
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the current process has exited
+	exitCode int
+	logStart int64 // offset in LogPath where the current run's output starts
+	runs     int
+}
+
+// NewNode prepares (but does not start) a process of bin with args, working
+// directory dir, serving HTTP on httpPort. Its output goes to logPath. The
+// process is killed when the test ends, and the tail of its log is printed if
+// the test failed.
+func NewNode(t testing.TB, bin, dir, logPath string, httpPort int, args []string) *Node {
+	n := &Node{
+		HTTPPort: httpPort,
+		DataDir:  dir,
+		Args:     args,
+		LogPath:  logPath,
+		t:        t,
+		bin:      bin,
+		client: &http.Client{
+			Timeout: 15 * time.Second,
+			// No connection reuse: nodes are killed and restarted all the time.
+			Transport: &http.Transport{DisableKeepAlives: true},
+		},
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- last lines of %s (node %d, port %d) ----\n%s", filepath.Base(logPath), n.ID, n.HTTPPort, Tail(n.Log(), 40))
+		}
+		if n.Running() {
+			n.signal(syscall.SIGKILL)
+			n.Wait(10 * time.Second)
+		}
+	})
+	return n
+}
+
+func (n *Node) String() string {
+	if n.ID != 0 {
+		return fmt.Sprintf("node %d", n.ID)
+	}
+	return fmt.Sprintf("node on port %d", n.HTTPPort)
+}
+
+// Start launches the process and returns without waiting for it to serve.
+func (n *Node) Start() {
+	n.t.Helper()
+	if n.Running() {
+		n.t.Fatalf("%v: Start while running", n)
+	}
+	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer f.Close() // the child has its own copy of the descriptor
+	n.mu.Lock()
+	n.runs++
+	fmt.Fprintf(f, "==== testcluster: run #%d: %s %s\n", n.runs, filepath.Base(n.bin), strings.Join(n.Args, " "))
+	off, _ := f.Seek(0, io.SeekEnd)
+	n.logStart = off
+	cmd := exec.Command(n.bin, n.Args...)
+	cmd.Dir = n.DataDir
+	cmd.Stdout = f
+	cmd.Stderr = f
+	if err := cmd.Start(); err != nil {
+		n.mu.Unlock()
+		n.t.Fatalf("%v: start: %v", n, err)
+	}
+	done := make(chan struct{})
+	n.cmd, n.done, n.exitCode = cmd, done, 0
+	n.mu.Unlock()
+	go func() {
+		cmd.Wait()
+		n.mu.Lock()
+		n.exitCode = cmd.ProcessState.ExitCode() // -1 if killed by a signal
+		n.mu.Unlock()
+		close(done)
+	}()
+}
+
+// Restart starts the node again with the same flags and waits until it
+// serves HTTP.
+func (n *Node) Restart() {
+	n.t.Helper()
+	n.Start()
+	if err := n.WaitServing(30 * time.Second); err != nil {
+		n.t.Fatalf("%v: restart: %v", n, err)
+	}
+}
+
+// Running reports whether the current process has not exited yet.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (n *Node) signal(sig os.Signal) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil && n.cmd.Process != nil {
+		n.cmd.Process.Signal(sig)
+	}
+}
+
+// Signal sends sig to the running process.
+func (n *Node) Signal(sig os.Signal) { n.signal(sig) }
+
+// Wait waits up to timeout for the process to exit and returns its exit code
+// (-1 if it died of a signal). ok is false if it was still running.
+func (n *Node) Wait(timeout time.Duration) (code int, ok bool) {
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	if done == nil {
+		return 0, false
+	}
+	select {
+	case <-done:
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.exitCode, true
+	case <-time.After(timeout):
+		return 0, false
+	}
+}
+
+// Stop sends SIGTERM and returns the exit code. If the process does not exit
+// within 20 s the test fails and the process is killed.
+func (n *Node) Stop() int {
+	n.t.Helper()
+	return n.StopWith(syscall.SIGTERM)
+}
+
+// StopWith is Stop with another signal (e.g. SIGINT).
+func (n *Node) StopWith(sig os.Signal) int {
+	n.t.Helper()
+	n.signal(sig)
+	code, ok := n.Wait(20 * time.Second)
+	if !ok {
+		n.signal(syscall.SIGKILL)
+		n.Wait(10 * time.Second)
+		n.t.Fatalf("%v did not exit within 20s of %v", n, sig)
+	}
+	return code
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (n *Node) Kill() {
+	n.t.Helper()
+	n.signal(syscall.SIGKILL)
+	if _, ok := n.Wait(10 * time.Second); !ok {
+		n.t.Fatalf("%v survived SIGKILL", n)
+	}
+}
+
+// WaitServing waits until the current run logged "serving HTTP" or its HTTP
+// port accepts connections. It fails early if the process exits; the error
+// wraps ErrPortInUse if the log says a port was taken.
+func (n *Node) WaitServing(timeout time.Duration) error {
+	return Poll(timeout, func() error {
+		if strings.Contains(n.RunLog(), "serving HTTP") {
+			return nil
+		}
+		if !n.Running() {
+			code, _ := n.Wait(0)
+			err := fmt.Errorf("%v exited with code %d before serving", n, code)
+			if strings.Contains(n.RunLog(), "address already in use") {
+				err = fmt.Errorf("%w: %v", ErrPortInUse, err)
+			}
+			return stopPolling{err}
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.HTTPPort), time.Second)
+		if err != nil {
+			return fmt.Errorf("%v not serving yet: %v", n, err)
+		}
+		c.Close()
+		return nil
+	})
+}
+
+// ErrPortInUse is reported by WaitServing when the server could not bind.
+var ErrPortInUse = errors.New("port already in use")
+
+// stopPolling makes Poll give up at once and return the wrapped error.
+type stopPolling struct{ err error }
+
+func (s stopPolling) Error() string { return s.err.Error() }
+
+// ---------------------------------------------------------------------------
+// Logs
+
+// Log returns everything the node printed in all its runs (with a
+// "==== testcluster: run #N" line before each run).
+func (n *Node) Log() string {
+	b, _ := os.ReadFile(n.LogPath)
+	return string(b)
+}
+
+// RunLog returns what the current (or last) run printed.
+func (n *Node) RunLog() string {
+	n.mu.Lock()
+	off := n.logStart
+	n.mu.Unlock()
+	b, _ := os.ReadFile(n.LogPath)
+	if int64(len(b)) < off {
+		return ""
+	}
+	return string(b[off:])
+}
+
+// Tail returns the last n lines of s.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+// Do sends a request with method to path (e.g. "/key") and returns the
+// status code and body.
+func (n *Node) Do(method, path, body string) (int, string, error) {
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", n.HTTPPort, path), strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// Put stores val under key through this node.
+func (n *Node) Put(key, val string) (int, string, error) {
+	return n.Do(http.MethodPut, "/"+url.PathEscape(key), val)
+}
+
+// Get reads key from this node.
+func (n *Node) Get(key string) (int, string, error) {
+	return n.Do(http.MethodGet, "/"+url.PathEscape(key), "")
+}
+
+// AddMember asks this node to add member id with the given peer URL.
+func (n *Node) AddMember(id, peerURL string) (int, string, error) {
+	return n.Do(http.MethodPost, "/"+id, peerURL)
+}
+
+// RemoveMember asks this node to remove member id.
+func (n *Node) RemoveMember(id string) (int, string, error) {
+	return n.Do(http.MethodDelete, "/"+id, "")
+}
+
+// ---------------------------------------------------------------------------
+// Cluster: nodes started with --id/--cluster/--port/--data-dir
+
+// Cluster is a set of nodes sharing one --cluster list. Nodes[i] has id i+1.
+type Cluster struct {
+	t     testing.TB
+	bin   string
+	dir   string
+	Extra []string // extra flags given to every node (e.g. --snap-count 50)
+	URLs  []string // peer URLs; URLs[i] belongs to id i+1
+	Nodes []*Node
+}
+
+// New prepares a cluster of size nodes (not started yet) with extra flags
+// for every node.
+func New(t testing.TB, size int, extra ...string) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, bin: Build(t), dir: t.TempDir(), Extra: extra}
+	for id := 1; id <= size; id++ {
+		c.Nodes = append(c.Nodes, NewNode(t, c.bin,
+			filepath.Join(c.dir, fmt.Sprintf("node%d", id)),
+			filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), 0, nil))
+		c.Nodes[id-1].ID = id
+	}
+	c.assignPorts()
+	return c
+}
+
+// assignPorts gives every node fresh ports and rebuilds its command line.
+func (c *Cluster) assignPorts() {
+	c.t.Helper()
+	ports, err := FreePorts(2 * len(c.Nodes))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.URLs = nil
+	for i := range c.Nodes {
+		c.URLs = append(c.URLs, fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]))
+	}
+	for i, n := range c.Nodes {
+		n.PeerURL = c.URLs[i]
+		n.HTTPPort = ports[2*i+1]
+		n.Args = c.args(n, c.URLs)
+	}
+}
+
+func (c *Cluster) args(n *Node, urls []string) []string {
+	return append([]string{
+		"--id", strconv.Itoa(n.ID),
+		"--cluster", strings.Join(urls, ","),
+		"--port", strconv.Itoa(n.HTTPPort),
+		"--data-dir", n.DataDir,
+	}, c.Extra...)
+}
+
+// Start starts every node and waits until all serve HTTP. If a port turned
+// out to be taken, it wipes the nodes, picks new ports and tries again.
+func (c *Cluster) Start() {
+	c.t.Helper()
+	for attempt := 1; ; attempt++ {
+		for _, n := range c.Nodes {
+			n.Start()
+		}
+		var err error
+		for _, n := range c.Nodes {
+			if err = n.WaitServing(30 * time.Second); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrPortInUse) || attempt == 3 {
+			c.t.Fatalf("starting cluster: %v", err)
+		}
+		c.t.Logf("starting cluster: %v; retrying with new ports", err)
+		for _, n := range c.Nodes {
+			if n.Running() {
+				n.Kill()
+			}
+			os.RemoveAll(n.DataDir)
+		}
+		c.assignPorts()
+	}
+}
+
+// Node returns the node with raft id id.
+func (c *Cluster) Node(id int) *Node { return c.Nodes[id-1] }
+
+// NewJoiner prepares (but neither announces nor starts) the next node: it
+// gets the next id, fresh ports, and a command line with --join and the
+// --cluster list of all URLs including its own. extra flags come after the
+// cluster's Extra flags. Call AddMember on an existing node before Start.
+func (c *Cluster) NewJoiner(extra ...string) *Node {
+	c.t.Helper()
+	ports, err := FreePorts(2)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	id := len(c.Nodes) + 1
+	n := NewNode(c.t, c.bin,
+		filepath.Join(c.dir, fmt.Sprintf("node%d", id)),
+		filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), ports[1], nil)
+	n.ID = id
+	n.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	c.URLs = append(c.URLs, n.PeerURL)
+	c.Nodes = append(c.Nodes, n)
+	n.Args = append(append(c.args(n, c.URLs), "--join"), extra...)
+	return n
+}
+
+// WALDir is where the server keeps node n's WAL segments.
+func (n *Node) WALDir() string {
+	return filepath.Join(n.DataDir, fmt.Sprintf("raftexample-%d", n.ID))
+}
+
+// SnapDir is where the server keeps node n's snapshot files.
+func (n *Node) SnapDir() string {
+	return filepath.Join(n.DataDir, fmt.Sprintf("raftexample-%d-snap", n.ID))
+}

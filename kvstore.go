@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// proposer is the kvstore's view of the raft node: it takes a command into the
+// replicated log and tells when the node has stopped for good.
+type proposer interface {
+	Propose(ctx context.Context, data []byte) error
+	Done() <-chan struct{}
+}
+
+// commit is one unit of work for the state machine. The raft node sends them
+// on the commit channel in log order; see main.go where the channel is made.
+type commit struct {
+	// snapshot, when non-nil, replaces the whole map. It is the kvstore part
+	// of a raft snapshot and is applied before entries.
+	snapshot []byte
+	// entries holds the data of committed normal entries, in log order.
+	entries [][]byte
+	// applied is closed once everything above is applied to the map. The raft
+	// node waits on it before taking a snapshot, so that a snapshot at index i
+	// holds every entry up to i.
+	applied chan<- struct{}
+}
+
+// kvstore is the replicated state machine: a map from key to value, changed
+// only by applying committed entries.
+type kvstore struct {
+	lg       *zap.Logger
+	proposer proposer
+	ids      *requestIDs
+	waits    *waitRegistry
+
+	mu sync.RWMutex
+	kv map[string]string
+}
+
+func newKVStore(lg *zap.Logger, p proposer) *kvstore {
+	return &kvstore{
+		lg:       lg,
+		proposer: p,
+		ids:      newRequestIDs(),
+		waits:    newWaitRegistry(),
+		kv:       make(map[string]string),
+	}
+}
+
+// Lookup reads the local map.
+func (s *kvstore) Lookup(key string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.kv[key]
+	return v, ok
+}
+
+// Put proposes key=value and returns once this node has applied it, so a nil
+// error means the write is committed and visible here.
+func (s *kvstore) Put(ctx context.Context, key, value string) error {
+	id := s.ids.next()
+	data := encodeCommand(command{op: opPut, id: id, key: key, value: value})
+	return s.waits.proposeAndWait(ctx, id, s.proposer.Done(), func(ctx context.Context) error {
+		return s.proposer.Propose(ctx, data)
+	})
+}
+
+// run applies commits until the channel is closed. An error means the state
+// machine can no longer follow the log (a snapshot it cannot decode).
+func (s *kvstore) run(commitC <-chan commit) error {
+	for c := range commitC {
+		if c.snapshot != nil {
+			if err := s.restore(c.snapshot); err != nil {
+				return err
+			}
+		}
+		for _, data := range c.entries {
+			s.apply(data)
+		}
+		close(c.applied)
+	}
+	return nil
+}
+
+// apply is the state machine's transition function: one committed entry in,
+// one change to the map out. It must be deterministic, since every replica
+// applies the same entries and must reach the same map.
+func (s *kvstore) apply(data []byte) {
+	cmd, err := decodeCommand(data)
+	if err != nil {
+		// Every replica skips the same entry, so they stay identical. Input is
+		// validated before proposing, so this means a newer version wrote it.
+		s.lg.Error("skipping committed entry this version cannot decode", zap.Error(err))
+		return
+	}
+	switch cmd.op {
+	case opPut:
+		s.mu.Lock()
+		s.kv[cmd.key] = cmd.value
+		s.mu.Unlock()
+	}
+	s.waits.trigger(cmd.id, nil)
+}
+
+// snapshot encodes the whole map: a uvarint count, then per pair a uvarint
+// key length, the key, a uvarint value length and the value.
+func (s *kvstore) snapshot() []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	size := binary.MaxVarintLen64
+	for k, v := range s.kv {
+		size += 2*binary.MaxVarintLen64 + len(k) + len(v)
+	}
+	buf := make([]byte, 0, size)
+	buf = binary.AppendUvarint(buf, uint64(len(s.kv)))
+	for k, v := range s.kv {
+		buf = appendString(buf, k)
+		buf = appendString(buf, v)
+	}
+	return buf
+}
+
+func (s *kvstore) restore(data []byte) error {
+	n, data, err := readUvarint(data)
+	if err != nil {
+		return fmt.Errorf("decoding kv snapshot: %w", err)
+	}
+	kv := make(map[string]string, n)
+	for i := uint64(0); i < n; i++ {
+		var k, v string
+		if k, data, err = readString(data); err == nil {
+			v, data, err = readString(data)
+		}
+		if err != nil {
+			return fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
+		}
+		kv[k] = v
+	}
+	if len(data) != 0 {
+		return fmt.Errorf("decoding kv snapshot: %d trailing bytes", len(data))
+	}
+	s.mu.Lock()
+	s.kv = kv
+	s.mu.Unlock()
+	return nil
+}
+
+// A command is the payload of one normal raft entry. Its encoding starts with
+// an operation byte, so later operations (delete, ...) add a new byte value
+// and old logs keep decoding:
+//
+//	op (1 byte) | request id (uvarint) | key (uvarint length + bytes) | value (rest)
+type command struct {
+	op    byte
+	id    uint64 // the proposal's identity, reported back when applied
+	key   string
+	value string
+}
+
+const opPut byte = 1
+
+func encodeCommand(c command) []byte {
+	buf := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.key)+len(c.value))
+	buf = append(buf, c.op)
+	buf = binary.AppendUvarint(buf, c.id)
+	buf = appendString(buf, c.key)
+	return append(buf, c.value...)
+}
+
+func decodeCommand(data []byte) (command, error) {
+	if len(data) == 0 {
+		return command{}, errors.New("empty command")
+	}
+	c := command{op: data[0]}
+	if c.op != opPut {
+		return command{}, fmt.Errorf("unknown operation %d", c.op)
+	}
+	var err error
+	if c.id, data, err = readUvarint(data[1:]); err != nil {
+		return command{}, err
+	}
+	if c.key, data, err = readString(data); err != nil {
+		return command{}, err
+	}
+	c.value = string(data)
+	return c, nil
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func readUvarint(data []byte) (uint64, []byte, error) {
+	v, n := binary.Uvarint(data)
+	if n <= 0 {
+		return 0, nil, errors.New("bad uvarint")
+	}
+	return v, data[n:], nil
+}
+
+func readString(data []byte) (string, []byte, error) {
+	n, data, err := readUvarint(data)
+	if err != nil {
+		return "", nil, err
+	}
+	if n > uint64(len(data)) {
+		return "", nil, errors.New("string runs past the end")
+	}
+	return string(data[:n]), data[n:], nil
+}

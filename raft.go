@@ -54,8 +54,8 @@ type raftNode struct {
 	cfg raftConfig
 	lg  *zap.Logger
 
-	commitC     chan<- commit
-	kvSnapshotC func() []byte // the kvstore's state, encoded; see maybeSnapshot
+	commitC    chan<- commit
+	kvSnapshot func() []byte // the kvstore's state, encoded; see currentSnapshot
 
 	node      raft.Node
 	storage   *raft.MemoryStorage // what raft reads: the snapshot and the log after it
@@ -70,7 +70,8 @@ type raftNode struct {
 	confState     *raftpb.ConfState
 	snapshotIndex uint64
 	appliedIndex  uint64
-	startupSnap   []byte // kv part of the snapshot loaded from disk, handed to the kvstore first
+	startupSnap   []byte          // kv part of the snapshot loaded from disk, handed to the kvstore first
+	lastApplied   <-chan struct{} // closed once the kvstore applied all published commits
 
 	stopc    chan struct{} // closed by Stop
 	donec    chan struct{} // closed when the node has fully stopped
@@ -95,12 +96,13 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		cfg:         cfg,
 		lg:          lg,
 		commitC:     commitC,
-		kvSnapshotC: kvSnapshot,
+		kvSnapshot:  kvSnapshot,
 		storage:     raft.NewMemoryStorage(),
 		members:     newMembership(),
 		ids:         newRequestIDs(),
 		waits:       newWaitRegistry(),
 		confState:   &raftpb.ConfState{},
+		lastApplied: closedChan(),
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
 	}
@@ -280,16 +282,18 @@ func (rn *raftNode) handleReady(rd raft.Ready) error {
 	}
 	// 2. Send. Snapshot messages report their own outcome to raft from the
 	// transport's pipeline.
+	if err := rn.refreshSnapshots(rd.Messages); err != nil {
+		return err
+	}
 	rn.transport.Send(rd.Messages)
 	// 3. Apply the snapshot from the leader, then committed entries.
 	if err := rn.installSnapshot(rd.Snapshot); err != nil {
 		return err
 	}
-	applied, err := rn.applyEntries(rd.CommittedEntries)
-	if err != nil {
+	if err := rn.applyEntries(rd.CommittedEntries); err != nil {
 		return err
 	}
-	if err := rn.maybeSnapshot(applied); err != nil {
+	if err := rn.maybeSnapshot(); err != nil {
 		return err
 	}
 	// 4. Ready for the next batch.
@@ -314,6 +318,46 @@ func (rn *raftNode) persist(rd raft.Ready) error {
 		}
 	}
 	return rn.storage.Append(rd.Entries)
+}
+
+// refreshSnapshots replaces the snapshot in each outgoing MsgSnap with one of
+// the current state. Raft sends the snapshot it last stored, and if a member
+// was added since, its member list lacks the very follower it is sent to,
+// which then refuses it and never catches up.
+func (rn *raftNode) refreshSnapshots(msgs []*raftpb.Message) error {
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MsgSnap {
+			continue
+		}
+		s, err := rn.currentSnapshot()
+		if err != nil {
+			return err
+		}
+		m.Snapshot = s // a new value: the stored snapshot is raft's and stays as it was
+	}
+	return nil
+}
+
+// currentSnapshot encodes the state at appliedIndex, once the kvstore has
+// applied everything published so far.
+func (rn *raftNode) currentSnapshot() (*raftpb.Snapshot, error) {
+	select {
+	case <-rn.lastApplied:
+	case <-rn.stopc:
+		return nil, errStopped
+	}
+	term, err := rn.storage.Term(rn.appliedIndex)
+	if err != nil {
+		return nil, fmt.Errorf("term of applied index %d: %w", rn.appliedIndex, err)
+	}
+	return &raftpb.Snapshot{
+		Data: encodeSnapshotData(rn.members.encode(), rn.kvSnapshot()),
+		Metadata: &raftpb.SnapshotMetadata{
+			Index:     new(rn.appliedIndex),
+			Term:      new(term),
+			ConfState: proto.Clone(rn.confState).(*raftpb.ConfState),
+		},
+	}, nil
 }
 
 // installSnapshot makes a snapshot sent by the leader this node's state.
@@ -367,8 +411,8 @@ func containsMember(ms []member, id uint64) bool {
 }
 
 // applyEntries applies conf changes here and hands normal entries to the
-// kvstore. It returns a channel closed once the kvstore has applied them.
-func (rn *raftNode) applyEntries(ents []*raftpb.Entry) (<-chan struct{}, error) {
+// kvstore.
+func (rn *raftNode) applyEntries(ents []*raftpb.Entry) error {
 	var data [][]byte
 	removedSelf := false
 	for _, e := range ents {
@@ -383,20 +427,21 @@ func (rn *raftNode) applyEntries(ents []*raftpb.Entry) (<-chan struct{}, error) 
 		case raftpb.EntryConfChange:
 			removed, err := rn.applyConfChange(e)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			removedSelf = removedSelf || removed
 		}
 		rn.appliedIndex = e.GetIndex()
 	}
-	applied := make(chan struct{})
-	if err := rn.publish(commit{entries: data, applied: applied}); err != nil {
-		return nil, err
+	if len(data) > 0 {
+		if err := rn.publish(commit{entries: data}); err != nil {
+			return err
+		}
 	}
 	if removedSelf {
-		return nil, errRemoved
+		return errRemoved
 	}
-	return applied, nil
+	return nil
 }
 
 // applyConfChange applies one conf-change entry to raft, the member list and
@@ -434,11 +479,11 @@ func (rn *raftNode) applyConfChange(e *raftpb.Entry) (removedSelf bool, err erro
 
 // publish hands c to the kvstore, giving up if the node is asked to stop.
 func (rn *raftNode) publish(c commit) error {
-	if c.applied == nil {
-		c.applied = make(chan struct{})
-	}
+	applied := make(chan struct{})
+	c.applied = applied
 	select {
 	case rn.commitC <- c:
+		rn.lastApplied = applied
 		return nil
 	case <-rn.stopc:
 		return errStopped
@@ -447,19 +492,15 @@ func (rn *raftNode) publish(c commit) error {
 
 // maybeSnapshot takes a snapshot once snapCount entries were applied since
 // the last one, then compacts the in-memory log behind it.
-func (rn *raftNode) maybeSnapshot(applied <-chan struct{}) error {
+func (rn *raftNode) maybeSnapshot() error {
 	if rn.appliedIndex-rn.snapshotIndex <= rn.cfg.snapCount {
 		return nil
 	}
-	// The kvstore applies asynchronously; the snapshot must hold exactly the
-	// entries up to appliedIndex, no fewer.
-	select {
-	case <-applied:
-	case <-rn.stopc:
-		return errStopped
+	current, err := rn.currentSnapshot()
+	if err != nil {
+		return err
 	}
-	data := encodeSnapshotData(rn.members.encode(), rn.kvSnapshotC())
-	s, err := rn.storage.CreateSnapshot(rn.appliedIndex, rn.confState, data)
+	s, err := rn.storage.CreateSnapshot(rn.appliedIndex, rn.confState, current.GetData())
 	if err != nil {
 		return fmt.Errorf("creating snapshot: %w", err)
 	}
@@ -474,7 +515,7 @@ func (rn *raftNode) maybeSnapshot(applied <-chan struct{}) error {
 	}
 	rn.snapshotIndex = rn.appliedIndex
 	rn.disk.purge()
-	rn.lg.Info("snapshot saved", zap.Uint64("index", rn.appliedIndex), zap.Int("bytes", len(data)))
+	rn.lg.Info("snapshot saved", zap.Uint64("index", rn.appliedIndex), zap.Int("bytes", len(s.GetData())))
 	return nil
 }
 
@@ -564,4 +605,10 @@ func decodeSnapshotData(data []byte) (members, kv []byte, err error) {
 		return nil, nil, errors.New("corrupt snapshot header")
 	}
 	return rest[:n], rest[n:], nil
+}
+
+func closedChan() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }

@@ -112,7 +112,12 @@ func run(args []string) int {
 	}
 	store = newKVStore(lg, rn)
 	storeErrC := make(chan error, 1)
-	go func() { storeErrC <- store.run(commitC) }()
+	go func() {
+		// run returns nil when the raft node closes commitC; that is not a failure.
+		if err := store.run(commitC); err != nil {
+			storeErrC <- err
+		}
+	}()
 
 	api := &httpAPI{lg: lg, store: store, cluster: rn, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}

@@ -131,11 +131,11 @@ func ErrorLines(log string) []string {
 			continue
 		}
 		fields := strings.Split(clean, "\t")
-		for i := 0; i < len(fields) && i < 3; i++ {
+		for i := 0; i < len(fields) && i < 2; i++ {
 			switch strings.ToLower(strings.TrimSpace(fields[i])) {
 			case "error", "dpanic", "panic", "fatal":
 				bad = append(bad, line)
-				i = 3
+				i = 2
 			}
 		}
 	}

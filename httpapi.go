@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -13,15 +14,18 @@ import (
 
 const maxKeyBytes = 4096
 
-// clusterAdmin is what the HTTP API needs from the raft node to change the
-// member list.
+// clusterAdmin is what the HTTP API needs from the raft node beyond the
+// kvstore: the member list, changes to it, and the node's status.
 type clusterAdmin interface {
 	AddMember(ctx context.Context, id uint64, peerURL string) error
 	RemoveMember(ctx context.Context, id uint64) error
+	Members() []member
+	Status() nodeStatus
 }
 
-// httpAPI serves raftexample's API: PUT and GET /{key} for the store, POST
-// and DELETE /{id} for members. Writes answer only once applied on this node.
+// httpAPI serves two faces of one keyspace: raftexample's root API (PUT and
+// GET /{key}, POST and DELETE /{id} for members; plain-text errors) and the
+// JSON API under /v1 (JSON errors). /k and /v1/kv/k are the same key.
 type httpAPI struct {
 	lg             *zap.Logger
 	store          *kvstore
@@ -30,113 +34,204 @@ type httpAPI struct {
 	maxValueBytes  int64
 }
 
+// errorStyle writes a one-line error the way its API does.
+type errorStyle func(w http.ResponseWriter, code int, msg string)
+
+func plainError(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) }
+
+func jsonError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// contextFor bounds a request's wait for raft by --request-timeout.
+func contextFor(r *http.Request, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), timeout)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
 func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The key is the path without its leading slash; the query is not part of it.
-	key := strings.TrimPrefix(r.URL.Path, "/")
-	switch r.Method {
-	case http.MethodGet:
-		h.get(w, key)
-	case http.MethodPut:
-		h.put(w, r, key)
-	case http.MethodPost:
-		h.addMember(w, r, key)
-	case http.MethodDelete:
-		h.removeMember(w, r, key)
+	path := r.URL.Path
+	switch {
+	case path == "/v1/kv" || strings.HasPrefix(path, "/v1/kv/"):
+		h.serveV1KV(w, r, strings.TrimPrefix(strings.TrimPrefix(path, "/v1/kv"), "/"))
+	case path == "/v1/members" || strings.HasPrefix(path, "/v1/members/"):
+		h.serveV1Members(w, r, strings.TrimPrefix(strings.TrimPrefix(path, "/v1/members"), "/"))
+	case path == "/v1/status":
+		h.serveV1Status(w, r)
+	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
+		jsonError(w, http.StatusNotFound, "no such endpoint: "+path)
+	case path == "/health", path == "/readyz":
+		h.serveHealth(w, r)
+	case path == "/metrics":
+		plainError(w, http.StatusNotFound, path+" is reserved and not served yet")
 	default:
-		w.Header().Set("Allow", "GET, PUT, POST, DELETE")
-		http.Error(w, "method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
+		h.serveRoot(w, r, strings.TrimPrefix(path, "/"))
 	}
 }
 
-func (h *httpAPI) get(w http.ResponseWriter, key string) {
-	v, ok := h.store.Lookup(key)
-	if !ok {
-		http.Error(w, "key not found", http.StatusNotFound)
+// serveRoot is raftexample's API. The key is the path without its leading
+// slash; the query is not part of it.
+func (h *httpAPI) serveRoot(w http.ResponseWriter, r *http.Request, key string) {
+	switch r.Method {
+	case http.MethodGet:
+		h.get(w, r, key, plainError)
+	case http.MethodPut:
+		h.put(w, r, key, plainError)
+	case http.MethodPost:
+		id, err := parseMemberID(key)
+		if err != nil {
+			plainError(w, http.StatusBadRequest, err.Error()+": use POST /{id} with the peer URL as the body")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
+		if err != nil {
+			plainError(w, http.StatusBadRequest, "reading the peer URL: "+err.Error())
+			return
+		}
+		h.addMember(w, r, id, strings.TrimSpace(string(body)), plainError, http.StatusNoContent)
+	case http.MethodDelete:
+		id, err := parseMemberID(key)
+		if err != nil {
+			plainError(w, http.StatusBadRequest, err.Error()+": DELETE /{id} removes a member; to delete a key use DELETE /v1/kv/{key}")
+			return
+		}
+		h.removeMember(w, r, id, plainError)
+	default:
+		w.Header().Set("Allow", "GET, PUT, POST, DELETE")
+		plainError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	}
+}
+
+func (h *httpAPI) get(w http.ResponseWriter, r *http.Request, key string, reply errorStyle) {
+	linearizable, ok := readConsistency(w, r, reply)
+	if !ok || !validKey(w, key, reply) {
+		return
+	}
+	ctx, cancel := contextFor(r, h.requestTimeout)
+	defer cancel()
+	v, found, err := h.store.Get(ctx, key, linearizable)
+	if err != nil {
+		h.fail(w, err, reply)
+		return
+	}
+	if !found {
+		reply(w, http.StatusNotFound, "key not found")
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	io.WriteString(w, v)
 }
 
-func (h *httpAPI) put(w http.ResponseWriter, r *http.Request, key string) {
-	if !validKey(w, key) {
+// readConsistency reads ?consistency=: linearizable (the default) or
+// serializable.
+func readConsistency(w http.ResponseWriter, r *http.Request, reply errorStyle) (linearizable, ok bool) {
+	switch c := r.URL.Query().Get("consistency"); c {
+	case "", "linearizable":
+		return true, true
+	case "serializable":
+		return false, true
+	default:
+		reply(w, http.StatusBadRequest, "consistency must be linearizable or serializable, not "+c)
+		return false, false
+	}
+}
+
+func (h *httpAPI) put(w http.ResponseWriter, r *http.Request, key string, reply errorStyle) {
+	if !validKey(w, key, reply) {
 		return
 	}
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxValueBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			http.Error(w, "value is larger than --max-value-bytes", http.StatusRequestEntityTooLarge)
+			reply(w, http.StatusRequestEntityTooLarge, "value is larger than --max-value-bytes")
 			return
 		}
-		http.Error(w, "reading the value: "+err.Error(), http.StatusBadRequest)
+		reply(w, http.StatusBadRequest, "reading the value: "+err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.requestTimeout)
+	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	h.answer(w, h.store.Put(ctx, key, string(value)))
+	if err := h.store.Put(ctx, key, string(value)); err != nil {
+		h.fail(w, err, reply)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
-func validKey(w http.ResponseWriter, key string) bool {
+func validKey(w http.ResponseWriter, key string, reply errorStyle) bool {
 	switch {
 	case key == "":
-		http.Error(w, "empty key: use PUT /{key}", http.StatusBadRequest)
+		reply(w, http.StatusBadRequest, "empty key")
 		return false
 	case len(key) > maxKeyBytes:
-		http.Error(w, "key is longer than 4096 bytes", http.StatusBadRequest)
+		reply(w, http.StatusBadRequest, "key is longer than 4096 bytes")
 		return false
 	}
 	return true
 }
 
-// addMember handles POST /{id} with the new member's peer URL as the body.
-func (h *httpAPI) addMember(w http.ResponseWriter, r *http.Request, idText string) {
-	id, err := parseMemberID(idText)
-	if err != nil {
-		http.Error(w, err.Error()+": use POST /{id} with the peer URL as the body", http.StatusBadRequest)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
-	if err != nil {
-		http.Error(w, "reading the peer URL: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	peerURL := strings.TrimSpace(string(body))
+func (h *httpAPI) addMember(w http.ResponseWriter, r *http.Request, id uint64, peerURL string, reply errorStyle, okCode int) {
 	if err := validatePeerURL(peerURL); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		reply(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.requestTimeout)
+	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	h.answer(w, h.cluster.AddMember(ctx, id, peerURL))
-}
-
-// removeMember handles DELETE /{id}.
-func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, idText string) {
-	id, err := parseMemberID(idText)
-	if err != nil {
-		http.Error(w, err.Error()+": DELETE /{id} removes a member", http.StatusBadRequest)
+	if err := h.cluster.AddMember(ctx, id, peerURL); err != nil {
+		h.fail(w, err, reply)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.requestTimeout)
-	defer cancel()
-	h.answer(w, h.cluster.RemoveMember(ctx, id))
+	if okCode == http.StatusNoContent {
+		w.WriteHeader(okCode)
+		return
+	}
+	writeJSON(w, okCode, member{ID: id, PeerURL: peerURL})
 }
 
-// answer turns the outcome of a proposal into a status: 204 only when it was
-// applied, 503 when it was not (or may not have been), 4xx when refused.
-func (h *httpAPI) answer(w http.ResponseWriter, err error) {
+func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, id uint64, reply errorStyle) {
+	ctx, cancel := contextFor(r, h.requestTimeout)
+	defer cancel()
+	if err := h.cluster.RemoveMember(ctx, id); err != nil {
+		h.fail(w, err, reply)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// fail maps why a request did not complete to a status: 503 when the cluster
+// could not (or could not be shown to) do it now, 4xx when it was refused.
+func (h *httpAPI) fail(w http.ResponseWriter, err error, reply errorStyle) {
 	switch {
-	case err == nil:
-		w.WriteHeader(http.StatusNoContent)
-	case errors.Is(err, errNoLeader), errors.Is(err, errOutcomeUnknown), errors.Is(err, errStopped):
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	case errors.Is(err, errNoLeader), errors.Is(err, errOutcomeUnknown), errors.Is(err, errLeaderLost),
+		errors.Is(err, errStopped), errors.Is(err, errReadUnconfirmed), errors.Is(err, errApplyBehind):
+		reply(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, errNotMember):
-		http.Error(w, err.Error(), http.StatusNotFound)
+		reply(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, errMemberExists), errors.Is(err, errIDRemoved), errors.Is(err, errLastMember):
-		http.Error(w, err.Error(), http.StatusConflict)
+		reply(w, http.StatusConflict, err.Error())
 	default:
 		h.lg.Error("request failed", zap.Error(err))
-		http.Error(w, "internal error: "+err.Error(), http.StatusInternalServerError)
+		reply(w, http.StatusInternalServerError, "internal error: "+err.Error())
 	}
+}
+
+// serveHealth answers /health and /readyz: 200 when this node knows a leader,
+// so it can take writes and serve linearizable reads.
+func (h *httpAPI) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+		return
+	}
+	if h.cluster.Status().Leader == 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": "no leader"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"health": true})
 }

@@ -5,15 +5,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
 )
 
 // proposer is the kvstore's view of the raft node: it takes a command into the
-// replicated log and tells when the node has stopped for good.
+// replicated log, finds the index a linearizable read must wait for, and tells
+// when the node has stopped for good.
 type proposer interface {
 	Propose(ctx context.Context, data []byte) error
+	ReadIndex(ctx context.Context) (uint64, error)
 	Done() <-chan struct{}
 }
 
@@ -25,6 +29,9 @@ type commit struct {
 	snapshot []byte
 	// entries holds the data of committed normal entries, in log order.
 	entries [][]byte
+	// index is the log index the state reaches once this commit is applied
+	// (entries without data, such as conf changes, advance it too).
+	index uint64
 	// applied is closed once everything above is applied to the map. The raft
 	// node waits on it before taking a snapshot, so that a snapshot at index i
 	// holds every entry up to i.
@@ -37,36 +44,93 @@ type kvstore struct {
 	lg       *zap.Logger
 	proposer proposer
 	ids      *requestIDs
-	waits    *waitRegistry
+	waits    *waitRegistry // shared with the raft node, which fails waits when the leader is lost
+	applied  appliedIndex
 
 	mu sync.RWMutex
 	kv map[string]string
 }
 
-func newKVStore(lg *zap.Logger, p proposer) *kvstore {
+func newKVStore(lg *zap.Logger, p proposer, waits *waitRegistry) *kvstore {
 	return &kvstore{
 		lg:       lg,
 		proposer: p,
 		ids:      newRequestIDs(),
-		waits:    newWaitRegistry(),
+		waits:    waits,
 		kv:       make(map[string]string),
 	}
 }
 
-// Lookup reads the local map.
-func (s *kvstore) Lookup(key string) (string, bool) {
+// Get reads key. A linearizable read first learns the cluster's commit index
+// through raft's ReadIndex and waits until this node has applied that far, so
+// it sees every write acknowledged before it began, on any node. A
+// serializable read (linearizable false) reads the local map at once and may
+// be stale.
+func (s *kvstore) Get(ctx context.Context, key string, linearizable bool) (string, bool, error) {
+	if linearizable {
+		if err := s.catchUpForRead(ctx); err != nil {
+			return "", false, err
+		}
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v, ok := s.kv[key]
-	return v, ok
+	return v, ok, nil
+}
+
+// kvPair is one key and its value.
+type kvPair struct {
+	Key   string
+	Value string
+}
+
+// List returns up to limit pairs whose key starts with prefix, sorted by key
+// (limit 0 means no limit). Consistency is as for Get.
+func (s *kvstore) List(ctx context.Context, prefix string, limit int, linearizable bool) ([]kvPair, error) {
+	if linearizable {
+		if err := s.catchUpForRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.RLock()
+	var out []kvPair
+	for k, v := range s.kv {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, kvPair{Key: k, Value: v})
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+func (s *kvstore) catchUpForRead(ctx context.Context) error {
+	index, err := s.proposer.ReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	return s.applied.waitApplied(ctx, index, s.proposer.Done())
 }
 
 // Put proposes key=value and returns once this node has applied it, so a nil
 // error means the write is committed and visible here.
 func (s *kvstore) Put(ctx context.Context, key, value string) error {
-	id := s.ids.next()
-	data := encodeCommand(command{op: opPut, id: id, key: key, value: value})
-	return s.waits.proposeAndWait(ctx, id, s.proposer.Done(), func(ctx context.Context) error {
+	return s.propose(ctx, command{op: opPut, key: key, value: value})
+}
+
+// Delete proposes removing key (a missing key is no error) and returns once
+// this node has applied it.
+func (s *kvstore) Delete(ctx context.Context, key string) error {
+	return s.propose(ctx, command{op: opDelete, key: key})
+}
+
+func (s *kvstore) propose(ctx context.Context, c command) error {
+	c.id = s.ids.next()
+	data := encodeCommand(c)
+	return s.waits.proposeAndWait(ctx, c.id, s.proposer.Done(), func(ctx context.Context) error {
 		return s.proposer.Propose(ctx, data)
 	})
 }
@@ -83,6 +147,7 @@ func (s *kvstore) run(commitC <-chan commit) error {
 		for _, data := range c.entries {
 			s.apply(data)
 		}
+		s.applied.advance(c.index)
 		close(c.applied)
 	}
 	return nil
@@ -103,6 +168,10 @@ func (s *kvstore) apply(data []byte) {
 	case opPut:
 		s.mu.Lock()
 		s.kv[cmd.key] = cmd.value
+		s.mu.Unlock()
+	case opDelete:
+		s.mu.Lock()
+		delete(s.kv, cmd.key)
 		s.mu.Unlock()
 	}
 	s.waits.trigger(cmd.id, nil)
@@ -156,6 +225,8 @@ func (s *kvstore) restore(data []byte) error {
 // and old logs keep decoding:
 //
 //	op (1 byte) | request id (uvarint) | key (uvarint length + bytes) | value (rest)
+//
+// A delete has no value.
 type command struct {
 	op    byte
 	id    uint64 // the proposal's identity, reported back when applied
@@ -163,7 +234,10 @@ type command struct {
 	value string
 }
 
-const opPut byte = 1
+const (
+	opPut    byte = 1
+	opDelete byte = 2
+)
 
 func encodeCommand(c command) []byte {
 	buf := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.key)+len(c.value))
@@ -178,7 +252,7 @@ func decodeCommand(data []byte) (command, error) {
 		return command{}, errors.New("empty command")
 	}
 	c := command{op: data[0]}
-	if c.op != opPut {
+	if c.op != opPut && c.op != opDelete {
 		return command{}, fmt.Errorf("unknown operation %d", c.op)
 	}
 	var err error

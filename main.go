@@ -94,6 +94,10 @@ func run(args []string) int {
 	// stops; the kvstore applies until then. The buffer lets the Ready loop
 	// run ahead of the apply by a few batches.
 	commitC := make(chan commit, 64)
+	// waits connects requests to the outcome of their proposals: the kvstore
+	// and the raft node register and report there; the raft node also fails
+	// every pending wait when it loses the leader.
+	waits := newWaitRegistry()
 	var store *kvstore
 	rn, err := startRaftNode(lg, raftConfig{
 		id:        o.id,
@@ -105,12 +109,12 @@ func run(args []string) int {
 	}, commitC, func() []byte {
 		// Called only once the kvstore has applied a commit, so store is set.
 		return store.snapshot()
-	})
+	}, waits)
 	if err != nil {
 		lg.Error("cannot start", zap.Error(err))
 		return 1
 	}
-	store = newKVStore(lg, rn)
+	store = newKVStore(lg, rn, waits)
 	storeErrC := make(chan error, 1)
 	go func() {
 		// run returns nil when the raft node closes commitC; that is not a failure.

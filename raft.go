@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -64,7 +65,14 @@ type raftNode struct {
 	peerLn    *stoppableListener
 	members   *membership
 	ids       *requestIDs
-	waits     *waitRegistry // conf changes waiting to be applied
+	waits     *waitRegistry // proposals waiting to be applied, shared with the kvstore
+	reads     *linearizableReads
+	// readStatesC carries raft's answers to ReadIndex requests from the Ready
+	// loop to the read loop. Buffered so the Ready loop never waits on it.
+	readStatesC chan raft.ReadState
+	leader      atomic.Uint64 // this node's view of the leader; 0 when none
+	leaderMu    sync.Mutex
+	leaderMoved chan struct{} // closed and replaced whenever leader changes
 
 	// Used only by the Ready loop goroutine.
 	confState     *raftpb.ConfState
@@ -82,8 +90,9 @@ type raftNode struct {
 // startRaftNode replays this node's storage, starts raft and the peer
 // transport, and starts the Ready loop. Committed entries go to commitC;
 // kvSnapshot must return the kvstore's state once it has applied everything
-// sent so far (the loop waits for that before calling it).
-func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnapshot func() []byte) (*raftNode, error) {
+// sent so far (the loop waits for that before calling it). Proposals register
+// in waits, which the node fails when it loses the leader.
+func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnapshot func() []byte, waits *waitRegistry) (*raftNode, error) {
 	if cfg.id == 0 || cfg.id > uint64(len(cfg.peerURLs)) {
 		return nil, fmt.Errorf("--id %d has no entry in --cluster (%d URLs)", cfg.id, len(cfg.peerURLs))
 	}
@@ -100,7 +109,9 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		storage:     raft.NewMemoryStorage(),
 		members:     newMembership(),
 		ids:         newRequestIDs(),
-		waits:       newWaitRegistry(),
+		waits:       waits,
+		readStatesC: make(chan raft.ReadState, 64),
+		leaderMoved: make(chan struct{}),
 		confState:   &raftpb.ConfState{},
 		lastApplied: closedChan(),
 		stopc:       make(chan struct{}),
@@ -111,6 +122,7 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		return nil, err
 	}
 	rn.disk = disk
+	rn.reads = newLinearizableReads(rn.stopc)
 	if err := rn.restore(state); err != nil {
 		disk.close()
 		return nil, err
@@ -148,6 +160,7 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		rn.node = raft.StartNode(c, peers)
 	}
 	go rn.run()
+	go rn.runReadLoop()
 	return rn, nil
 }
 
@@ -246,7 +259,7 @@ func (rn *raftNode) run() {
 
 func (rn *raftNode) loop() error {
 	if rn.startupSnap != nil {
-		if err := rn.publish(commit{snapshot: rn.startupSnap}); err != nil {
+		if err := rn.publish(commit{snapshot: rn.startupSnap, index: rn.appliedIndex}); err != nil {
 			return err
 		}
 		rn.startupSnap = nil
@@ -275,6 +288,9 @@ func (rn *raftNode) loop() error {
 
 // handleReady processes one Ready in the order raft's documentation lays down.
 func (rn *raftNode) handleReady(rd raft.Ready) error {
+	// 0. Volatile news: who leads, and answers to ReadIndex requests.
+	rn.noteLeader(rd.SoftState)
+	rn.forwardReadStates(rd.ReadStates)
 	// 1. Persist first: a message may promise what we have written (a vote,
 	// an acknowledged entry), so it must not leave before the write is durable.
 	if err := rn.persist(rd); err != nil {
@@ -299,6 +315,38 @@ func (rn *raftNode) handleReady(rd raft.Ready) error {
 	// 4. Ready for the next batch.
 	rn.node.Advance()
 	return nil
+}
+
+// noteLeader records leadership changes. When this node no longer knows a
+// leader, proposals it is waiting on may never commit (or may, under a later
+// leader): they are answered at once as of unknown outcome, instead of
+// hanging until their timeout.
+func (rn *raftNode) noteLeader(ss *raft.SoftState) {
+	if ss == nil {
+		return
+	}
+	prev := rn.leader.Swap(ss.Lead)
+	if prev != ss.Lead {
+		rn.leaderMu.Lock()
+		close(rn.leaderMoved)
+		rn.leaderMoved = make(chan struct{})
+		rn.leaderMu.Unlock()
+	}
+	if ss.Lead == 0 && prev != 0 {
+		rn.waits.failAll(errLeaderLost)
+	}
+}
+
+func (rn *raftNode) forwardReadStates(states []raft.ReadState) {
+	for _, rs := range states {
+		select {
+		case rn.readStatesC <- rs:
+		default:
+			// Only a round that gave up can leave answers unread; its
+			// successor retries with a new request.
+			rn.lg.Warn("dropping a read index answer: read loop is behind")
+		}
+	}
 }
 
 func (rn *raftNode) persist(rd raft.Ready) error {
@@ -389,7 +437,7 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 		}
 		rn.addPeer(m.ID, m.PeerURL)
 	}
-	if err := rn.publish(commit{snapshot: kvData}); err != nil {
+	if err := rn.publish(commit{snapshot: kvData, index: md.GetIndex()}); err != nil {
 		return err
 	}
 	rn.confState = md.GetConfState()
@@ -415,6 +463,7 @@ func containsMember(ms []member, id uint64) bool {
 func (rn *raftNode) applyEntries(ents []*raftpb.Entry) error {
 	var data [][]byte
 	removedSelf := false
+	before := rn.appliedIndex
 	for _, e := range ents {
 		if e.GetIndex() <= rn.appliedIndex {
 			continue // already covered by an installed snapshot
@@ -433,8 +482,8 @@ func (rn *raftNode) applyEntries(ents []*raftpb.Entry) error {
 		}
 		rn.appliedIndex = e.GetIndex()
 	}
-	if len(data) > 0 {
-		if err := rn.publish(commit{entries: data}); err != nil {
+	if rn.appliedIndex > before {
+		if err := rn.publish(commit{entries: data, index: rn.appliedIndex}); err != nil {
 			return err
 		}
 	}
@@ -536,9 +585,58 @@ func (rn *raftNode) Err() error {
 	return rn.err
 }
 
+// Leader is this node's view of the current leader, 0 if it knows none.
+func (rn *raftNode) Leader() uint64 { return rn.leader.Load() }
+
+// ReadIndex returns an index such that state applied through it reflects every
+// write acknowledged before the call. Concurrent callers share one round.
+func (rn *raftNode) ReadIndex(ctx context.Context) (uint64, error) {
+	return rn.reads.wait(ctx)
+}
+
+// awaitLeader returns once this node knows a leader, or errNoLeader after
+// about one election timeout without one. Raft does not take proposals while
+// there is no leader: they would block rather than fail.
+func (rn *raftNode) awaitLeader(ctx context.Context) error {
+	timeout := time.NewTimer(electionTicks * tickInterval)
+	defer timeout.Stop()
+	for {
+		rn.leaderMu.Lock()
+		moved := rn.leaderMoved
+		rn.leaderMu.Unlock()
+		if rn.Leader() != 0 {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-timeout.C:
+			return errNoLeader
+		case <-ctx.Done():
+			return errNoLeader
+		case <-rn.stopc:
+			return errStopped
+		}
+	}
+}
+
+// handoffTimeout bounds how long raft may take to accept a proposal. It takes
+// one at once while it knows a leader; a longer wait means the leader was lost
+// in the meantime, and the request should not hang until its own timeout.
+const handoffTimeout = 2 * electionTicks * tickInterval
+
+// propose waits for a leader, then hands a proposal to raft with submit.
+func (rn *raftNode) propose(ctx context.Context, submit func(context.Context) error) error {
+	if err := rn.awaitLeader(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, handoffTimeout)
+	defer cancel()
+	return submit(ctx)
+}
+
 // Propose hands data to raft as a normal entry.
 func (rn *raftNode) Propose(ctx context.Context, data []byte) error {
-	return rn.node.Propose(ctx, data)
+	return rn.propose(ctx, func(ctx context.Context) error { return rn.node.Propose(ctx, data) })
 }
 
 // AddMember proposes adding member id at peerURL and returns once the change
@@ -565,8 +663,40 @@ func (rn *raftNode) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange
 	id := rn.ids.next()
 	cc.Id = &id
 	return rn.waits.proposeAndWait(ctx, id, rn.donec, func(ctx context.Context) error {
-		return rn.node.ProposeConfChange(ctx, cc)
+		return rn.propose(ctx, func(ctx context.Context) error { return rn.node.ProposeConfChange(ctx, cc) })
 	})
+}
+
+// nodeStatus is this node's view of the cluster, as GET /v1/status shows it.
+type nodeStatus struct {
+	ID      uint64   `json:"id"`
+	State   string   `json:"state"` // leader, follower, candidate or pre-candidate
+	Leader  uint64   `json:"leader"`
+	Term    uint64   `json:"term"`
+	Commit  uint64   `json:"commit"`
+	Applied uint64   `json:"applied"`
+	Members []member `json:"members"`
+}
+
+var raftStateNames = map[raft.StateType]string{
+	raft.StateFollower:     "follower",
+	raft.StateCandidate:    "candidate",
+	raft.StateLeader:       "leader",
+	raft.StatePreCandidate: "pre-candidate",
+}
+
+// Status reports this node's raft state.
+func (rn *raftNode) Status() nodeStatus {
+	st := rn.node.Status()
+	return nodeStatus{
+		ID:      rn.cfg.id,
+		State:   raftStateNames[st.RaftState],
+		Leader:  st.Lead,
+		Term:    st.HardState.GetTerm(),
+		Commit:  st.HardState.GetCommit(),
+		Applied: st.Applied,
+		Members: rn.members.list(),
+	}
 }
 
 // Members lists the current members.

@@ -62,6 +62,17 @@ func (w *waitRegistry) trigger(id uint64, err error) {
 	}
 }
 
+// failAll answers every waiting proposal with err.
+func (w *waitRegistry) failAll(err error) {
+	w.mu.Lock()
+	pending := w.pending
+	w.pending = make(map[uint64]chan error)
+	w.mu.Unlock()
+	for _, ch := range pending {
+		ch <- err
+	}
+}
+
 // cancel forgets a waiter whose request gave up.
 func (w *waitRegistry) cancel(id uint64) {
 	w.mu.Lock()
@@ -93,9 +104,10 @@ func (w *waitRegistry) proposeAndWait(ctx context.Context, id uint64, stopped <-
 // Errors a proposal can end with before its outcome is known. All of them mean
 // "not acknowledged"; only errOutcomeUnknown leaves open that it may commit.
 var (
-	errNoLeader       = errors.New("no leader: the proposal was dropped, retry later")
+	errNoLeader       = errors.New("no leader: nothing was done, retry later")
 	errOutcomeUnknown = errors.New("request timed out: the outcome is unknown (the write may still commit)")
 	errStopped        = errors.New("this node is shutting down")
+	errLeaderLost     = errors.New("this node lost the leader while the request was pending: the outcome is unknown (the write may still commit)")
 )
 
 func proposalError(ctx context.Context, err error) error {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+)
+
+// serveV1KV serves /v1/kv/{key} (GET, PUT, DELETE) and, for an empty key,
+// the sorted listing GET /v1/kv/?prefix=P&limit=N.
+func (h *httpAPI) serveV1KV(w http.ResponseWriter, r *http.Request, key string) {
+	switch {
+	case r.Method == http.MethodGet && key == "":
+		h.list(w, r)
+	case r.Method == http.MethodGet:
+		h.get(w, r, key, jsonError)
+	case r.Method == http.MethodPut:
+		h.put(w, r, key, jsonError)
+	case r.Method == http.MethodDelete:
+		h.deleteKey(w, r, key)
+	default:
+		w.Header().Set("Allow", "GET, PUT, DELETE")
+		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	}
+}
+
+// deleteKey removes key; deleting a missing key succeeds too (204), so a
+// retried DELETE is harmless.
+func (h *httpAPI) deleteKey(w http.ResponseWriter, r *http.Request, key string) {
+	if !validKey(w, key, jsonError) {
+		return
+	}
+	ctx, cancel := contextFor(r, h.requestTimeout)
+	defer cancel()
+	if err := h.store.Delete(ctx, key); err != nil {
+		h.fail(w, err, jsonError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// listItem is one pair in a listing. JSON strings must be UTF-8, so when the
+// key or the value is not, both are given in standard base64 and encoding
+// says so.
+type listItem struct {
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	Encoding string `json:"encoding,omitempty"`
+}
+
+func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) {
+	linearizable, ok := readConsistency(w, r, jsonError)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			jsonError(w, http.StatusBadRequest, "limit must be a non-negative integer, not "+s)
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := contextFor(r, h.requestTimeout)
+	defer cancel()
+	pairs, err := h.store.List(ctx, q.Get("prefix"), limit, linearizable)
+	if err != nil {
+		h.fail(w, err, jsonError)
+		return
+	}
+	items := make([]listItem, len(pairs))
+	for i, p := range pairs {
+		if utf8.ValidString(p.Key) && utf8.ValidString(p.Value) {
+			items[i] = listItem{Key: p.Key, Value: p.Value}
+		} else {
+			items[i] = listItem{
+				Key:      base64.StdEncoding.EncodeToString([]byte(p.Key)),
+				Value:    base64.StdEncoding.EncodeToString([]byte(p.Value)),
+				Encoding: "base64",
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, items)
+}
+
+// serveV1Members serves GET and POST /v1/members and DELETE /v1/members/{id}.
+func (h *httpAPI) serveV1Members(w http.ResponseWriter, r *http.Request, idText string) {
+	switch {
+	case idText == "" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, h.cluster.Members())
+	case idText == "" && r.Method == http.MethodPost:
+		var m member
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&m); err != nil {
+			jsonError(w, http.StatusBadRequest, `body must be JSON {"id": N, "peerURL": "http://host:port"}: `+err.Error())
+			return
+		}
+		if m.ID == 0 {
+			jsonError(w, http.StatusBadRequest, "id must be a positive integer")
+			return
+		}
+		h.addMember(w, r, m.ID, m.PeerURL, jsonError, http.StatusCreated)
+	case idText != "" && r.Method == http.MethodDelete:
+		id, err := parseMemberID(idText)
+		if err != nil {
+			jsonError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		h.removeMember(w, r, id, jsonError)
+	case idText == "":
+		w.Header().Set("Allow", "GET, POST")
+		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	default:
+		w.Header().Set("Allow", "DELETE")
+		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	}
+}
+
+func (h *httpAPI) serveV1Status(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cluster.Status())
+}

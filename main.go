@@ -48,7 +48,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.dataDir, "data-dir", ".", "directory holding raftexample-<id>/ (WAL) and raftexample-<id>-snap/ (snapshots)")
 	fs.Uint64Var(&o.snapCount, "snap-count", 10000, "applied entries between snapshots")
 	fs.Int64Var(&o.walSegmentBytes, "wal-segment-bytes", wal.SegmentSizeBytes, "size at which the WAL starts a new segment file")
-	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "how long a write waits to be applied before answering 503")
+	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before answering 503")
 	fs.Int64Var(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value a PUT may store")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

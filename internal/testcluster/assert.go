@@ -26,12 +26,14 @@ func (n *Node) MustPut(key, val string) {
 }
 
 func (n *Node) put(key, val string) error {
+	start := time.Now()
 	code, body, err := n.Put(key, val)
+	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
-		return fmt.Errorf("PUT %s on %v: %v", key, n, err)
+		return fmt.Errorf("PUT %s on %v (at %s, took %v): %v", key, n, start.Format("15:04:05.000"), took, err)
 	}
 	if code != http.StatusNoContent {
-		return fmt.Errorf("PUT %s on %v: status %d: %s", key, n, code, strings.TrimSpace(body))
+		return fmt.Errorf("PUT %s on %v (at %s, took %v): status %d: %s", key, n, start.Format("15:04:05.000"), took, code, strings.TrimSpace(body))
 	}
 	return nil
 }

@@ -169,9 +169,11 @@ type Node struct {
 }
 
 // NewNode prepares (but does not start) a process of bin with args, working
-// directory dir, serving HTTP on httpPort. Its output goes to logPath. The
-// process is killed when the test ends, and the tail of its log is printed if
-// the test failed.
+// directory dir, serving HTTP on httpPort. Its output goes to logPath. When
+// the test ends, the tails of the logs of all its nodes are printed if it
+// failed, and all its processes are killed. Create dir and logPath's
+// directory (e.g. with t.TempDir) before the test's first NewNode, so that
+// they are removed only after the processes are gone.
 func NewNode(t testing.TB, bin, dir, logPath string, httpPort int, args []string) *Node {
 	n := &Node{
 		HTTPPort: httpPort,
@@ -186,16 +188,42 @@ func NewNode(t testing.TB, bin, dir, logPath string, httpPort int, args []string
 			Transport: &http.Transport{DisableKeepAlives: true},
 		},
 	}
+	track(t, n)
+	return n
+}
+
+// nodesOf maps each test to its nodes, so that one cleanup per test can
+// first print the logs of all its nodes and then kill them all.
+var (
+	nodesMu sync.Mutex
+	nodesOf = map[testing.TB][]*Node{}
+)
+
+func track(t testing.TB, n *Node) {
+	nodesMu.Lock()
+	defer nodesMu.Unlock()
+	first := len(nodesOf[t]) == 0
+	nodesOf[t] = append(nodesOf[t], n)
+	if !first {
+		return
+	}
 	t.Cleanup(func() {
+		nodesMu.Lock()
+		all := nodesOf[t]
+		delete(nodesOf, t)
+		nodesMu.Unlock()
 		if t.Failed() {
-			t.Logf("---- last lines of %s (node %d, port %d) ----\n%s", filepath.Base(logPath), n.ID, n.HTTPPort, Tail(n.Log(), 40))
+			for _, n := range all {
+				t.Logf("---- last lines of %s (%v, HTTP port %d) ----\n%s", n.LogPath, n, n.HTTPPort, Tail(n.Log(), 40))
+			}
 		}
-		if n.Running() {
+		for _, n := range all {
 			n.signal(syscall.SIGKILL)
+		}
+		for _, n := range all {
 			n.Wait(10 * time.Second)
 		}
 	})
-	return n
 }
 
 func (n *Node) String() string {

@@ -1,0 +1,650 @@
+package main
+
+// Cross-process tests: each test builds nothing itself but runs the real
+// binary (built once per `go test` run by testcluster.Build) as separate
+// processes with real data directories and real HTTP. Helpers in this file
+// carry a "proc" prefix so they cannot clash with the server's own names in
+// package main.
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	tc "raftexample/internal/testcluster"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	tc.RemoveBuild()
+	os.Exit(code)
+}
+
+// procStartCluster starts size nodes with extra flags and waits until they
+// serve HTTP and have a leader (a PUT through node 1 succeeds).
+func procStartCluster(t *testing.T, size int, extra ...string) *tc.Cluster {
+	t.Helper()
+	c := tc.New(t, size, extra...)
+	c.Start()
+	c.Node(1).MustPut("procStartCluster", "ready")
+	return c
+}
+
+// procKVs returns n keys "<prefix>-<i>" with values of about size bytes
+// that differ per key.
+func procKVs(prefix string, n, size int) []tc.KV {
+	kvs := make([]tc.KV, n)
+	for i := range kvs {
+		v := fmt.Sprintf("%s-value-%d-", prefix, i)
+		if pad := size - len(v); pad > 0 {
+			v += strings.Repeat(string(rune('a'+i%26)), pad)
+		}
+		kvs[i] = tc.KV{Key: fmt.Sprintf("%s-%d", prefix, i), Val: v}
+	}
+	return kvs
+}
+
+func procExpectStatus(t *testing.T, what string, code int, body string, err error, want int) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if code != want {
+		t.Fatalf("%s: status %d (%s), want %d", what, code, strings.TrimSpace(body), want)
+	}
+}
+
+func procExpectLog(t *testing.T, n *tc.Node, text string) {
+	t.Helper()
+	tc.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(n.RunLog(), text) {
+			return fmt.Errorf("%v's log (this run) has no %q", n, text)
+		}
+		return nil
+	})
+}
+
+// procExpectRemovedExit waits for a removed node to exit by itself with code
+// 0 after logging that it was removed.
+func procExpectRemovedExit(t *testing.T, n *tc.Node) {
+	t.Helper()
+	code, ok := n.Wait(20 * time.Second)
+	if !ok {
+		t.Fatalf("%v still running 20s after its removal", n)
+	}
+	if code != 0 {
+		t.Fatalf("removed %v exited with code %d, want 0", n, code)
+	}
+	if !strings.Contains(n.RunLog(), "this member was removed from the cluster") {
+		t.Fatalf("removed %v did not log %q", n, "this member was removed from the cluster")
+	}
+}
+
+// ---------------------------------------------------------------------------
+
+func TestPutOnAnyNodeIsReadableOnAll(t *testing.T) {
+	c := procStartCluster(t, 3)
+	for _, n := range c.Nodes {
+		key, val := fmt.Sprintf("via-%d", n.ID), fmt.Sprintf("written through node %d", n.ID)
+		n.MustPut(key, val)
+		tc.ExpectValue(t, key, val, c.Nodes...)
+		// The same key overwritten through every node in turn: the last write wins everywhere.
+		n.MustPut("shared", val)
+		tc.ExpectValue(t, "shared", val, c.Nodes...)
+	}
+	code, _, err := c.Node(2).Get("never-written")
+	procExpectStatus(t, "GET of a missing key", code, "", err, http.StatusNotFound)
+}
+
+func TestNodeRestartedAfterSIGTERMKeepsDataAndCatchesUp(t *testing.T) {
+	procRestartCatchesUp(t, false)
+}
+
+func TestNodeRestartedAfterSIGKILLKeepsDataAndCatchesUp(t *testing.T) {
+	procRestartCatchesUp(t, true)
+}
+
+func procRestartCatchesUp(t *testing.T, kill bool) {
+	c := procStartCluster(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+
+	before := procKVs("before", 20, 30)
+	tc.PutMany(t, before, c.Nodes...)
+	tc.ExpectValues(t, before, n3)
+
+	if kill {
+		n3.Kill()
+	} else if code := n3.Stop(); code != 0 {
+		t.Fatalf("node 3 exited with code %d after SIGTERM, want 0", code)
+	}
+
+	missed := procKVs("missed", 20, 30)
+	tc.PutMany(t, missed, n1, n2)
+	before[0].Val = "overwritten while node 3 was down"
+	n1.MustPut(before[0].Key, before[0].Val)
+
+	n3.Restart()
+	tc.ExpectValues(t, append(before, missed...), n3)
+
+	// Node 3 is a full member again: its writes reach the others.
+	n3.MustPut("after-restart", "hello from node 3")
+	tc.ExpectValue(t, "after-restart", "hello from node 3", n1, n2)
+}
+
+// procFiles lists the names in dir matching the glob pattern.
+func procFiles(t *testing.T, dir, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m {
+		m[i] = filepath.Base(m[i])
+	}
+	return m
+}
+
+func TestSnapshotsAreTakenRetainedAndSentToLaggingFollower(t *testing.T) {
+	c := procStartCluster(t, 3, "--snap-count", "50", "--wal-segment-bytes", "65536")
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+
+	early := procKVs("early", 10, 100)
+	tc.PutMany(t, early, c.Nodes...)
+	tc.ExpectValues(t, early, n3)
+	if code := n3.Stop(); code != 0 {
+		t.Fatalf("node 3 exited with code %d after SIGTERM, want 0", code)
+	}
+
+	// About 700 KB of values: a dozen 64 KiB WAL segments, a snapshot every
+	// 50 entries, and the leader's log compacted far past node 3's.
+	bulk := procKVs("bulk", 700, 1000)
+	tc.PutMany(t, bulk, n1, n2)
+	all := append(early, bulk...)
+	tc.ExpectValues(t, all, n1, n2)
+
+	const firstSegment = "0000000000000000-0000000000000000.wal"
+	for _, n := range []*tc.Node{n1, n2} {
+		// Purging may run in the background: poll for it.
+		tc.Eventually(t, 45*time.Second, func() error {
+			snaps := procFiles(t, n.SnapDir(), "*.snap")
+			wals := procFiles(t, n.WALDir(), "*.wal")
+			switch {
+			case len(snaps) == 0:
+				return fmt.Errorf("%v: no .snap files in %s", n, n.SnapDir())
+			case len(snaps) > 5:
+				return fmt.Errorf("%v: %d .snap files, want <= 5: %v", n, len(snaps), snaps)
+			case len(wals) == 0:
+				return fmt.Errorf("%v: no .wal files in %s", n, n.WALDir())
+			case wals[0] == firstSegment:
+				return fmt.Errorf("%v: first WAL segment %s still there (%d segments: %v)", n, firstSegment, len(wals), wals)
+			case len(wals) > 8:
+				return fmt.Errorf("%v: %d WAL segments, want <= 8 (5 kept + the ones still needed): %v", n, len(wals), wals)
+			}
+			t.Logf("%v: snapshots %v, WAL segments %v", n, snaps, wals)
+			return nil
+		})
+		if !strings.Contains(n.RunLog(), "snapshot saved") {
+			t.Errorf("%v has .snap files but never logged %q", n, "snapshot saved")
+		}
+	}
+
+	// Node 3 slept through the compaction: it must get a snapshot.
+	n3.Restart()
+	tc.ExpectValues(t, all, n3)
+	procExpectLog(t, n3, "installed snapshot from leader")
+
+	// Whole-cluster restart: every node rebuilds its state from its own
+	// snapshot + WAL (no node is left that could send it anything else).
+	for _, n := range c.Nodes {
+		if code := n.Stop(); code != 0 {
+			t.Fatalf("%v exited with code %d after SIGTERM, want 0", n, code)
+		}
+	}
+	for _, n := range c.Nodes {
+		n.Start()
+	}
+	for _, n := range c.Nodes {
+		if err := n.WaitServing(tc.Timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.ExpectValues(t, all, c.Nodes...)
+	n2.MustPut("after-full-restart", "ok")
+	tc.ExpectValue(t, "after-full-restart", "ok", c.Nodes...)
+}
+
+// procAddFourRemoveThree runs the membership scenario on a fresh three-node
+// cluster: node 4 is added and catches up by snapshot, then node 3 is
+// removed and exits. It returns the cluster and the values written so far.
+func procAddFourRemoveThree(t *testing.T) (*tc.Cluster, []tc.KV) {
+	t.Helper()
+	c := procStartCluster(t, 3, "--snap-count", "50")
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+
+	pre := procKVs("pre", 200, 50)
+	tc.PutMany(t, pre, n1, n2, n3)
+
+	n4 := c.NewJoiner()
+	code, body, err := n1.AddMember("4", n4.PeerURL)
+	procExpectStatus(t, "POST /4 "+n4.PeerURL, code, body, err, http.StatusNoContent)
+	n4.Start() // --join, --cluster with all four URLs
+	if err := n4.WaitServing(tc.Timeout); err != nil {
+		t.Fatal(err)
+	}
+	tc.ExpectValues(t, pre, n4)
+	procExpectLog(t, n4, "installed snapshot from leader")
+
+	code, body, err = n2.RemoveMember("3")
+	procExpectStatus(t, "DELETE /3", code, body, err, http.StatusNoContent)
+	procExpectRemovedExit(t, n3)
+
+	post := procKVs("post", 3, 20)
+	for i, n := range []*tc.Node{n1, n2, n4} {
+		n.MustPut(post[i].Key, post[i].Val)
+	}
+	tc.ExpectValues(t, post, n1, n2, n4)
+	return c, append(pre, post...)
+}
+
+func TestAddedMemberCatchesUpAndRemovedMemberExits(t *testing.T) {
+	c, _ := procAddFourRemoveThree(t)
+	// Ids are never reused: neither a removed id nor a current one can be added.
+	code, body, err := c.Node(1).AddMember("3", c.Node(3).PeerURL)
+	procExpectStatus(t, "POST /3 after removing 3", code, body, err, http.StatusConflict)
+	code, body, err = c.Node(4).AddMember("4", c.Node(4).PeerURL)
+	procExpectStatus(t, "POST /4 when 4 is a member", code, body, err, http.StatusConflict)
+}
+
+func TestMembershipChangesSurviveRestarts(t *testing.T) {
+	c, kvs := procAddFourRemoveThree(t)
+	n1, n2, n4 := c.Node(1), c.Node(2), c.Node(4)
+	survivors := []*tc.Node{n1, n2, n4}
+
+	// All three down at once, then up again: nodes 1 and 2 still have their
+	// original three-URL --cluster, so node 4 can only be known from what
+	// they persisted.
+	for _, n := range survivors {
+		if code := n.Stop(); code != 0 {
+			t.Fatalf("%v exited with code %d after SIGTERM, want 0", n, code)
+		}
+	}
+	for _, n := range survivors {
+		n.Start()
+	}
+	for _, n := range survivors {
+		if err := n.WaitServing(tc.Timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.ExpectValues(t, kvs, survivors...)
+	for _, n := range survivors {
+		key := fmt.Sprintf("after-restart-via-%d", n.ID)
+		n.MustPut(key, "new")
+		tc.ExpectValue(t, key, "new", survivors...)
+	}
+	if c.Node(3).Running() {
+		t.Fatal("removed node 3 is running")
+	}
+}
+
+// procWriter PUTs distinct keys through the given nodes in turn, one after
+// another, until stopped, and records every PUT that did not get 204.
+type procWriter struct {
+	ok      atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	failed  []string
+	written []tc.KV
+}
+
+func procStartWriter(prefix string, nodes ...*tc.Node) *procWriter {
+	w := &procWriter{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			n := nodes[i%len(nodes)]
+			kv := tc.KV{Key: fmt.Sprintf("%s-%d", prefix, i), Val: fmt.Sprintf("v%d", i)}
+			start := time.Now()
+			code, body, err := n.Put(kv.Key, kv.Val)
+			w.mu.Lock()
+			if err != nil || code != http.StatusNoContent {
+				w.failed = append(w.failed, fmt.Sprintf("%s PUT %s on %v after %v: status %d %q err %v",
+					start.Format("15:04:05.000"), kv.Key, n, time.Since(start).Round(time.Millisecond), code, strings.TrimSpace(body), err))
+			} else {
+				w.written = append(w.written, kv)
+				w.ok.Add(1)
+			}
+			w.mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// waitMore waits until k more PUTs succeeded.
+func (w *procWriter) waitMore(t *testing.T, k int64) {
+	t.Helper()
+	target := w.ok.Load() + k
+	tc.Eventually(t, tc.Timeout, func() error {
+		if got := w.ok.Load(); got < target {
+			return fmt.Errorf("writer: %d successful PUTs, waiting for %d", got, target)
+		}
+		return nil
+	})
+}
+
+func (w *procWriter) finish(t *testing.T) []tc.KV {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	if len(w.failed) > 0 {
+		t.Errorf("%d PUTs failed while the removed node was running (%d succeeded):\n%s",
+			len(w.failed), w.ok.Load(), strings.Join(w.failed, "\n"))
+	}
+	return w.written
+}
+
+// procCopyDir copies the regular files under src to dst.
+func procCopyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if info.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRemovedNodeRestartedFromOldDataExitsWithoutDisturbingCluster(t *testing.T) {
+	c := procStartCluster(t, 3)
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+
+	kvs := procKVs("k", 20, 30)
+	tc.PutMany(t, kvs, c.Nodes...)
+	tc.ExpectValues(t, kvs, n3)
+
+	// Keep a copy of node 3's data from while it was a member.
+	if code := n3.Stop(); code != 0 {
+		t.Fatalf("node 3 exited with code %d after SIGTERM, want 0", code)
+	}
+	memberCopy := filepath.Join(t.TempDir(), "node3-member")
+	procCopyDir(t, n3.DataDir, memberCopy)
+	n3.Restart()
+	n3.MustPut("node3-back", "yes")
+	tc.ExpectValue(t, "node3-back", "yes", n1, n2)
+
+	code, body, err := n1.RemoveMember("3")
+	procExpectStatus(t, "DELETE /3", code, body, err, http.StatusNoContent)
+	procExpectRemovedExit(t, n3)
+
+	for vi, variant := range []struct {
+		name    string
+		prepare func()
+	}{
+		{"its own data dir after the removal", func() {}},
+		{"a copy of its data dir from before the removal", func() {
+			if err := os.RemoveAll(n3.DataDir); err != nil {
+				t.Fatal(err)
+			}
+			procCopyDir(t, memberCopy, n3.DataDir)
+		}},
+	} {
+		t.Logf("restarting removed node 3 from %s", variant.name)
+		variant.prepare()
+		w := procStartWriter(fmt.Sprintf("during-%d", vi), n1, n2)
+		w.waitMore(t, 5)
+		n3.Start()
+		procExpectRemovedExit(t, n3)
+		w.waitMore(t, 10)
+		written := w.finish(t)
+		tc.ExpectValues(t, written, n1, n2)
+	}
+}
+
+func TestBadMembershipRequestsAreRejectedAndHarmless(t *testing.T) {
+	c := procStartCluster(t, 3)
+	n := func(i int) *tc.Node { return c.Nodes[i%len(c.Nodes)] } // spread requests over all nodes
+	// A well-formed URL that is never contacted: every request below is refused.
+	goodURL := "http://127.0.0.1:1"
+	req := 0
+	check := func(method, path, body string, want int) {
+		t.Helper()
+		node := n(req)
+		req++
+		code, respBody, err := node.Do(method, path, body)
+		procExpectStatus(t, fmt.Sprintf("%s %s %q on %v", method, path, body, node), code, respBody, err, want)
+	}
+
+	for _, bad := range []string{"not a url", "ftp://x:1", "http://nohostport", "", "127.0.0.1:2380"} {
+		check(http.MethodPost, "/4", bad, http.StatusBadRequest)
+	}
+	for _, badID := range []string{"0", "-1", "abc", "1.5"} {
+		check(http.MethodPost, "/"+badID, goodURL, http.StatusBadRequest)
+	}
+	for id := 1; id <= 3; id++ {
+		check(http.MethodPost, "/"+strconv.Itoa(id), goodURL, http.StatusConflict)
+	}
+	check(http.MethodDelete, "/9", "", http.StatusNotFound)
+	check(http.MethodDelete, "/abc", "", http.StatusBadRequest)
+	check(http.MethodDelete, "/0", "", http.StatusBadRequest)
+
+	for _, path := range []string{"/somekey", "/1"} {
+		code, hdr, err := procDoWithHeader(n(req), "PATCH", path)
+		req++
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusMethodNotAllowed || hdr.Get("Allow") == "" {
+			t.Fatalf("PATCH %s: status %d, Allow %q; want 405 with an Allow header", path, code, hdr.Get("Allow"))
+		}
+	}
+
+	single := procStartCluster(t, 1)
+	code, body, err := single.Node(1).RemoveMember("1")
+	procExpectStatus(t, "DELETE /1 on a one-node cluster", code, body, err, http.StatusConflict)
+
+	// Nothing of the above may have reached the raft log in a harmful way:
+	// every node restarts fine and both clusters still work.
+	for _, cl := range []*tc.Cluster{c, single} {
+		for _, node := range cl.Nodes {
+			if code := node.Stop(); code != 0 {
+				t.Fatalf("%v exited with code %d after SIGTERM, want 0", node, code)
+			}
+		}
+		for _, node := range cl.Nodes {
+			node.Start()
+		}
+		for _, node := range cl.Nodes {
+			if err := node.WaitServing(tc.Timeout); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, node := range cl.Nodes {
+			key := fmt.Sprintf("after-restart-%d", node.ID)
+			node.MustPut(key, "fine")
+			tc.ExpectValue(t, key, "fine", cl.Nodes...)
+		}
+		for _, node := range cl.Nodes {
+			if !node.Running() {
+				t.Fatalf("%v exited after the restart", node)
+			}
+		}
+	}
+	// The membership is still exactly what it was: 3 is a member, 4 is not.
+	code, body, err = c.Node(1).RemoveMember("4")
+	procExpectStatus(t, "DELETE /4 after the restart", code, body, err, http.StatusNotFound)
+	code, body, err = c.Node(2).AddMember("3", goodURL)
+	procExpectStatus(t, "POST /3 after the restart", code, body, err, http.StatusConflict)
+}
+
+func procDoWithHeader(n *tc.Node, method, path string) (int, http.Header, error) {
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", n.HTTPPort, path), strings.NewReader("x"))
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header, nil
+}
+
+func TestSIGTERMAndSIGINTExitCleanlyAndKeepData(t *testing.T) {
+	c := procStartCluster(t, 3)
+	kvs := procKVs("k", 30, 100)
+	tc.PutMany(t, kvs, c.Nodes...)
+	tc.ExpectValues(t, kvs, c.Nodes...)
+
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		n := c.Nodes[i]
+		if code := n.StopWith(sig); code != 0 {
+			t.Fatalf("%v exited with code %d after %v, want 0", n, code, sig)
+		}
+		if bad := tc.ErrorLines(n.RunLog()); len(bad) > 0 {
+			t.Errorf("%v logged at error level in a run ended by %v:\n%s", n, sig, strings.Join(bad, "\n"))
+		}
+		n.Restart()
+		tc.ExpectValues(t, kvs, n)
+		key := "after-" + sig.String()
+		n.MustPut(key, "ok")
+		tc.ExpectValue(t, key, "ok", c.Nodes...)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Procfile
+
+var procURLPort = regexp.MustCompile(`(://[^/,:]+:)(\d+)`)
+
+// procParseProcfile reads "name: command args..." lines.
+func procParseProcfile(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading the Procfile: %v", err)
+	}
+	procs := map[string][]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, cmd, ok := strings.Cut(line, ":")
+		if !ok || len(strings.Fields(cmd)) == 0 {
+			t.Fatalf("Procfile line %q is not \"name: command\"", line)
+		}
+		procs[strings.TrimSpace(name)] = strings.Fields(cmd)
+	}
+	return procs
+}
+
+func TestProcfileStartsAWorkingCluster(t *testing.T) {
+	procs := procParseProcfile(t, "Procfile")
+	if len(procs) < 2 {
+		t.Fatalf("Procfile has %d processes, want a cluster of at least 2", len(procs))
+	}
+	bin := tc.Build(t)
+
+	// Map every port the Procfile mentions (in URLs and --port) to a free one.
+	ports := map[string]string{}
+	mapPort := func(p string) string {
+		if _, ok := ports[p]; !ok {
+			free, err := tc.FreePorts(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports[p] = strconv.Itoa(free[0])
+		}
+		return ports[p]
+	}
+	isPortFlag := func(s string) bool { return s == "--port" || s == "-port" }
+
+	dir := t.TempDir() // one working directory for all, as goreman would do
+	logs := t.TempDir()
+	var nodes []*tc.Node
+	for name, fields := range procs {
+		if filepath.Base(fields[0]) != "raftexample" {
+			t.Fatalf("Procfile process %s runs %q, want ./raftexample", name, fields[0])
+		}
+		args := append([]string(nil), fields[1:]...)
+		httpPort, id := 0, 0
+		for i, a := range args {
+			flag, val, hasEq := strings.Cut(a, "=")
+			switch {
+			case i > 0 && isPortFlag(args[i-1]):
+				args[i] = mapPort(a)
+				httpPort, _ = strconv.Atoi(args[i])
+			case hasEq && isPortFlag(flag):
+				args[i] = flag + "=" + mapPort(val)
+				httpPort, _ = strconv.Atoi(mapPort(val))
+			case i > 0 && (args[i-1] == "--id" || args[i-1] == "-id"):
+				id, _ = strconv.Atoi(a)
+			default:
+				args[i] = procURLPort.ReplaceAllStringFunc(a, func(m string) string {
+					sub := procURLPort.FindStringSubmatch(m)
+					return sub[1] + mapPort(sub[2])
+				})
+			}
+		}
+		if httpPort == 0 {
+			t.Fatalf("Procfile process %s has no --port", name)
+		}
+		n := tc.NewNode(t, bin, dir, filepath.Join(logs, name+".log"), httpPort, args)
+		n.ID = id
+		nodes = append(nodes, n)
+		t.Logf("%s: raftexample %s", name, strings.Join(args, " "))
+	}
+
+	for _, n := range nodes {
+		n.Start()
+	}
+	for _, n := range nodes {
+		if err := n.WaitServing(tc.Timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		key := fmt.Sprintf("procfile-%d", n.HTTPPort)
+		val := fmt.Sprintf("written through %v", n)
+		n.MustPut(key, val)
+		tc.ExpectValue(t, key, val, nodes...)
+	}
+}

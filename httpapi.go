@@ -4,23 +4,27 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
 
 const maxKeyBytes = 4096
 
 // clusterAdmin is what the HTTP API needs from the raft node beyond the
-// kvstore: the member list, changes to it, and the node's status.
+// kvstore: the member list and changes to it, leadership, and raft's status.
 type clusterAdmin interface {
 	AddMember(ctx context.Context, id uint64, peerURL string) error
 	RemoveMember(ctx context.Context, id uint64) error
 	Members() []member
-	Status() nodeStatus
+	TransferLeadership(ctx context.Context, to uint64) error
+	Leader() uint64
+	Status() raftStatus
 }
 
 // httpAPI serves two faces of one keyspace: raftexample's root API (PUT and
@@ -55,22 +59,51 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	route := h.route(rec, r)
+	observeHTTP(route, r.Method, rec.code, start)
+}
+
+// route serves r and names the route it took, for metrics.
+func (h *httpAPI) route(w http.ResponseWriter, r *http.Request) string {
 	path := r.URL.Path
 	switch {
 	case path == "/v1/kv" || strings.HasPrefix(path, "/v1/kv/"):
 		h.serveV1KV(w, r, strings.TrimPrefix(strings.TrimPrefix(path, "/v1/kv"), "/"))
+		return "/v1/kv"
 	case path == "/v1/members" || strings.HasPrefix(path, "/v1/members/"):
 		h.serveV1Members(w, r, strings.TrimPrefix(strings.TrimPrefix(path, "/v1/members"), "/"))
+		return "/v1/members"
 	case path == "/v1/status":
 		h.serveV1Status(w, r)
+		return path
+	case path == "/v1/leader":
+		h.serveV1Leader(w, r)
+		return path
 	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
 		jsonError(w, http.StatusNotFound, "no such endpoint: "+path)
-	case path == "/health", path == "/readyz":
+		return "/v1/other"
+	case path == "/health":
 		h.serveHealth(w, r)
+		return path
+	case path == "/readyz":
+		h.serveReadyz(w, r)
+		return path
 	case path == "/metrics":
-		plainError(w, http.StatusNotFound, path+" is reserved and not served yet")
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			plainError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+		} else {
+			promhttp.Handler().ServeHTTP(w, r)
+		}
+		return path
 	default:
 		h.serveRoot(w, r, strings.TrimPrefix(path, "/"))
+		if r.Method == http.MethodPost || r.Method == http.MethodDelete {
+			return "/{id}"
+		}
+		return "/{key}"
 	}
 }
 
@@ -209,7 +242,8 @@ func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, id uint64
 func (h *httpAPI) fail(w http.ResponseWriter, err error, reply errorStyle) {
 	switch {
 	case errors.Is(err, errNoLeader), errors.Is(err, errOutcomeUnknown), errors.Is(err, errLeaderLost),
-		errors.Is(err, errStopped), errors.Is(err, errReadUnconfirmed), errors.Is(err, errApplyBehind):
+		errors.Is(err, errStopped), errors.Is(err, errReadUnconfirmed), errors.Is(err, errApplyBehind),
+		errors.Is(err, errTransferTimeout):
 		reply(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, errNotMember):
 		reply(w, http.StatusNotFound, err.Error())
@@ -221,17 +255,49 @@ func (h *httpAPI) fail(w http.ResponseWriter, err error, reply errorStyle) {
 	}
 }
 
-// serveHealth answers /health and /readyz: 200 when this node knows a leader,
-// so it can take writes and serve linearizable reads.
+// maxHealthyApplyLag is how far the applied index may trail the commit index
+// on a healthy node.
+const maxHealthyApplyLag = 1000
+
+// serveHealth answers GET /health: 200 when this node knows a leader and has
+// applied nearly everything committed, else 503 with the reason.
 func (h *httpAPI) serveHealth(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	if !getOnly(w, r) {
 		return
 	}
-	if h.cluster.Status().Leader == 0 {
+	st := h.cluster.Status()
+	applied, _, _ := h.store.State()
+	switch {
+	case st.Leader == 0:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": "no leader"})
+	case applied+maxHealthyApplyLag < st.Commit:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false,
+			"reason": fmt.Sprintf("applied index %d trails commit index %d", applied, st.Commit)})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"health": true})
+	}
+}
+
+// serveReadyz answers GET /readyz: 200 when this node can serve a
+// linearizable read now, which it proves by doing the read's first half.
+func (h *httpAPI) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	if !getOnly(w, r) {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"health": true})
+	ctx, cancel := contextFor(r, h.requestTimeout)
+	defer cancel()
+	if err := h.store.catchUpForRead(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+}
+
+func getOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet {
+		return true
+	}
+	w.Header().Set("Allow", "GET")
+	jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	return false
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -122,11 +123,51 @@ func (h *httpAPI) serveV1Members(w http.ResponseWriter, r *http.Request, idText 
 	}
 }
 
+// statusResponse is GET /v1/status: raft's view from this node plus the
+// state of its map. Two members that report the same applied index must
+// report the same digest.
+type statusResponse struct {
+	raftStatus
+	Applied uint64 `json:"applied"` // log index the map reflects
+	Keys    int    `json:"keys"`
+	Digest  string `json:"digest"` // of the map at the applied index
+}
+
 func (h *httpAPI) serveV1Status(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
+	if !getOnly(w, r) {
+		return
+	}
+	applied, keys, digest := h.store.State()
+	writeJSON(w, http.StatusOK, statusResponse{
+		raftStatus: h.cluster.Status(),
+		Applied:    applied,
+		Keys:       keys,
+		Digest:     fmt.Sprintf("%016x", digest),
+	})
+}
+
+// serveV1Leader handles POST /v1/leader {"id": N}: move leadership to member
+// N, answering once N leads.
+func (h *httpAPI) serveV1Leader(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
 		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 		return
 	}
-	writeJSON(w, http.StatusOK, h.cluster.Status())
+	var req struct {
+		ID uint64 `json:"id"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.ID == 0 {
+		jsonError(w, http.StatusBadRequest, `body must be JSON {"id": N} with N a member id`)
+		return
+	}
+	ctx, cancel := contextFor(r, h.requestTimeout)
+	defer cancel()
+	if err := h.cluster.TransferLeadership(ctx, req.ID); err != nil {
+		h.fail(w, err, jsonError)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"leader": req.ID})
 }

@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -47,8 +50,10 @@ type kvstore struct {
 	waits    *waitRegistry // shared with the raft node, which fails waits when the leader is lost
 	applied  appliedIndex
 
-	mu sync.RWMutex
-	kv map[string]string
+	mu     sync.RWMutex
+	kv     map[string]string
+	digest uint64 // sum of pairDigest over all pairs, kept current by apply
+	index  uint64 // the log index the map reflects
 }
 
 func newKVStore(lg *zap.Logger, p proposer, waits *waitRegistry) *kvstore {
@@ -138,43 +143,85 @@ func (s *kvstore) propose(ctx context.Context, c command) error {
 // run applies commits until the channel is closed. An error means the state
 // machine can no longer follow the log (a snapshot it cannot decode).
 func (s *kvstore) run(commitC <-chan commit) error {
+	var ids []uint64
 	for c := range commitC {
+		ids = ids[:0]
+		start := time.Now()
+		// One commit is applied under one lock, so readers of the map, its
+		// digest and its index never see half a batch.
+		s.mu.Lock()
 		if c.snapshot != nil {
-			if err := s.restore(c.snapshot); err != nil {
+			if err := s.restoreLocked(c.snapshot); err != nil {
+				s.mu.Unlock()
 				return err
 			}
 		}
 		for _, data := range c.entries {
-			s.apply(data)
+			if id, ok := s.apply(data); ok {
+				ids = append(ids, id)
+			}
 		}
+		s.index = c.index
+		keys := len(s.kv)
+		s.mu.Unlock()
+		metricApplyDuration.Observe(time.Since(start).Seconds())
+		metricProposalsApplied.Add(float64(len(c.entries)))
+		metricAppliedIndex.Set(float64(c.index))
+		metricKeys.Set(float64(keys))
+		// Reads waiting for this index may go before the writers hear back,
+		// so a read issued right after a write's 204 does not wait.
 		s.applied.advance(c.index)
+		for _, id := range ids {
+			s.waits.trigger(id, nil)
+		}
 		close(c.applied)
 	}
 	return nil
 }
 
+// State reports, consistently with each other, the log index the map
+// reflects, the number of keys and the map's digest. Replicas at the same
+// index have the same digest.
+func (s *kvstore) State() (index uint64, keys int, digest uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.index, len(s.kv), s.digest
+}
+
+// pairDigest hashes one pair. The map's digest is the sum of its pairs'
+// digests: independent of order, and updated in O(1) when a pair changes.
+func pairDigest(k, v string) uint64 {
+	h := fnv.New64a()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(k)))])
+	io.WriteString(h, k)
+	io.WriteString(h, v)
+	return h.Sum64()
+}
+
 // apply is the state machine's transition function: one committed entry in,
-// one change to the map out. It must be deterministic, since every replica
-// applies the same entries and must reach the same map.
-func (s *kvstore) apply(data []byte) {
+// one change to the map out, and the id of the proposal it carried. It must
+// be deterministic, since every replica applies the same entries and must
+// reach the same map. The caller holds s.mu.
+func (s *kvstore) apply(data []byte) (id uint64, ok bool) {
 	cmd, err := decodeCommand(data)
 	if err != nil {
 		// Every replica skips the same entry, so they stay identical. Input is
 		// validated before proposing, so this means a newer version wrote it.
 		s.lg.Error("skipping committed entry this version cannot decode", zap.Error(err))
-		return
+		return 0, false
+	}
+	if old, ok := s.kv[cmd.key]; ok {
+		s.digest -= pairDigest(cmd.key, old)
 	}
 	switch cmd.op {
 	case opPut:
-		s.mu.Lock()
 		s.kv[cmd.key] = cmd.value
-		s.mu.Unlock()
+		s.digest += pairDigest(cmd.key, cmd.value)
 	case opDelete:
-		s.mu.Lock()
 		delete(s.kv, cmd.key)
-		s.mu.Unlock()
 	}
-	s.waits.trigger(cmd.id, nil)
+	return cmd.id, true
 }
 
 // snapshot encodes the whole map: a uvarint count, then per pair a uvarint
@@ -195,12 +242,14 @@ func (s *kvstore) snapshot() []byte {
 	return buf
 }
 
-func (s *kvstore) restore(data []byte) error {
+// restoreLocked replaces the map with a snapshot's; the caller holds s.mu.
+func (s *kvstore) restoreLocked(data []byte) error {
 	n, data, err := readUvarint(data)
 	if err != nil {
 		return fmt.Errorf("decoding kv snapshot: %w", err)
 	}
 	kv := make(map[string]string, n)
+	var digest uint64
 	for i := uint64(0); i < n; i++ {
 		var k, v string
 		if k, data, err = readString(data); err == nil {
@@ -210,13 +259,12 @@ func (s *kvstore) restore(data []byte) error {
 			return fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
 		}
 		kv[k] = v
+		digest += pairDigest(k, v)
 	}
 	if len(data) != 0 {
 		return fmt.Errorf("decoding kv snapshot: %d trailing bytes", len(data))
 	}
-	s.mu.Lock()
-	s.kv = kv
-	s.mu.Unlock()
+	s.kv, s.digest = kv, digest
 	return nil
 }
 

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.uber.org/zap"
 )
@@ -36,6 +38,8 @@ type options struct {
 	requestTimeout  time.Duration
 	maxValueBytes   int64
 	logLevel        string
+	clientTLS       transport.TLSInfo
+	peerTLS         transport.TLSInfo
 }
 
 func parseFlags(args []string) (options, error) {
@@ -51,6 +55,12 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before answering 503")
 	fs.Int64Var(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value a PUT may store")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.clientTLS.CertFile, "cert-file", "", "serve the HTTP API over TLS with this certificate (PEM)")
+	fs.StringVar(&o.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
+	fs.StringVar(&o.clientTLS.TrustedCAFile, "trusted-ca-file", "", "require HTTP API clients to present a certificate signed by this CA (PEM)")
+	fs.StringVar(&o.peerTLS.CertFile, "peer-cert-file", "", "certificate for peer traffic, as server and as client (PEM); needed for https:// peer URLs")
+	fs.StringVar(&o.peerTLS.KeyFile, "peer-key-file", "", "key of --peer-cert-file (PEM)")
+	fs.StringVar(&o.peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CA that signs every peer's certificate; peers without one are refused (PEM)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -66,6 +76,19 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--request-timeout must be positive")
 	case o.maxValueBytes <= 0:
 		return o, errors.New("--max-value-bytes must be positive")
+	case (o.clientTLS.CertFile == "") != (o.clientTLS.KeyFile == ""):
+		return o, errors.New("--cert-file and --key-file go together")
+	case o.clientTLS.TrustedCAFile != "" && o.clientTLS.CertFile == "":
+		return o, errors.New("--trusted-ca-file needs --cert-file and --key-file")
+	case (o.peerTLS.CertFile == "") != (o.peerTLS.KeyFile == ""):
+		return o, errors.New("--peer-cert-file and --peer-key-file go together")
+	case o.peerTLS.TrustedCAFile != "" && o.peerTLS.CertFile == "":
+		return o, errors.New("--peer-trusted-ca-file needs --peer-cert-file and --peer-key-file")
+	}
+	o.clientTLS.ClientCertAuth = o.clientTLS.TrustedCAFile != ""
+	o.peerTLS.ClientCertAuth = o.peerTLS.TrustedCAFile != ""
+	if strings.Contains(o.cluster, "https://") && o.peerTLS.CertFile == "" {
+		return o, errors.New("https:// peer URLs need --peer-cert-file and --peer-key-file")
 	}
 	return o, nil
 }
@@ -106,6 +129,7 @@ func run(args []string) int {
 		waldir:    filepath.Join(o.dataDir, "raftexample-"+strconv.FormatUint(o.id, 10)),
 		snapdir:   filepath.Join(o.dataDir, "raftexample-"+strconv.FormatUint(o.id, 10)+"-snap"),
 		snapCount: o.snapCount,
+		peerTLS:   o.peerTLS,
 	}, commitC, func() []byte {
 		// Called only once the kvstore has applied a commit, so store is set.
 		return store.snapshot()
@@ -125,7 +149,7 @@ func run(args []string) int {
 
 	api := &httpAPI{lg: lg, store: store, cluster: rn, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(o.port))
+	ln, err := listenClients(o)
 	if err != nil {
 		lg.Error("cannot listen for HTTP", zap.Error(err))
 		rn.Stop()
@@ -141,6 +165,7 @@ func run(args []string) int {
 	select {
 	case sig := <-sigC:
 		lg.Info("stopping on signal", zap.String("signal", sig.String()))
+		handOff(lg, rn)
 	case <-rn.Done():
 	case err := <-storeErrC:
 		lg.Error("state machine failed", zap.Error(err))
@@ -150,21 +175,45 @@ func run(args []string) int {
 		code = 1
 	}
 
-	// Close the HTTP listener first so no new request starts; stopping raft
-	// then ends every request still waiting on a proposal (they answer 503),
-	// which lets the HTTP shutdown finish.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Stop taking requests, and let those in flight finish while raft still
+	// runs: a write already proposed commits under the new leader and answers
+	// 204; none waits longer than its request timeout. Then stop raft.
+	ctx, cancel := context.WithTimeout(context.Background(), o.requestTimeout+time.Second)
 	defer cancel()
-	shutdownDone := make(chan struct{})
-	go func() {
-		srv.Shutdown(ctx)
-		close(shutdownDone)
-	}()
+	srv.Shutdown(ctx)
 	rn.Stop()
-	<-shutdownDone
 	if err := rn.Err(); err != nil && !errors.Is(err, errRemoved) {
 		code = 1
 	}
 	lg.Info("stopped", zap.Int("exit-code", code))
 	return code
+}
+
+// handOff moves leadership to another member before a leader stops, so writes
+// pause for a round trip instead of an election timeout.
+func handOff(lg *zap.Logger, rn *raftNode) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*electionTimeout)
+	defer cancel()
+	start := time.Now()
+	to, err := rn.HandOff(ctx)
+	switch {
+	case err != nil:
+		lg.Warn("could not hand leadership over before stopping", zap.Uint64("to", to), zap.Error(err))
+	case to != 0:
+		lg.Info("handed leadership over before stopping", zap.Uint64("to", to), zap.Duration("took", time.Since(start)))
+	}
+}
+
+// listenClients opens the HTTP API's port, with TLS when --cert-file is set.
+func listenClients(o options) (net.Listener, error) {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(o.port))
+	if err != nil || o.clientTLS.Empty() {
+		return ln, err
+	}
+	cfg, err := o.clientTLS.ServerConfig()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("client TLS: %w", err)
+	}
+	return tls.NewListener(ln, cfg), nil
 }

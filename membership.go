@@ -53,6 +53,13 @@ func (m *membership) list() []member {
 	return out
 }
 
+func (m *membership) isMember(id uint64) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.members[id]
+	return ok
+}
+
 func (m *membership) isRemoved(id uint64) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

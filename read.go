@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -88,7 +89,9 @@ func (rn *raftNode) runReadLoop() {
 			continue
 		}
 		seq++
+		start := time.Now()
 		b.index, b.err = rn.readIndexRound(seq)
+		metricReadIndexDuration.Observe(time.Since(start).Seconds())
 		close(b.done)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -84,6 +85,16 @@ func (w *waitRegistry) cancel(id uint64) {
 // to raft) and waits until the apply path reports on id, the request gives up,
 // or the node stops.
 func (w *waitRegistry) proposeAndWait(ctx context.Context, id uint64, stopped <-chan struct{}, propose func(context.Context) error) error {
+	metricProposalsPending.Inc()
+	defer metricProposalsPending.Dec()
+	err := w.awaitOutcome(ctx, id, stopped, propose)
+	if err != nil {
+		metricProposalsFailed.Inc()
+	}
+	return err
+}
+
+func (w *waitRegistry) awaitOutcome(ctx context.Context, id uint64, stopped <-chan struct{}, propose func(context.Context) error) error {
 	applied := w.register(id)
 	if err := propose(ctx); err != nil {
 		w.cancel(id)
@@ -97,7 +108,7 @@ func (w *waitRegistry) proposeAndWait(ctx context.Context, id uint64, stopped <-
 		return errOutcomeUnknown
 	case <-stopped:
 		w.cancel(id)
-		return errStopped
+		return fmt.Errorf("%w: the outcome is unknown (the write may still commit)", errStopped)
 	}
 }
 

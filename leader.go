@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/raft/v3"
+)
+
+// This file is about who leads: noticing changes, waiting for a leader,
+// reporting raft's view, and moving leadership on purpose.
+
+const electionTimeout = electionTicks * tickInterval
+
+var errTransferTimeout = errors.New("leadership did not move to that member in time; retry later")
+
+// noteLeader records leadership changes. When this node no longer knows a
+// leader, proposals it is waiting on may never commit (or may, under a later
+// leader): they are answered at once as of unknown outcome, instead of
+// hanging until their timeout.
+func (rn *raftNode) noteLeader(ss *raft.SoftState) {
+	if ss == nil {
+		return
+	}
+	prev := rn.leader.Swap(ss.Lead)
+	metricHasLeader.Set(boolGauge(ss.Lead != 0))
+	if prev != ss.Lead && ss.Lead != 0 {
+		metricLeaderChanges.Inc()
+	}
+	if prev != ss.Lead {
+		rn.leaderMu.Lock()
+		close(rn.leaderMoved)
+		rn.leaderMoved = make(chan struct{})
+		rn.leaderMu.Unlock()
+	}
+	if ss.Lead == 0 && prev != 0 {
+		rn.waits.failAll(errLeaderLost)
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Leader is this node's view of the current leader, 0 if it knows none.
+func (rn *raftNode) Leader() uint64 { return rn.leader.Load() }
+
+// leaderChange returns a channel closed at the next change of leader.
+func (rn *raftNode) leaderChange() <-chan struct{} {
+	rn.leaderMu.Lock()
+	defer rn.leaderMu.Unlock()
+	return rn.leaderMoved
+}
+
+// awaitLeader returns once this node knows a leader, or errNoLeader after
+// about one election timeout without one. Raft does not take proposals while
+// there is no leader: they would block rather than fail.
+func (rn *raftNode) awaitLeader(ctx context.Context) error {
+	timeout := time.NewTimer(electionTimeout)
+	defer timeout.Stop()
+	for {
+		moved := rn.leaderChange()
+		if rn.Leader() != 0 {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-timeout.C:
+			return errNoLeader
+		case <-ctx.Done():
+			return errNoLeader
+		case <-rn.stopc:
+			return errStopped
+		}
+	}
+}
+
+// TransferLeadership moves leadership to member to and returns once this
+// node sees it lead. Raft's transfer makes the leader bring to up to date,
+// then tells it to campaign at once, so writes pause for about a round trip
+// rather than an election timeout.
+func (rn *raftNode) TransferLeadership(ctx context.Context, to uint64) error {
+	if !rn.members.isMember(to) {
+		return errNotMember
+	}
+	for {
+		moved := rn.leaderChange()
+		lead := rn.Leader()
+		if lead == to {
+			return nil
+		}
+		if lead == 0 {
+			if err := rn.awaitLeader(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		// A follower forwards the request to the leader. The leader gives up
+		// on a transfer after an election timeout; then we ask again.
+		rn.node.TransferLeadership(ctx, lead, to)
+		retry := time.NewTimer(electionTimeout)
+		select {
+		case <-moved:
+		case <-retry.C:
+		case <-ctx.Done():
+			retry.Stop()
+			return errTransferTimeout
+		case <-rn.stopc:
+			retry.Stop()
+			return errStopped
+		}
+		retry.Stop()
+	}
+}
+
+// HandOff moves leadership away before this node stops, to the follower that
+// has the most of the log, so the cluster does not wait out an election
+// timeout to notice the leader is gone. It does nothing on a follower.
+func (rn *raftNode) HandOff(ctx context.Context) (to uint64, err error) {
+	st := rn.node.Status()
+	if st.RaftState != raft.StateLeader {
+		return 0, nil
+	}
+	var best, bestMatch uint64
+	for id, pr := range st.Progress {
+		if id != rn.cfg.id && !pr.IsLearner && pr.RecentActive && pr.Match >= bestMatch {
+			best, bestMatch = id, pr.Match
+		}
+	}
+	if best == 0 {
+		return 0, nil
+	}
+	return best, rn.TransferLeadership(ctx, best)
+}
+
+// raftStatus is raft's view from this node, as GET /v1/status shows it.
+type raftStatus struct {
+	ID            uint64           `json:"id"`
+	State         string           `json:"state"` // leader, follower, candidate or pre-candidate
+	Leader        uint64           `json:"leader"`
+	Term          uint64           `json:"term"`
+	Commit        uint64           `json:"commit"`
+	SnapshotIndex uint64           `json:"snapshotIndex"`
+	Members       []member         `json:"members"`
+	Followers     []followerStatus `json:"followers,omitempty"` // on the leader only
+}
+
+// followerStatus is the leader's record of one follower's replication.
+type followerStatus struct {
+	ID           uint64 `json:"id"`
+	Match        uint64 `json:"match"` // highest index known to be in its log
+	Next         uint64 `json:"next"`  // next index to send it
+	State        string `json:"state"` // probe, replicate or snapshot
+	RecentActive bool   `json:"recentActive"`
+}
+
+var raftStateNames = map[raft.StateType]string{
+	raft.StateFollower:     "follower",
+	raft.StateCandidate:    "candidate",
+	raft.StateLeader:       "leader",
+	raft.StatePreCandidate: "pre-candidate",
+}
+
+// Status reports this node's raft state.
+func (rn *raftNode) Status() raftStatus {
+	st := rn.node.Status()
+	out := raftStatus{
+		ID:            rn.cfg.id,
+		State:         raftStateNames[st.RaftState],
+		Leader:        st.Lead,
+		Term:          st.HardState.GetTerm(),
+		Commit:        st.HardState.GetCommit(),
+		SnapshotIndex: rn.snapshotIndex.Load(),
+		Members:       rn.members.list(),
+	}
+	for id, pr := range st.Progress {
+		if id == rn.cfg.id {
+			continue
+		}
+		out.Followers = append(out.Followers, followerStatus{
+			ID:           id,
+			Match:        pr.Match,
+			Next:         pr.Next,
+			State:        strings.ToLower(strings.TrimPrefix(pr.State.String(), "State")),
+			RecentActive: pr.RecentActive,
+		})
+	}
+	sort.Slice(out.Followers, func(i, j int) bool { return out.Followers[i].ID < out.Followers[j].ID })
+	return out
+}

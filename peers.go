@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
+	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// This file connects the raft node to its peers through rafthttp: the
+// transport, the peer listener, and keeping the transport's peer list in line
+// with the member list.
+
+func (rn *raftNode) startTransport(existed bool) error {
+	ownURL := rn.cfg.peerURLs[rn.cfg.id-1]
+	rn.transport = &rafthttp.Transport{
+		Logger:      rn.lg.Named("rafthttp"),
+		ID:          types.ID(rn.cfg.id),
+		URLs:        types.MustNewURLs([]string{ownURL}),
+		ClusterID:   clusterID,
+		Raft:        rn,
+		ServerStats: stats.NewServerStats("", ""),
+		LeaderStats: stats.NewLeaderStats(rn.lg, strconv.FormatUint(rn.cfg.id, 10)),
+		ErrorC:      make(chan error, 1),
+		TLSInfo:     rn.cfg.peerTLS, // how we dial peers
+	}
+	if err := rn.transport.Start(); err != nil {
+		return fmt.Errorf("starting peer transport: %w", err)
+	}
+	if existed {
+		// Peers known from the snapshot; the rest come with replayed entries.
+		for _, m := range rn.members.list() {
+			rn.addPeer(m.ID, m.PeerURL)
+		}
+	} else {
+		for i, u := range rn.cfg.peerURLs {
+			rn.addPeer(uint64(i+1), u)
+		}
+	}
+	u, _ := url.Parse(ownURL)
+	ln, err := newStoppableListener(u.Host)
+	if err != nil {
+		rn.transport.Stop()
+		return fmt.Errorf("listening for peers on %s: %w", u.Host, err)
+	}
+	rn.peerLn = ln
+	var serveLn net.Listener = ln
+	if u.Scheme == "https" {
+		cfg, err := rn.cfg.peerTLS.ServerConfig()
+		if err != nil {
+			ln.stop()
+			rn.transport.Stop()
+			return fmt.Errorf("peer TLS: %w", err)
+		}
+		serveLn = tls.NewListener(ln, cfg)
+	}
+	srv := &http.Server{Handler: rn.transport.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(serveLn); err != nil && !errors.Is(err, errListenerStopped) {
+			rn.lg.Error("peer server stopped", zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+func (rn *raftNode) addPeer(id uint64, peerURL string) {
+	if id != rn.cfg.id {
+		rn.transport.AddPeer(types.ID(id), []string{peerURL})
+	}
+}
+
+// syncPeers brings the transport in line with the member list after it was
+// replaced wholesale by a snapshot; previous is the list before.
+func (rn *raftNode) syncPeers(previous map[uint64]string) {
+	current := rn.members.list()
+	for id := range previous {
+		if id != rn.cfg.id && !containsMember(current, id) {
+			rn.transport.RemovePeer(types.ID(id))
+		}
+	}
+	for _, m := range current {
+		if old, ok := previous[m.ID]; ok && old != m.PeerURL && m.ID != rn.cfg.id {
+			rn.transport.UpdatePeer(types.ID(m.ID), []string{m.PeerURL})
+		}
+		rn.addPeer(m.ID, m.PeerURL)
+	}
+}
+
+func containsMember(ms []member, id uint64) bool {
+	for _, m := range ms {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// The rafthttp.Raft interface: how the transport hands us peers' messages.
+
+func (rn *raftNode) Process(ctx context.Context, m *raftpb.Message) error {
+	return rn.node.Step(ctx, m)
+}
+func (rn *raftNode) IsIDRemoved(id uint64) bool  { return rn.members.isRemoved(id) }
+func (rn *raftNode) ReportUnreachable(id uint64) { rn.node.ReportUnreachable(id) }
+func (rn *raftNode) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	rn.node.ReportSnapshot(id, status)
+}

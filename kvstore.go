@@ -200,7 +200,9 @@ func (s *kvstore) restore(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("decoding kv snapshot: %w", err)
 	}
-	kv := make(map[string]string, n)
+	// n comes from the data; every pair takes at least two bytes, so a
+	// corrupt count cannot make us allocate more than the data justifies.
+	kv := make(map[string]string, min(n, uint64(len(data))/2))
 	for i := uint64(0); i < n; i++ {
 		var k, v string
 		if k, data, err = readString(data); err == nil {

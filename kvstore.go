@@ -264,6 +264,9 @@ func decodeCommand(data []byte) (command, error) {
 	if c.key, data, err = readString(data); err != nil {
 		return command{}, err
 	}
+	if c.op == opDelete && len(data) > 0 {
+		return command{}, errors.New("delete carries a value")
+	}
 	c.value = string(data)
 	return c, nil
 }

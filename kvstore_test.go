@@ -48,7 +48,8 @@ func TestDecodeCommandRejectsMalformedInput(t *testing.T) {
 		"nil":                       nil,
 		"empty":                     {},
 		"op zero":                   append([]byte{0}, valid[1:]...),
-		"unknown op":                append([]byte{opPut + 1}, valid[1:]...),
+		"unknown op":                append([]byte{opDelete + 1}, valid[1:]...),
+		"delete with a value":       append([]byte{opDelete}, valid[1:]...),
 		"op only":                   {opPut},
 		"id cut in its varint":      {opPut, 0x80},
 		"id varint overflows":       append([]byte{opPut}, bytes.Repeat([]byte{0xff}, 11)...),
@@ -79,13 +80,14 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(encodeCommand(command{op: opPut, id: math.MaxUint64, key: "", value: ""}))
 	f.Add([]byte{opPut, 0x80, 0x00, 0x01, 'k'}) // a non-minimal id varint
 	f.Add([]byte{})
-	f.Add([]byte{2, 1, 1, 'k'})
+	f.Add([]byte{opDelete, 1, 1, 'k'})
+	f.Add([]byte{opDelete + 1, 1, 1, 'k'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeCommand(data)
 		if err != nil {
 			return
 		}
-		if c.op != opPut {
+		if c.op != opPut && c.op != opDelete {
 			t.Fatalf("decodeCommand accepted op %d", c.op)
 		}
 		again, err := decodeCommand(encodeCommand(c))
@@ -113,7 +115,7 @@ func FuzzCommandRoundTrip(f *testing.F) {
 
 func kvTestStore(t *testing.T, p proposer) *kvstore {
 	t.Helper()
-	return newKVStore(zap.NewNop(), p)
+	return newKVStore(zap.NewNop(), p, newWaitRegistry())
 }
 
 func kvContents(s *kvstore) map[string]string {
@@ -318,6 +320,13 @@ type kvFakeProposer struct {
 
 func (p *kvFakeProposer) Propose(ctx context.Context, data []byte) error { return p.propose(ctx, data) }
 func (p *kvFakeProposer) Done() <-chan struct{}                          { return p.done }
+func (p *kvFakeProposer) ReadIndex(context.Context) (uint64, error)      { return 0, nil }
+
+// Lookup reads the local map, as a serializable read does.
+func (s *kvstore) Lookup(key string) (string, bool) {
+	v, ok, _ := s.Get(context.Background(), key, false)
+	return v, ok
+}
 
 func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 	var s *kvstore

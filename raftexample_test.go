@@ -211,7 +211,8 @@ func (c *ipCluster) start(id uint64, join bool, kvSnapshot func(n *ipNode) []byt
 		// Called only after the store applied a commit, so n.store is set.
 		kvSnapshot = func(n *ipNode) []byte { return n.store.snapshot() }
 	}
-	rn, err := startRaftNode(c.lg, n.cfg, n.commitC, func() []byte { return kvSnapshot(n) })
+	waits := newWaitRegistry()
+	rn, err := startRaftNode(c.lg, n.cfg, n.commitC, func() []byte { return kvSnapshot(n) }, waits)
 	if err != nil {
 		c.t.Fatalf("starting node %d: %v", id, err)
 	}
@@ -220,7 +221,7 @@ func (c *ipCluster) start(id uint64, join bool, kvSnapshot func(n *ipNode) []byt
 	t := c.t
 	t.Cleanup(func() { n.stop(t) })
 	if consume == nil {
-		n.store = newKVStore(c.lg, rn)
+		n.store = newKVStore(c.lg, rn, waits)
 		consume = func(_ *raftNode, commitC <-chan commit) {
 			if err := n.store.run(commitC); err != nil {
 				t.Errorf("node %d: kvstore.run: %v", id, err)
@@ -457,7 +458,7 @@ func TestStopRightAfterRestartEndsCleanly(t *testing.T) {
 			cfg := n.cfg
 			cfg.snapCount = tc.secondSnap
 			commitC := make(chan commit) // unbuffered: nothing is taken unless read
-			rn, err := startRaftNode(c.lg, cfg, commitC, func() []byte { return nil })
+			rn, err := startRaftNode(c.lg, cfg, commitC, func() []byte { return nil }, newWaitRegistry())
 			if err != nil {
 				t.Fatalf("restart: %v", err)
 			}

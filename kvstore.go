@@ -248,7 +248,9 @@ func (s *kvstore) restoreLocked(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("decoding kv snapshot: %w", err)
 	}
-	kv := make(map[string]string, n)
+	// n comes from the data; every pair takes at least two bytes, so a
+	// corrupt count cannot make us allocate more than the data justifies.
+	kv := make(map[string]string, min(n, uint64(len(data))/2))
 	var digest uint64
 	for i := uint64(0); i < n; i++ {
 		var k, v string
@@ -309,6 +311,9 @@ func decodeCommand(data []byte) (command, error) {
 	}
 	if c.key, data, err = readString(data); err != nil {
 		return command{}, err
+	}
+	if c.op == opDelete && len(data) > 0 {
+		return command{}, errors.New("delete carries a value")
 	}
 	c.value = string(data)
 	return c, nil

@@ -122,11 +122,6 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		disk.close()
 		return nil, err
 	}
-	if err := rn.startTransport(state.existed); err != nil {
-		disk.close()
-		return nil, err
-	}
-
 	c := &raft.Config{
 		ID:                        cfg.id,
 		ElectionTick:              electionTicks,
@@ -153,6 +148,13 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 			peers[i] = raft.Peer{ID: uint64(i + 1), Context: []byte(u)}
 		}
 		rn.node = raft.StartNode(c, peers)
+	}
+	// The transport starts after the node exists: peers may send us messages
+	// the moment it listens, and those go straight to rn.node.
+	if err := rn.startTransport(state.existed); err != nil {
+		rn.node.Stop()
+		disk.close()
+		return nil, err
 	}
 	go rn.run()
 	go rn.runReadLoop()
@@ -190,6 +192,9 @@ func (rn *raftNode) restore(st *diskState) error {
 // run drives raft until Stop, an unrecoverable error or this node's removal.
 func (rn *raftNode) run() {
 	err := rn.loop()
+	if errors.Is(err, errStopped) {
+		err = nil // a step gave up because Stop was called: that is a clean stop
+	}
 	if errors.Is(err, errRemoved) {
 		rn.lg.Info(errRemoved.Error() + "; stopping")
 	} else if err != nil {

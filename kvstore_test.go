@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.uber.org/zap"
+)
+
+func TestCommandEncodingRoundTrips(t *testing.T) {
+	long := strings.Repeat("k", 100000)
+	cases := map[string]command{
+		"plain":              {op: opPut, id: 1, key: "key", value: "value"},
+		"empty value":        {op: opPut, id: 2, key: "key", value: ""},
+		"id zero":            {op: opPut, id: 0, key: "k", value: "v"},
+		"largest id":         {op: opPut, id: math.MaxUint64, key: "k", value: "v"},
+		"binary key":         {op: opPut, id: 3, key: "\x00\xff\x80key\n", value: "v"},
+		"binary value":       {op: opPut, id: 4, key: "k", value: "\x00\x01\x02\xfe\xff\x00"},
+		"long key and value": {op: opPut, id: 5, key: long, value: long + "v"},
+		"key of 128 bytes":   {op: opPut, id: 6, key: strings.Repeat("x", 128), value: "two-byte length"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := decodeCommand(encodeCommand(c))
+			if err != nil {
+				t.Fatalf("decodeCommand(encodeCommand(%+.40v)) failed: %v", c, err)
+			}
+			if got != c {
+				t.Fatalf("round trip changed the command: got %+.60v, want %+.60v", got, c)
+			}
+		})
+	}
+}
+
+func TestDecodeCommandRejectsMalformedInput(t *testing.T) {
+	valid := encodeCommand(command{op: opPut, id: 300, key: "key", value: "value"})
+	cases := map[string][]byte{
+		"nil":                       nil,
+		"empty":                     {},
+		"op zero":                   append([]byte{0}, valid[1:]...),
+		"unknown op":                append([]byte{opDelete + 1}, valid[1:]...),
+		"delete with a value":       append([]byte{opDelete}, valid[1:]...),
+		"op only":                   {opPut},
+		"id cut in its varint":      {opPut, 0x80},
+		"id varint overflows":       append([]byte{opPut}, bytes.Repeat([]byte{0xff}, 11)...),
+		"no key length":             {opPut, 7},
+		"key length cut":            {opPut, 7, 0x80},
+		"key longer than the input": {opPut, 7, 4, 'a', 'b', 'c'},
+		"key length overflows":      append([]byte{opPut, 7}, bytes.Repeat([]byte{0xff}, 11)...),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			if c, err := decodeCommand(data); err == nil {
+				t.Fatalf("decodeCommand(%q) = %+v, want an error", data, c)
+			}
+		})
+	}
+	// Every cut before the end of the key is an error; a cut in the value is
+	// just a shorter value.
+	headerEnd := len(valid) - len("value")
+	for n := range headerEnd {
+		if c, err := decodeCommand(valid[:n]); err == nil {
+			t.Errorf("decodeCommand of the first %d of %d header bytes = %+v, want an error", n, headerEnd, c)
+		}
+	}
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	f.Add(encodeCommand(command{op: opPut, id: 1, key: "k", value: "v"}))
+	f.Add(encodeCommand(command{op: opPut, id: math.MaxUint64, key: "", value: ""}))
+	f.Add([]byte{opPut, 0x80, 0x00, 0x01, 'k'}) // a non-minimal id varint
+	f.Add([]byte{})
+	f.Add([]byte{opDelete, 1, 1, 'k'})
+	f.Add([]byte{opDelete + 1, 1, 1, 'k'})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := decodeCommand(data)
+		if err != nil {
+			return
+		}
+		if c.op != opPut && c.op != opDelete {
+			t.Fatalf("decodeCommand accepted op %d", c.op)
+		}
+		again, err := decodeCommand(encodeCommand(c))
+		if err != nil {
+			t.Fatalf("re-encoding accepted command %+v does not decode: %v", c, err)
+		}
+		if again != c {
+			t.Fatalf("round trip of %+v gave %+v", c, again)
+		}
+	})
+}
+
+func FuzzCommandRoundTrip(f *testing.F) {
+	f.Add(uint64(1), "k", "v")
+	f.Add(uint64(0), "", "")
+	f.Add(uint64(math.MaxUint64), "\x00\xff", "\xff\x00")
+	f.Fuzz(func(t *testing.T, id uint64, key, value string) {
+		c := command{op: opPut, id: id, key: key, value: value}
+		got, err := decodeCommand(encodeCommand(c))
+		if err != nil || got != c {
+			t.Fatalf("round trip of %+v gave %+v, %v", c, got, err)
+		}
+	})
+}
+
+func kvTestStore(t *testing.T, p proposer) *kvstore {
+	t.Helper()
+	return newKVStore(zap.NewNop(), p, newWaitRegistry())
+}
+
+func kvContents(s *kvstore) map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.kv)
+}
+
+func TestApplySkipsUndecodableEntriesWithoutChangingTheMap(t *testing.T) {
+	s := kvTestStore(t, nil)
+	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "a", value: "1"}))
+	want := map[string]string{"a": "1"}
+	for _, bad := range [][]byte{nil, {}, {9, 1, 1, 'a', 'X'}, {opPut}, {opPut, 1, 5, 'a'}} {
+		s.applyOne(bad)
+		if got := kvContents(s); !maps.Equal(got, want) {
+			t.Fatalf("after applying undecodable %q the map is %v, want %v", bad, got, want)
+		}
+	}
+	s.applyOne(encodeCommand(command{op: opPut, id: 2, key: "a", value: "2"}))
+	if v, _ := s.Lookup("a"); v != "2" {
+		t.Fatalf("a valid entry after the bad ones was not applied: a=%q", v)
+	}
+}
+
+func TestApplyReportsTheProposalIDToItsWaiter(t *testing.T) {
+	s := kvTestStore(t, nil)
+	mine := s.waits.register(42)
+	other := s.waits.register(43)
+	s.applyOne(encodeCommand(command{op: opPut, id: 42, key: "k", value: "v"}))
+	select {
+	case err := <-mine:
+		if err != nil {
+			t.Fatalf("waiter got %v, want nil", err)
+		}
+	default:
+		t.Fatal("applying proposal 42 did not report to its waiter")
+	}
+	select {
+	case err := <-other:
+		t.Fatalf("waiter of proposal 43 got %v from applying 42", err)
+	default:
+	}
+}
+
+func TestRunAppliesSnapshotThenEntriesAndClosesApplied(t *testing.T) {
+	src := kvTestStore(t, nil)
+	src.applyOne(encodeCommand(command{op: opPut, id: 1, key: "from-snapshot", value: "s"}))
+	src.applyOne(encodeCommand(command{op: opPut, id: 2, key: "overwritten", value: "old"}))
+	snap := src.snapshot()
+
+	s := kvTestStore(t, nil)
+	s.applyOne(encodeCommand(command{op: opPut, id: 3, key: "dropped-by-snapshot", value: "x"}))
+	commitC := make(chan commit, 2)
+	first, second := make(chan struct{}), make(chan struct{})
+	commitC <- commit{snapshot: snap, entries: [][]byte{encodeCommand(command{op: opPut, id: 4, key: "overwritten", value: "new"})}, applied: first}
+	commitC <- commit{entries: [][]byte{encodeCommand(command{op: opPut, id: 5, key: "later", value: "l"})}, applied: second}
+	close(commitC)
+	if err := s.run(commitC); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for i, ch := range []chan struct{}{first, second} {
+		select {
+		case <-ch:
+		default:
+			t.Errorf("applied channel of commit %d not closed", i)
+		}
+	}
+	want := map[string]string{"from-snapshot": "s", "overwritten": "new", "later": "l"}
+	if got := kvContents(s); !maps.Equal(got, want) {
+		t.Fatalf("map after run = %v, want %v", got, want)
+	}
+}
+
+func TestRunFailsOnAnUndecodableSnapshot(t *testing.T) {
+	s := kvTestStore(t, nil)
+	commitC := make(chan commit, 1)
+	commitC <- commit{snapshot: []byte{5}, applied: make(chan struct{})}
+	close(commitC)
+	if err := s.run(commitC); err == nil {
+		t.Fatal("run accepted a snapshot claiming 5 pairs and holding none")
+	}
+}
+
+func TestSnapshotRestoreRoundTrips(t *testing.T) {
+	cases := map[string]map[string]string{
+		"empty store": {},
+		"one pair":    {"k": "v"},
+		"binary and empty values": {
+			"bin":            "\x00\x01\xff\xfe",
+			"\x00key\xff":    "v",
+			"empty":          "",
+			"":               "empty key",
+			"long":           strings.Repeat("v", 70000),
+			"unicode-ключ-键": "значение",
+		},
+	}
+	for name, kv := range cases {
+		t.Run(name, func(t *testing.T) {
+			src := kvTestStore(t, nil)
+			src.kv = maps.Clone(kv)
+			data := src.snapshot()
+
+			dst := kvTestStore(t, nil)
+			dst.kv["stale"] = "must disappear"
+			if err := dst.restoreAll(data); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if got := kvContents(dst); !maps.Equal(got, kv) {
+				t.Fatalf("restored %d pairs %.200v, want %d pairs", len(got), got, len(kv))
+			}
+		})
+	}
+}
+
+func TestRestoreRejectsTruncatedOrTrailingDataAndKeepsTheMap(t *testing.T) {
+	src := kvTestStore(t, nil)
+	src.kv = map[string]string{"a": "1", "bb": "22", "ccc": ""}
+	data := src.snapshot()
+	before := map[string]string{"keep": "me"}
+
+	check := func(what string, bad []byte) {
+		t.Helper()
+		s := kvTestStore(t, nil)
+		s.kv = maps.Clone(before)
+		if err := s.restoreAll(bad); err == nil {
+			t.Errorf("restore of %s (%q) succeeded, want an error", what, bad)
+		}
+		if got := kvContents(s); !maps.Equal(got, before) {
+			t.Errorf("failed restore of %s changed the map to %v", what, got)
+		}
+	}
+	for n := range len(data) {
+		check(fmt.Sprintf("the first %d of %d bytes", n, len(data)), data[:n])
+	}
+	check("trailing data", append(append([]byte(nil), data...), 'x'))
+	check("a count larger than the pairs", append(binary.AppendUvarint(nil, 4), data[1:]...))
+	check("a string length past the end", []byte{1, 200, 'a'})
+}
+
+// A snapshot whose header claims a huge number of pairs, but that holds none,
+// must be refused without first allocating room for all of them.
+func TestRestoreOfAHugePairCountFailsWithoutAllocatingForIt(t *testing.T) {
+	data := binary.AppendUvarint(nil, 1<<20) // three bytes claiming a million pairs
+	s := kvTestStore(t, nil)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := s.restoreAll(data)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("restore accepted a count with no pairs")
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Fatalf("restore of a %d-byte snapshot allocated %d bytes before failing: it trusts the pair count", len(data), alloc)
+	}
+}
+
+func TestSnapshotDataEncodingRoundTrips(t *testing.T) {
+	cases := []struct{ members, kv []byte }{
+		{nil, nil},
+		{[]byte(`{"members":[]}`), nil},
+		{nil, []byte{0}},
+		{[]byte(`{"members":[{"id":1,"peerURL":"http://127.0.0.1:1"}],"removed":[2]}`), []byte{1, 1, 'k', 1, 'v'}},
+		{bytes.Repeat([]byte("m"), 300), bytes.Repeat([]byte{0xff, 0x00}, 1000)},
+	}
+	for _, c := range cases {
+		members, kv, err := decodeSnapshotData(encodeSnapshotData(c.members, c.kv))
+		if err != nil {
+			t.Fatalf("decode(encode(%q, %q)): %v", c.members, c.kv, err)
+		}
+		if !bytes.Equal(members, c.members) || !bytes.Equal(kv, c.kv) {
+			t.Fatalf("round trip gave (%q, %q), want (%q, %q)", members, kv, c.members, c.kv)
+		}
+	}
+}
+
+func TestDecodeSnapshotDataRejectsUnknownOrCorruptData(t *testing.T) {
+	valid := encodeSnapshotData([]byte("members"), []byte("kv"))
+	cases := map[string][]byte{
+		"nil":                            nil,
+		"empty":                          {},
+		"format zero":                    append([]byte{0}, valid[1:]...),
+		"format two":                     append([]byte{snapshotFormat + 1}, valid[1:]...),
+		"no member length":               {snapshotFormat},
+		"member length cut":              {snapshotFormat, 0x80},
+		"member list longer than data":   {snapshotFormat, 10, 'a', 'b'},
+		"member length overflows varint": append([]byte{snapshotFormat}, bytes.Repeat([]byte{0xff}, 11)...),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			if m, kv, err := decodeSnapshotData(data); err == nil {
+				t.Fatalf("decodeSnapshotData(%q) = (%q, %q), want an error", data, m, kv)
+			}
+		})
+	}
+}
+
+// kvFakeProposer stands in for the raft node in Put's unit tests.
+type kvFakeProposer struct {
+	propose func(ctx context.Context, data []byte) error
+	done    chan struct{}
+}
+
+func (p *kvFakeProposer) Propose(ctx context.Context, data []byte) error { return p.propose(ctx, data) }
+func (p *kvFakeProposer) Done() <-chan struct{}                          { return p.done }
+func (p *kvFakeProposer) ReadIndex(context.Context) (uint64, error)      { return 0, nil }
+
+// applyOne applies one entry the way run applies a batch: under the lock,
+// then reporting to the proposal's waiter.
+func (s *kvstore) applyOne(data []byte) {
+	s.mu.Lock()
+	id, ok := s.apply(data)
+	s.mu.Unlock()
+	if ok {
+		s.waits.trigger(id, nil)
+	}
+}
+
+// restoreAll replaces the map with a snapshot's, under the lock.
+func (s *kvstore) restoreAll(data []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restoreLocked(data)
+}
+
+// Lookup reads the local map, as a serializable read does.
+func (s *kvstore) Lookup(key string) (string, bool) {
+	v, ok, _ := s.Get(context.Background(), key, false)
+	return v, ok
+}
+
+func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
+	var s *kvstore
+	cases := []struct {
+		name    string
+		propose func(ctx context.Context, data []byte) error
+		stop    bool
+		timeout time.Duration
+		want    error
+	}{
+		{name: "applied", want: nil, propose: func(_ context.Context, data []byte) error {
+			s.applyOne(data) // commits at once
+			return nil
+		}},
+		{name: "dropped for want of a leader", want: errNoLeader, propose: func(context.Context, []byte) error { return raft.ErrProposalDropped }},
+		{name: "raft stopped", want: errStopped, propose: func(context.Context, []byte) error { return raft.ErrStopped }},
+		{name: "node stopped while waiting", want: errStopped, stop: true, propose: func(context.Context, []byte) error { return nil }},
+		{name: "timed out while waiting", want: errOutcomeUnknown, timeout: 50 * time.Millisecond, propose: func(context.Context, []byte) error { return nil }},
+		{name: "timed out while proposing", want: errOutcomeUnknown, timeout: 50 * time.Millisecond, propose: func(ctx context.Context, _ []byte) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &kvFakeProposer{propose: tc.propose, done: make(chan struct{})}
+			if tc.stop {
+				close(p.done)
+			}
+			s = kvTestStore(t, p)
+			timeout := tc.timeout
+			if timeout == 0 {
+				timeout = 10 * time.Second
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			err := s.Put(ctx, "k", "v")
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Fatalf("Put = %v, want %v", err, tc.want)
+			}
+			v, ok := s.Lookup("k")
+			if (tc.want == nil) != ok || (ok && v != "v") {
+				t.Fatalf("after Put returned %v, Lookup(k) = %q, %v", err, v, ok)
+			}
+			s.waits.mu.Lock()
+			pending := len(s.waits.pending)
+			s.waits.mu.Unlock()
+			if pending != 0 {
+				t.Fatalf("%d waiters left registered after Put returned", pending)
+			}
+		})
+	}
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"maps"
+	"slices"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+func mbAdd(id uint64, url string) *raftpb.ConfChange {
+	return &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: &id, Context: []byte(url)}
+}
+
+func mbRemove(id uint64) *raftpb.ConfChange {
+	return &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: &id}
+}
+
+func TestMembershipCheckRefusesInvalidChanges(t *testing.T) {
+	m := newMembership()
+	for _, cc := range []*raftpb.ConfChange{mbAdd(1, "http://127.0.0.1:1"), mbAdd(2, "http://127.0.0.1:2"), mbRemove(2)} {
+		if err := m.check(cc); err != nil {
+			t.Fatalf("setting up: check(%v) = %v", cc, err)
+		}
+		m.apply(cc)
+	}
+	// Now: member 1 only; 2 was removed.
+	cases := []struct {
+		name string
+		cc   *raftpb.ConfChange
+		want error
+	}{
+		{"add an existing member", mbAdd(1, "http://127.0.0.1:9"), errMemberExists},
+		{"add a removed id", mbAdd(2, "http://127.0.0.1:2"), errIDRemoved},
+		{"add a new id", mbAdd(3, "http://127.0.0.1:3"), nil},
+		{"remove a never-member", mbRemove(7), errNotMember},
+		{"remove an already removed member", mbRemove(2), errNotMember},
+		{"remove the last member", mbRemove(1), errLastMember},
+	}
+	for _, tc := range cases {
+		if err := m.check(tc.cc); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+			t.Errorf("%s: check = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	learner := &raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(5))}
+	if err := m.check(learner); err == nil {
+		t.Error("check accepted an unsupported conf change type (add learner)")
+	}
+	if got := m.list(); len(got) != 1 || got[0].ID != 1 {
+		t.Fatalf("check changed the member list: %+v", got)
+	}
+
+	// With a second member, member 1 may go.
+	m.apply(mbAdd(3, "http://127.0.0.1:3"))
+	if err := m.check(mbRemove(1)); err != nil {
+		t.Fatalf("removing one of two members: check = %v, want nil", err)
+	}
+}
+
+func TestMembershipEncodeRestoreRoundTrips(t *testing.T) {
+	m := newMembership()
+	for _, cc := range []*raftpb.ConfChange{
+		mbAdd(1, "http://127.0.0.1:1"), mbAdd(2, "http://127.0.0.1:2"), mbAdd(3, "https://h:3"),
+		mbRemove(2), mbAdd(10, "http://127.0.0.1:10"), mbRemove(1),
+	} {
+		m.apply(cc)
+	}
+	data := m.encode()
+
+	other := newMembership()
+	other.apply(mbAdd(9, "http://127.0.0.1:9"))
+	previous, err := other.restore(data)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if want := map[uint64]string{9: "http://127.0.0.1:9"}; !maps.Equal(previous, want) {
+		t.Errorf("restore returned previous members %v, want %v", previous, want)
+	}
+	if got, want := other.list(), m.list(); !slices.Equal(got, want) {
+		t.Errorf("restored members %+v, want %+v", got, want)
+	}
+	for id, removed := range map[uint64]bool{1: true, 2: true, 3: false, 9: false, 10: false} {
+		if other.isRemoved(id) != removed {
+			t.Errorf("restored isRemoved(%d) = %v, want %v", id, !removed, removed)
+		}
+	}
+	if again := other.encode(); !bytes.Equal(again, data) {
+		t.Errorf("encoding is not deterministic:\n%s\n%s", data, again)
+	}
+
+	empty := newMembership()
+	if _, err := other.restore(empty.encode()); err != nil {
+		t.Fatalf("restoring an empty list: %v", err)
+	}
+	if len(other.list()) != 0 || other.isRemoved(1) {
+		t.Errorf("restoring an empty list left %+v, removed(1)=%v", other.list(), other.isRemoved(1))
+	}
+}
+
+func TestMembershipRestoreRejectsGarbageAndKeepsTheList(t *testing.T) {
+	m := newMembership()
+	m.apply(mbAdd(1, "http://127.0.0.1:1"))
+	for _, bad := range [][]byte{nil, []byte("not json"), []byte(`{"members":"x"}`)} {
+		if _, err := m.restore(bad); err == nil {
+			t.Errorf("restore(%q) succeeded", bad)
+		}
+		if got := m.list(); len(got) != 1 || got[0].ID != 1 {
+			t.Fatalf("failed restore(%q) changed the list to %+v", bad, got)
+		}
+	}
+}
+
+func TestValidatePeerURL(t *testing.T) {
+	good := []string{
+		"http://127.0.0.1:1",
+		"https://host:443",
+		"http://[::1]:2380",
+		"http://127.0.0.1:65535",
+		"http://127.0.0.1:1/",
+	}
+	bad := []string{
+		"",
+		"not a url",
+		"ftp://x:1",
+		"http://nohostport",
+		"http://:1",
+		"http://h:0",
+		"http://h:70000",
+		"http://h:-1",
+		"http://h:1/path",
+		"http://u@h:1",
+		"http://h:1?q=1",
+		"http://h:1#frag",
+		"127.0.0.1:1",
+		"http://h:1 ",
+	}
+	for _, u := range good {
+		if err := validatePeerURL(u); err != nil {
+			t.Errorf("validatePeerURL(%q) = %v, want nil", u, err)
+		}
+	}
+	for _, u := range bad {
+		if err := validatePeerURL(u); err == nil {
+			t.Errorf("validatePeerURL(%q) = nil, want an error", u)
+		}
+	}
+}
+
+func TestParseMemberID(t *testing.T) {
+	for _, s := range []string{"0", "-1", "abc", "", "1.5", "18446744073709551616", " 7"} {
+		if id, err := parseMemberID(s); err == nil {
+			t.Errorf("parseMemberID(%q) = %d, want an error", s, id)
+		}
+	}
+	for s, want := range map[string]uint64{"7": 7, "1": 1, "18446744073709551615": 18446744073709551615} {
+		if id, err := parseMemberID(s); err != nil || id != want {
+			t.Errorf("parseMemberID(%q) = %d, %v, want %d", s, id, err, want)
+		}
+	}
+}

@@ -38,6 +38,7 @@ type options struct {
 	requestTimeout  time.Duration
 	maxValueBytes   int64
 	logLevel        string
+	listenPeerURL   string
 	clientTLS       transport.TLSInfo
 	peerTLS         transport.TLSInfo
 }
@@ -55,6 +56,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before answering 503")
 	fs.Int64Var(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value a PUT may store")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.listenPeerURL, "listen-peer-url", "", "where the peer port listens, if not at this member's --cluster URL (e.g. behind a proxy)")
 	fs.StringVar(&o.clientTLS.CertFile, "cert-file", "", "serve the HTTP API over TLS with this certificate (PEM)")
 	fs.StringVar(&o.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
 	fs.StringVar(&o.clientTLS.TrustedCAFile, "trusted-ca-file", "", "require HTTP API clients to present a certificate signed by this CA (PEM)")
@@ -130,6 +132,8 @@ func run(args []string) int {
 		snapdir:   filepath.Join(o.dataDir, "raftexample-"+strconv.FormatUint(o.id, 10)+"-snap"),
 		snapCount: o.snapCount,
 		peerTLS:   o.peerTLS,
+
+		listenPeerURL: o.listenPeerURL,
 	}, commitC, func() []byte {
 		// Called only once the kvstore has applied a commit, so store is set.
 		return store.snapshot()

@@ -49,7 +49,11 @@ func (rn *raftNode) startTransport(existed bool) error {
 			rn.addPeer(uint64(i+1), u)
 		}
 	}
-	u, _ := url.Parse(ownURL)
+	listenURL := ownURL
+	if rn.cfg.listenPeerURL != "" {
+		listenURL = rn.cfg.listenPeerURL
+	}
+	u, _ := url.Parse(listenURL)
 	ln, err := newStoppableListener(u.Host)
 	if err != nil {
 		rn.transport.Stop()

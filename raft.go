@@ -41,6 +41,9 @@ type raftConfig struct {
 	snapdir   string
 	snapCount uint64            // applied entries between snapshots
 	peerTLS   transport.TLSInfo // empty for plain http:// peers
+	// listenPeerURL, when set, is where the peer port listens; peers still
+	// reach this node at its --cluster URL (through a proxy, say).
+	listenPeerURL string
 }
 
 // raftNode owns the raft state machine, its durable storage and the peer
@@ -94,6 +97,11 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 	for _, u := range cfg.peerURLs {
 		if err := validatePeerURL(u); err != nil {
 			return nil, fmt.Errorf("--cluster: %w", err)
+		}
+	}
+	if cfg.listenPeerURL != "" {
+		if err := validatePeerURL(cfg.listenPeerURL); err != nil {
+			return nil, fmt.Errorf("--listen-peer-url: %w", err)
 		}
 	}
 	rn := &raftNode{

@@ -89,7 +89,16 @@ func (rn *raftNode) addPeer(id uint64, peerURL string) {
 // replaced wholesale by a snapshot; previous is the list before.
 func (rn *raftNode) syncPeers(previous map[uint64]string) {
 	current := rn.members.list()
+	stale := make(map[uint64]bool, len(previous)+len(rn.cfg.peerURLs))
 	for id := range previous {
+		stale[id] = true
+	}
+	// A joining node seeded its transport from --cluster, which may name
+	// members that are gone by the time the snapshot was taken.
+	for i := range rn.cfg.peerURLs {
+		stale[uint64(i+1)] = true
+	}
+	for id := range stale {
 		if id != rn.cfg.id && !containsMember(current, id) {
 			rn.transport.RemovePeer(types.ID(id))
 		}

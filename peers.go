@@ -99,7 +99,7 @@ func (rn *raftNode) syncPeers(previous map[uint64]string) {
 		stale[uint64(i+1)] = true
 	}
 	for id := range stale {
-		if id != rn.cfg.id && !containsMember(current, id) {
+		if id != rn.cfg.id && !containsMember(current, id) && rn.transport.Get(types.ID(id)) != nil {
 			rn.transport.RemovePeer(types.ID(id))
 		}
 	}

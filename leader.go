@@ -17,10 +17,12 @@ const electionTimeout = electionTicks * tickInterval
 
 var errTransferTimeout = errors.New("leadership did not move to that member in time; retry later")
 
-// noteLeader records leadership changes. When this node no longer knows a
-// leader, proposals it is waiting on may never commit (or may, under a later
-// leader): they are answered at once as of unknown outcome, instead of
-// hanging until their timeout.
+// leaderLossGrace is how long pending proposals wait for a new leader before
+// they are answered as of unknown outcome. An election that follows a
+// leadership transfer, or a vote at a higher term, finishes well within it.
+const leaderLossGrace = electionTimeout / 2
+
+// noteLeader records leadership changes.
 func (rn *raftNode) noteLeader(ss *raft.SoftState) {
 	if ss == nil {
 		return
@@ -37,6 +39,23 @@ func (rn *raftNode) noteLeader(ss *raft.SoftState) {
 		rn.leaderMu.Unlock()
 	}
 	if ss.Lead == 0 && prev != 0 {
+		rn.leaderLostAt = time.Now()
+	}
+}
+
+// checkLeaderLoss answers pending proposals once this node has been without a
+// leader for leaderLossGrace: they may never commit (or may, under a later
+// leader), and should not hang until their own timeout. Called every tick.
+func (rn *raftNode) checkLeaderLoss() {
+	if rn.leaderLostAt.IsZero() {
+		return
+	}
+	if rn.Leader() != 0 {
+		rn.leaderLostAt = time.Time{}
+		return
+	}
+	if time.Since(rn.leaderLostAt) >= leaderLossGrace {
+		rn.leaderLostAt = time.Time{}
 		rn.waits.failAll(errLeaderLost)
 	}
 }

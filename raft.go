@@ -78,6 +78,7 @@ type raftNode struct {
 	appliedIndex  uint64
 	startupSnap   []byte          // kv part of the snapshot loaded from disk, handed to the kvstore first
 	lastApplied   <-chan struct{} // closed once the kvstore applied all published commits
+	leaderLostAt  time.Time       // when this node last lost its leader; zero once one is known
 
 	stopc    chan struct{} // closed by Stop
 	donec    chan struct{} // closed when the node has fully stopped
@@ -232,6 +233,7 @@ func (rn *raftNode) loop() error {
 		select {
 		case <-ticker.C:
 			rn.node.Tick()
+			rn.checkLeaderLoss()
 		case rd := <-rn.node.Ready():
 			if err := rn.handleReady(rd); err != nil {
 				return err

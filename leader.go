@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // This file is about who leads: noticing changes, waiting for a leader,
@@ -17,13 +18,23 @@ const electionTimeout = electionTicks * tickInterval
 
 var errTransferTimeout = errors.New("leadership did not move to that member in time; retry later")
 
-// leaderLossGrace is how long pending proposals wait for a new leader before
-// they are answered as of unknown outcome. An election that follows a
-// leadership transfer, or a vote at a higher term, finishes well within it.
+// leaderLossGrace is how long pending proposals wait for a new leader when
+// the old one was lost to an election already under way (a vote request at a
+// higher term, as after a leadership transfer): such an election finishes well
+// within it, and the proposals commit under the new leader.
 const leaderLossGrace = electionTimeout / 2
 
-// noteLeader records leadership changes.
-func (rn *raftNode) noteLeader(ss *raft.SoftState) {
+// noteLeader records leadership changes. When this node loses its leader
+// without a new term (it stopped hearing from it, or as leader it lost the
+// quorum), pending proposals may never commit, or may under a later leader:
+// they are answered at once as of unknown outcome rather than left hanging
+// until their timeout. When a new term took the leader away, they get
+// leaderLossGrace to see the new leader first.
+func (rn *raftNode) noteLeader(ss *raft.SoftState, hs *raftpb.HardState) {
+	newTerm := false
+	if hs != nil && hs.GetTerm() > rn.term {
+		rn.term, newTerm = hs.GetTerm(), true
+	}
 	if ss == nil {
 		return
 	}
@@ -38,8 +49,12 @@ func (rn *raftNode) noteLeader(ss *raft.SoftState) {
 		rn.leaderMoved = make(chan struct{})
 		rn.leaderMu.Unlock()
 	}
-	if ss.Lead == 0 && prev != 0 {
+	switch {
+	case ss.Lead != 0 || prev == 0:
+	case newTerm:
 		rn.leaderLostAt = time.Now()
+	default:
+		rn.waits.failAll(errLeaderLost)
 	}
 }
 

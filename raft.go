@@ -78,7 +78,8 @@ type raftNode struct {
 	appliedIndex  uint64
 	startupSnap   []byte          // kv part of the snapshot loaded from disk, handed to the kvstore first
 	lastApplied   <-chan struct{} // closed once the kvstore applied all published commits
-	leaderLostAt  time.Time       // when this node last lost its leader; zero once one is known
+	leaderLostAt  time.Time       // when an election took away the leader; zero once one is known
+	term          uint64          // the latest term seen in a Ready
 
 	stopc    chan struct{} // closed by Stop
 	donec    chan struct{} // closed when the node has fully stopped
@@ -253,7 +254,7 @@ func (rn *raftNode) loop() error {
 // handleReady processes one Ready in the order raft's documentation lays down.
 func (rn *raftNode) handleReady(rd raft.Ready) error {
 	// 0. Volatile news: who leads, and answers to ReadIndex requests.
-	rn.noteLeader(rd.SoftState)
+	rn.noteLeader(rd.SoftState, rd.HardState)
 	if rd.HardState != nil {
 		metricTerm.Set(float64(rd.HardState.GetTerm()))
 		metricCommitIndex.Set(float64(rd.HardState.GetCommit()))

@@ -236,15 +236,23 @@ func (n *Node) String() string {
 // Start launches the process and returns without waiting for it to serve.
 func (n *Node) Start() {
 	n.t.Helper()
+	if err := n.TryStart(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// TryStart is Start for goroutines other than the test's own: it returns an
+// error instead of failing the test.
+func (n *Node) TryStart() error {
 	if n.Running() {
-		n.t.Fatalf("%v: Start while running", n)
+		return fmt.Errorf("%v: Start while running", n)
 	}
 	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
-		n.t.Fatal(err)
+		return err
 	}
 	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		n.t.Fatal(err)
+		return err
 	}
 	defer f.Close() // the child has its own copy of the descriptor
 	n.mu.Lock()
@@ -258,7 +266,7 @@ func (n *Node) Start() {
 	cmd.Stderr = f
 	if err := cmd.Start(); err != nil {
 		n.mu.Unlock()
-		n.t.Fatalf("%v: start: %v", n, err)
+		return fmt.Errorf("%v: start: %v", n, err)
 	}
 	done := make(chan struct{})
 	n.cmd, n.done, n.exitCode = cmd, done, 0
@@ -270,6 +278,7 @@ func (n *Node) Start() {
 		n.mu.Unlock()
 		close(done)
 	}()
+	return nil
 }
 
 // Restart starts the node again with the same flags and waits until it
@@ -351,10 +360,19 @@ func (n *Node) StopWith(sig os.Signal) int {
 // Kill sends SIGKILL and waits for the process to be gone.
 func (n *Node) Kill() {
 	n.t.Helper()
+	if err := n.TryKill(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// TryKill is Kill for goroutines other than the test's own: it returns an
+// error instead of failing the test.
+func (n *Node) TryKill() error {
 	n.signal(syscall.SIGKILL)
 	if _, ok := n.Wait(10 * time.Second); !ok {
-		n.t.Fatalf("%v survived SIGKILL", n)
+		return fmt.Errorf("%v survived SIGKILL", n)
 	}
+	return nil
 }
 
 // WaitServing waits until the current run logged "serving HTTP" or its HTTP

@@ -1,0 +1,511 @@
+package main
+
+// A linearizability check of the real cluster under crashes: concurrent
+// clients read, write and delete a few keys through every node while a
+// nemesis SIGKILLs and restarts nodes; porcupine then checks that the
+// recorded history has a legal sequential order.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	tc "raftexample/internal/testcluster"
+)
+
+const (
+	linWorkload        = 30 * time.Second // how long the clients and the nemesis run
+	linHardDeadline    = 2 * time.Minute  // the whole test ends by then, whatever happens
+	linClients         = 8
+	linKeys            = 5 // few keys, so that operations conflict
+	linServerTimeout   = "2s"
+	linSnapCount       = "1000"          // snapshots, compaction and snapshot catch-up happen during the run
+	linClientTimeout   = 5 * time.Second // longer than --request-timeout
+	linCheckTimeout    = 60 * time.Second
+	linMinOKOps        = 300
+	linMinKills        = 2
+	linNoLeaderPrefix  = "no leader: nothing was done"
+	linInfiniteReturns = math.MaxInt64 // a write whose outcome is unknown may take effect at any later time
+)
+
+type linOpKind int
+
+const (
+	linPut linOpKind = iota
+	linGet
+	linDelete
+)
+
+func (k linOpKind) String() string {
+	return [...]string{"put", "get", "delete"}[k]
+}
+
+type linInput struct {
+	Kind  linOpKind
+	Key   string
+	Value string // for put
+}
+
+// linOutput is what a get saw; puts and deletes have no output.
+type linOutput struct {
+	Found bool
+	Value string
+}
+
+// linState is one key's value in the model.
+type linState struct {
+	Present bool
+	Value   string
+}
+
+var linModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range history {
+			k := op.Input.(linInput).Key
+			if _, ok := byKey[k]; !ok {
+				keys = append(keys, k)
+			}
+			byKey[k] = append(byKey[k], op)
+		}
+		sort.Strings(keys)
+		var parts [][]porcupine.Operation
+		for _, k := range keys {
+			parts = append(parts, byKey[k])
+		}
+		return parts
+	},
+	Init: func() interface{} { return linState{} },
+	Step: func(state, input, output interface{}) (bool, interface{}) {
+		st, in := state.(linState), input.(linInput)
+		switch in.Kind {
+		case linPut:
+			return true, linState{Present: true, Value: in.Value}
+		case linDelete:
+			return true, linState{}
+		default:
+			out := output.(linOutput)
+			return out.Found == st.Present && out.Value == st.Value, st
+		}
+	},
+	Hash: func(state interface{}) uint64 {
+		st := state.(linState)
+		h := fnv.New64a()
+		if st.Present {
+			io.WriteString(h, "+")
+		}
+		io.WriteString(h, st.Value)
+		return h.Sum64()
+	},
+	DescribeOperation: func(input, output interface{}) string {
+		in := input.(linInput)
+		switch in.Kind {
+		case linPut:
+			return fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
+		case linDelete:
+			return fmt.Sprintf("delete(%s)", in.Key)
+		default:
+			out := output.(linOutput)
+			if !out.Found {
+				return fmt.Sprintf("get(%s) -> absent", in.Key)
+			}
+			return fmt.Sprintf("get(%s) -> %q", in.Key, out.Value)
+		}
+	},
+	DescribeState: func(state interface{}) string {
+		st := state.(linState)
+		if !st.Present {
+			return "absent"
+		}
+		return fmt.Sprintf("%q", st.Value)
+	},
+	DescribeOperationMetadata: func(info interface{}) string {
+		if info == nil {
+			return ""
+		}
+		return fmt.Sprint(info)
+	},
+}
+
+// linRecorder collects the history of all clients and counts outcomes.
+type linRecorder struct {
+	start time.Time // timestamps are nanoseconds since start, on the monotonic clock
+
+	mu         sync.Mutex
+	history    []porcupine.Operation
+	counts     map[string]int // "put ok", "get failed", ...
+	unexpected []string       // answers the API does not allow
+}
+
+func newLinRecorder() *linRecorder {
+	return &linRecorder{start: time.Now(), counts: map[string]int{}}
+}
+
+func (r *linRecorder) now() int64 { return time.Since(r.start).Nanoseconds() }
+
+// linResult is how one request ended.
+type linResult struct {
+	code int
+	body string
+	err  error
+	node int
+}
+
+func (res linResult) String() string {
+	if res.err != nil {
+		return fmt.Sprintf("node %d: %v", res.node, res.err)
+	}
+	return fmt.Sprintf("node %d: %d %s", res.node, res.code, strings.TrimSpace(linShort(res.body, 80)))
+}
+
+// reason is the one-line message of an error answer: plain text at the
+// root, {"error": ...} under /v1.
+func (res linResult) reason() string {
+	var v1 struct {
+		Error string `json:"error"`
+	}
+	if strings.HasPrefix(res.body, "{") && json.Unmarshal([]byte(res.body), &v1) == nil {
+		return v1.Error
+	}
+	return strings.TrimSpace(res.body)
+}
+
+// linErrorKind classifies a failed request for the summary.
+func linErrorKind(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection reset or closed"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	}
+	return "other"
+}
+
+func linShort(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// record files one finished operation under the recording rules: an
+// acknowledged write or a successful read goes in with its real interval; a
+// write that was not acknowledged may still take effect, so it goes in as
+// never returning, unless it certainly did not: the server said it was never
+// proposed, or the connection was refused; a failed read changes nothing and
+// is left out.
+func (r *linRecorder) record(client int, in linInput, call, ret int64, res linResult) {
+	op := porcupine.Operation{ClientId: client, Input: in, Call: call, Return: ret, Metadata: res.String()}
+	outcome := ""
+	keep := true
+	switch {
+	case in.Kind == linGet && res.err == nil && res.code == http.StatusOK:
+		op.Output = linOutput{Found: true, Value: res.body}
+		outcome = "ok"
+	case in.Kind == linGet && res.err == nil && res.code == http.StatusNotFound:
+		op.Output = linOutput{}
+		outcome = "ok (absent)"
+	case in.Kind == linGet:
+		keep = false
+		outcome = "failed (dropped)"
+	case res.err == nil && res.code == http.StatusNoContent:
+		outcome = "ok"
+	case res.err == nil && res.code == http.StatusServiceUnavailable && strings.HasPrefix(res.reason(), linNoLeaderPrefix):
+		keep = false
+		outcome = "not applied (dropped)"
+	case errors.Is(res.err, syscall.ECONNREFUSED):
+		// The node was down: the request never left this process. Left
+		// out like a read, or the checker would have to place hundreds of
+		// writes that cannot have happened.
+		keep = false
+		outcome = "not sent (dropped)"
+	default:
+		op.Return = linInfiniteReturns
+		outcome = "unknown (open-ended)"
+	}
+	if res.err == nil {
+		wantCodes := map[int]bool{http.StatusNoContent: true, http.StatusServiceUnavailable: true}
+		if in.Kind == linGet {
+			wantCodes = map[int]bool{http.StatusOK: true, http.StatusNotFound: true, http.StatusServiceUnavailable: true}
+		}
+		if !wantCodes[res.code] {
+			r.mu.Lock()
+			r.unexpected = append(r.unexpected, fmt.Sprintf("%s %s: %v", in.Kind, in.Key, res))
+			r.mu.Unlock()
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[in.Kind.String()+" "+outcome]++
+	if res.err != nil {
+		r.counts[fmt.Sprintf("%s transport error: %s", in.Kind, linErrorKind(res.err))]++
+	} else if res.code == http.StatusServiceUnavailable {
+		reason, _, _ := strings.Cut(res.reason(), ":")
+		r.counts[fmt.Sprintf("%s 503 %q", in.Kind, reason)]++
+	}
+	if keep {
+		r.history = append(r.history, op)
+	}
+}
+
+func (r *linRecorder) okOps() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, v := range r.counts {
+		if strings.HasSuffix(k, " ok") || strings.HasSuffix(k, " ok (absent)") {
+			n += v
+		}
+	}
+	return n
+}
+
+func (r *linRecorder) summary() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var keys []string
+	for k := range r.counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n  %-60s %6d", k, r.counts[k])
+	}
+	return b.String()
+}
+
+// linDo runs one operation against node n.
+func linDo(ctx context.Context, client *http.Client, n *tc.Node, in linInput, viaV1 bool) linResult {
+	path := "/" + url.PathEscape(in.Key)
+	if viaV1 || in.Kind == linDelete {
+		path = "/v1/kv/" + url.PathEscape(in.Key)
+	}
+	method, body := http.MethodGet, ""
+	switch in.Kind {
+	case linPut:
+		method, body = http.MethodPut, in.Value
+	case linDelete:
+		method = http.MethodDelete
+	}
+	res := linResult{node: n.ID}
+	req, err := http.NewRequestWithContext(ctx, method, n.URL(path), strings.NewReader(body))
+	if err != nil {
+		res.err = err
+		return res
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	res.code, res.body, res.err = resp.StatusCode, string(b), err
+	return res
+}
+
+func TestHistoryIsLinearizableUnderKillsAndRestarts(t *testing.T) {
+	hardDeadline := time.Now().Add(linHardDeadline)
+	// Nothing below waits past the hard deadline: requests carry this
+	// context, and the check's timeout is cut to what is left.
+	ctx, cancel := context.WithDeadline(context.Background(), hardDeadline.Add(-5*time.Second))
+	defer cancel()
+
+	c := procStartCluster(t, 3, "--request-timeout", linServerTimeout, "--snap-count", linSnapCount)
+	client := &http.Client{
+		Timeout:   linClientTimeout,
+		Transport: &http.Transport{DisableKeepAlives: true}, // nodes die all the time
+	}
+	keys := make([]string, linKeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("lin-%d", i)
+	}
+
+	rec := newLinRecorder()
+	workCtx, stopWork := context.WithTimeout(ctx, linWorkload)
+	defer stopWork()
+
+	// Clients.
+	var clients sync.WaitGroup
+	for id := 0; id < linClients; id++ {
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+			for seq := 0; workCtx.Err() == nil; seq++ {
+				in := linInput{Key: keys[rng.IntN(len(keys))]}
+				switch p := rng.IntN(100); {
+				case p < 45:
+					in.Kind, in.Value = linPut, fmt.Sprintf("c%d-%d", id, seq) // unique in the run
+				case p < 90:
+					in.Kind = linGet
+				default:
+					in.Kind = linDelete
+				}
+				n := c.Nodes[rng.IntN(len(c.Nodes))]
+				call := rec.now()
+				// In-flight requests run to their end even after the
+				// workload stops (only the hard deadline cuts them), so
+				// that their outcome is known.
+				res := linDo(ctx, client, n, in, rng.IntN(2) == 0)
+				rec.record(id, in, call, rec.now(), res)
+			}
+		}()
+	}
+
+	// Nemesis: one node down at a time, often the leader.
+	var (
+		nemesisLog  []string
+		kills       int
+		leaderKills int
+		nemesisErr  error
+	)
+	nemesisDone := make(chan struct{})
+	go func() {
+		defer close(nemesisDone)
+		rng := rand.New(rand.NewPCG(99, uint64(time.Now().UnixNano())))
+		pause := func(lo, hi time.Duration) bool {
+			select {
+			case <-workCtx.Done():
+				return false
+			case <-time.After(lo + time.Duration(rng.Int64N(int64(hi-lo)))):
+				return true
+			}
+		}
+		logf := func(format string, args ...any) {
+			nemesisLog = append(nemesisLog, fmt.Sprintf("%6.2fs ", time.Since(rec.start).Seconds())+fmt.Sprintf(format, args...))
+		}
+		for pause(1500*time.Millisecond, 3500*time.Millisecond) {
+			victim, what := c.Nodes[rng.IntN(len(c.Nodes))], "a random node"
+			if rng.IntN(2) == 0 {
+				if l, err := c.FindLeader(3 * time.Second); err == nil {
+					victim, what = l, "the leader"
+					leaderKills++
+				} else {
+					logf("no leader found (%v)", err)
+				}
+			}
+			if err := victim.TryKill(); err != nil {
+				nemesisErr = err
+				return
+			}
+			kills++
+			logf("killed %v (%s)", victim, what)
+			pause(200*time.Millisecond, 1500*time.Millisecond)
+			// Restart even when the workload is over: the final reads
+			// want every node back.
+			if err := victim.TryStart(); err != nil {
+				nemesisErr = err
+				return
+			}
+			if err := victim.WaitServing(20 * time.Second); err != nil {
+				nemesisErr = err
+				return
+			}
+			logf("restarted %v", victim)
+		}
+	}()
+
+	clients.Wait()
+	<-nemesisDone
+	t.Logf("nemesis:\n  %s", strings.Join(nemesisLog, "\n  "))
+	if nemesisErr != nil {
+		t.Errorf("nemesis: %v", nemesisErr) // the history is still worth checking
+	}
+
+	// Every node must still be up: a node that died by itself after a
+	// restart (e.g. while replaying its WAL) is a bug even if the history is
+	// fine.
+	var live []*tc.Node
+	for _, n := range c.Nodes {
+		if n.Running() {
+			live = append(live, n)
+			continue
+		}
+		code, _ := n.Wait(0)
+		t.Errorf("%v exited by itself with code %d; its last run logged:\n%s", n, code, tc.Tail(n.RunLog(), 60))
+	}
+
+	// Final reads through every node once the cluster is whole again: they
+	// see the outcome of everything acknowledged (and maybe of writes that
+	// were not).
+	finalDeadline := time.Now().Add(20 * time.Second)
+	for _, n := range live {
+		for _, k := range keys {
+			err := tc.Poll(time.Until(finalDeadline), func() error {
+				in := linInput{Kind: linGet, Key: k}
+				call := rec.now()
+				res := linDo(ctx, client, n, in, false)
+				rec.record(linClients, in, call, rec.now(), res)
+				if res.err != nil || (res.code != http.StatusOK && res.code != http.StatusNotFound) {
+					return fmt.Errorf("final GET %s: %v", k, res)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Errorf("%v", err)
+			}
+		}
+	}
+
+	for _, n := range c.Nodes {
+		if bad := tc.ErrorLines(n.Log()); len(bad) > 0 {
+			t.Logf("%v logged %d lines at error level, e.g.:\n  %s", n, len(bad), strings.Join(bad[:min(5, len(bad))], "\n  "))
+		}
+	}
+
+	t.Logf("operations (%d in the history; %d kills, %d of the leader):%s", len(rec.history), kills, leaderKills, rec.summary())
+	if len(rec.unexpected) > 0 {
+		t.Errorf("%d answers with a status the API does not allow, e.g.:\n  %s",
+			len(rec.unexpected), strings.Join(rec.unexpected[:min(10, len(rec.unexpected))], "\n  "))
+	}
+	if got := rec.okOps(); got < linMinOKOps {
+		t.Errorf("only %d operations succeeded, want at least %d: the run did too little to prove anything", got, linMinOKOps)
+	}
+	if kills < linMinKills {
+		t.Errorf("only %d kills, want at least %d", kills, linMinKills)
+	}
+
+	timeout := min(linCheckTimeout, time.Until(hardDeadline)-5*time.Second)
+	if timeout <= 0 {
+		t.Fatalf("no time left to check the history before the hard deadline")
+	}
+	checkStart := time.Now()
+	result, info := porcupine.CheckOperationsVerbose(linModel, rec.history, timeout)
+	t.Logf("porcupine: %s in %v", result, time.Since(checkStart).Round(time.Millisecond))
+	switch result {
+	case porcupine.Ok:
+	case porcupine.Unknown:
+		t.Logf("porcupine could not decide within %v; no violation found so far", timeout)
+	default:
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("raftexample-porcupine-%s.html", time.Now().Format("20060102-150405.000")))
+		if err := porcupine.VisualizePath(linModel, info, path); err != nil {
+			t.Errorf("history is not linearizable; writing the visualization failed: %v", err)
+		} else {
+			t.Errorf("history is not linearizable; see %s (open in a browser)", path)
+		}
+	}
+}

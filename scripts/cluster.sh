@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds raftexample and runs the Procfile's members in the foreground, the way
 # goreman or foreman would, for machines that have only Go. Each member logs to
-# logs/<name>.log. Ctrl-C stops them all (SIGTERM: each closes its WAL cleanly).
+# logs/<name>.log and writes its pid to logs/<name>.pid. Ctrl-C stops them all (SIGTERM: each closes its WAL cleanly).
 # Data stays in raftexample-<id>/ and raftexample-<id>-snap/; rerunning the
 # script restarts the same cluster. Remove those directories to start afresh.
 set -euo pipefail
@@ -26,6 +26,7 @@ while IFS= read -r line; do
 	read -r -a cmd <<<"${line#*:}"
 	"${cmd[@]}" >"logs/$name.log" 2>&1 &
 	pids+=($!)
+	echo $! >"logs/$name.pid"
 	# The HTTP port is the value after --port.
 	for ((i = 0; i < ${#cmd[@]} - 1; i++)); do
 		[ "${cmd[i]}" = --port ] && ports+=("${cmd[i + 1]}")

@@ -166,6 +166,12 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		disk.close()
 		return nil, err
 	}
+	if len(cfg.peerURLs) == 1 && !cfg.join {
+		// A cluster of one need not wait out an election timeout to find
+		// that nobody else will lead. (With PreVote, this cannot disturb a
+		// cluster that grew since: the others would refuse the pre-vote.)
+		rn.node.Campaign(context.Background())
+	}
 	go rn.run()
 	go rn.runReadLoop()
 	return rn, nil

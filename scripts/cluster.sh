@@ -34,11 +34,11 @@ while IFS= read -r line; do
 	echo "started $name (pid $!), logging to logs/$name.log"
 done <Procfile
 
-# Wait until every member answers HTTP (a 404 for a missing key is an answer).
+# Wait until every member answers /health with 200: it knows a leader.
 for port in "${ports[@]}"; do
-	for _ in $(seq 1 100); do
-		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/cluster-probe" || true)
-		[ "$code" = 200 ] || [ "$code" = 404 ] && break
+	for _ in $(seq 1 200); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" || true)
+		[ "$code" = 200 ] && break
 		sleep 0.1
 	done
 done

@@ -79,7 +79,9 @@ type raftNode struct {
 	startupSnap   []byte          // kv part of the snapshot loaded from disk, handed to the kvstore first
 	lastApplied   <-chan struct{} // closed once the kvstore applied all published commits
 	leaderLostAt  time.Time       // when an election took away the leader; zero once one is known
-	term          uint64          // the latest term seen in a Ready
+	campaignAlone bool            // campaign once appliedIndex reaches campaignAfter
+	campaignAfter uint64
+	term          uint64 // the latest term seen in a Ready
 
 	stopc    chan struct{} // closed by Stop
 	donec    chan struct{} // closed when the node has fully stopped
@@ -167,10 +169,10 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		return nil, err
 	}
 	if len(cfg.peerURLs) == 1 && !cfg.join {
-		// A cluster of one need not wait out an election timeout to find
-		// that nobody else will lead. (With PreVote, this cannot disturb a
-		// cluster that grew since: the others would refuse the pre-vote.)
-		rn.node.Campaign(context.Background())
+		// Raft refuses to campaign before the conf changes it knows of are
+		// applied: the bootstrap one, or those replayed from the WAL.
+		rn.campaignAlone = true
+		rn.campaignAfter = max(1, state.hardState.GetCommit())
 	}
 	go rn.run()
 	go rn.runReadLoop()
@@ -245,6 +247,7 @@ func (rn *raftNode) loop() error {
 			if err := rn.handleReady(rd); err != nil {
 				return err
 			}
+			rn.maybeCampaignAlone()
 		case err := <-rn.transport.ErrorC:
 			// rafthttp reports here when the peers refuse us as removed.
 			if err.Error() == rafthttpRemovedMessage {
@@ -291,6 +294,20 @@ func (rn *raftNode) handleReady(rd raft.Ready) error {
 	// 4. Ready for the next batch.
 	rn.node.Advance()
 	return nil
+}
+
+// maybeCampaignAlone starts an election at once in a cluster of one, which
+// need not wait out an election timeout to find that nobody else will lead.
+// (With PreVote this cannot disturb a cluster that has grown since: the
+// others refuse the pre-vote while they have a leader.)
+func (rn *raftNode) maybeCampaignAlone() {
+	if !rn.campaignAlone || rn.appliedIndex < rn.campaignAfter {
+		return
+	}
+	rn.campaignAlone = false
+	if err := rn.node.Campaign(context.Background()); err != nil {
+		rn.lg.Debug("could not campaign", zap.Error(err))
+	}
 }
 
 func (rn *raftNode) forwardReadStates(states []raft.ReadState) {

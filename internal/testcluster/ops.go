@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -333,32 +332,7 @@ func (m Metrics) Names(prefix string) []string {
 // and flags.
 func (c *Cluster) StartCustom(scheme string, nodeFlags func(n *Node) []string) {
 	c.t.Helper()
-	for attempt := 1; ; attempt++ {
-		c.customize(scheme, nodeFlags)
-		for _, n := range c.Nodes {
-			n.Start()
-		}
-		var err error
-		for _, n := range c.Nodes {
-			if err = n.WaitServing(30 * time.Second); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, ErrPortInUse) || attempt == 3 {
-			c.t.Fatalf("starting cluster: %v", err)
-		}
-		c.t.Logf("starting cluster: %v; retrying with new ports", err)
-		for _, n := range c.Nodes {
-			if n.Running() {
-				n.Kill()
-			}
-			os.RemoveAll(n.DataDir)
-		}
-		c.assignPorts()
-	}
+	c.startRetrying(func() { c.customize(scheme, nodeFlags) })
 }
 
 // customize rewrites the peer URLs to scheme and rebuilds the command lines.

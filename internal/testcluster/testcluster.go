@@ -537,7 +537,16 @@ func (c *Cluster) args(n *Node, urls []string) []string {
 // out to be taken, it wipes the nodes, picks new ports and tries again.
 func (c *Cluster) Start() {
 	c.t.Helper()
+	c.startRetrying(func() {})
+}
+
+// startRetrying runs prepare and starts every node, until all serve HTTP. If
+// a port turned out to be taken, it wipes the nodes, picks new ports and
+// tries again (prepare runs again after the new ports are assigned).
+func (c *Cluster) startRetrying(prepare func()) {
+	c.t.Helper()
 	for attempt := 1; ; attempt++ {
+		prepare()
 		for _, n := range c.Nodes {
 			n.Start()
 		}

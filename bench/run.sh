@@ -26,13 +26,15 @@ usage: bench/run.sh [flags]
   --keys N            key space (default 100000), loaded before the runs
   --value-bytes N     value size (default 256)
   --target T          leader or follower: the one member all requests go to (default leader)
-  --base-port P       ports P+1.. are used (default 47100)
+  --base-port P       ports P+1 .. P+33 are used (default 28100; keep them below the
+                      ephemeral range, net.ipv4.ip_local_port_range, or an outgoing
+                      connection may hold one when a member binds it)
   --keep              keep bench/data/ and the clusters' logs after the run
 EOF
 }
 
 etcd=0 raftexample=1 duration=10s conns="1 16 256" workloads="put get get-serializable"
-keys=100000 value_bytes=256 target=leader base_port=47100 keep=0
+keys=100000 value_bytes=256 target=leader base_port=28100 keep=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--etcd) etcd=1 ;;
@@ -51,6 +53,10 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case "$target" in leader | follower) ;; *) echo "--target must be leader or follower" >&2; exit 2 ;; esac
+read -r ephemeral_low ephemeral_high </proc/sys/net/ipv4/ip_local_port_range
+if [ $((base_port + 33)) -ge "$ephemeral_low" ] && [ "$base_port" -le "$ephemeral_high" ]; then
+	echo "warning: ports $((base_port + 1))-$((base_port + 33)) overlap the ephemeral range $ephemeral_low-$ephemeral_high" >&2
+fi
 
 started=$(date +%s)
 data=$root/bench/data

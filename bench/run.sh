@@ -79,9 +79,11 @@ stop_members() {
 	wait "${pids[@]}" 2>/dev/null || true
 	pids=()
 }
+wrk_pid=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	if [ -n "$wrk_pid" ]; then kill -TERM "$wrk_pid" 2>/dev/null || true; fi
 	stop_members
 	if [ $keep = 0 ]; then rm -rf "$data"; fi
 	exit $rc
@@ -159,7 +161,13 @@ run_wrk() { # system script workload conns url
 	local system=$1 script=$2 workload=$3 c=$4 url=$5 t line
 	t=$((c < 2 ? c : 2))
 	local log=$out/$system-$workload-c$c.txt
-	wrk -t"$t" -c"$c" -d"$duration" --timeout 10s -s "bench/$script.lua" "$url" -- "$keys" "$value_bytes" >"$log" 2>&1 || true
+	# In the background and waited for: wrk handles SIGINT itself and exits 0,
+	# and bash would then not run the INT trap for a foreground wrk; the wait
+	# builtin is interrupted by the trap at once.
+	wrk -t"$t" -c"$c" -d"$duration" --timeout 10s -s "bench/$script.lua" "$url" -- "$keys" "$value_bytes" >"$log" 2>&1 &
+	wrk_pid=$!
+	wait "$wrk_pid" || true
+	wrk_pid=
 	line=$(grep '^BENCH ' "$log" || true)
 	if [ -z "$line" ]; then
 		echo "wrk failed for $system $workload c$c, see $log" >&2

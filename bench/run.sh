@@ -29,7 +29,7 @@ usage: bench/run.sh [flags]
   --base-port P       ports P+1 .. P+33 are used (default 28100; keep them below the
                       ephemeral range, net.ipv4.ip_local_port_range, or an outgoing
                       connection may hold one when a member binds it)
-  --keep              keep bench/data/ and the clusters' logs after the run
+  --keep              copy the members' logs into bench/results/<time>/
 EOF
 }
 

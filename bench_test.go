@@ -1,0 +1,366 @@
+package main
+
+// Benchmarks of the hot paths, from the entry encoding up to a 3-node
+// cluster. They run only with -bench:
+//
+//	go test -run '^$' -bench . -benchtime 2s .
+//
+// The clusters here are in-process raft nodes with real transports on
+// loopback and real WAL directories under the test's temp dir, like the
+// "ip" tests; their helpers carry a "bench" prefix. bench/run.sh measures
+// the real binary over HTTP.
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const (
+	benchKeys       = 100000
+	benchValueBytes = 256
+)
+
+var benchValue = strings.Repeat("v", benchValueBytes)
+
+func benchKey(i int) string { return "bench-" + strconv.Itoa(i) }
+
+func BenchmarkEncodeCommand(b *testing.B) {
+	b.ReportAllocs()
+	c := command{op: opPut, id: 1 << 40, key: benchKey(12345), value: benchValue}
+	for i := 0; b.Loop(); i++ {
+		c.id++
+		encodeCommand(c)
+	}
+}
+
+func BenchmarkDecodeCommand(b *testing.B) {
+	b.ReportAllocs()
+	data := encodeCommand(command{op: opPut, id: 1 << 40, key: benchKey(12345), value: benchValue})
+	for b.Loop() {
+		if _, err := decodeCommand(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchEntries encodes n puts of random keys out of benchKeys.
+func benchEntries(n int) [][]byte {
+	ents := make([][]byte, n)
+	for i := range ents {
+		ents[i] = encodeCommand(command{op: opPut, id: uint64(i + 1), key: benchKey(rand.IntN(benchKeys)), value: benchValue})
+	}
+	return ents
+}
+
+// BenchmarkApplyPut applies committed puts to a map that holds benchKeys keys.
+// "entry" is the transition function under the lock; "run" goes through
+// kvstore.run with commits of 64 entries, as the Ready loop sends them, and
+// counts per entry (decode, map, digest, metrics, waking waiters).
+func BenchmarkApplyPut(b *testing.B) {
+	ents := benchEntries(benchKeys)
+	newStore := func() *kvstore {
+		s := newKVStore(zap.NewNop(), nil, newWaitRegistry())
+		for _, e := range ents {
+			s.apply(e)
+		}
+		return s
+	}
+	b.Run("entry", func(b *testing.B) {
+		s := newStore()
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			s.mu.Lock()
+			s.apply(ents[i%len(ents)])
+			s.mu.Unlock()
+		}
+	})
+	b.Run("run", func(b *testing.B) {
+		const batch = 64
+		s := newStore()
+		commitC := make(chan commit, 64)
+		runDone := make(chan error, 1)
+		go func() { runDone <- s.run(commitC) }()
+		b.ReportAllocs()
+		b.ResetTimer()
+		var last chan struct{}
+		for i, index := 0, uint64(0); i < b.N; i += batch {
+			n := min(batch, b.N-i)
+			c := commit{entries: make([][]byte, n)}
+			for j := range n {
+				c.entries[j] = ents[(i+j)%len(ents)]
+			}
+			index += uint64(n)
+			c.index = index
+			last = make(chan struct{})
+			c.applied = last
+			commitC <- c
+		}
+		if last != nil {
+			<-last
+		}
+		b.StopTimer()
+		close(commitC)
+		if err := <-runDone; err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// benchNode is one in-process member with its kvstore applying commits.
+type benchNode struct {
+	rn    *raftNode
+	store *kvstore
+}
+
+// benchCluster starts size in-process members on free loopback ports with
+// their data under b.TempDir(), waits until every member knows the leader and
+// a write commits, and stops them when the benchmark ends.
+func benchCluster(b *testing.B, size int) []*benchNode {
+	b.Helper()
+	dir := b.TempDir() // before the nodes, so it is removed after they stop
+	urls := make([]string, size)
+	lns := make([]net.Listener, size)
+	for i := range urls {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lns[i] = ln
+		urls[i] = "http://" + ln.Addr().String()
+	}
+	for _, ln := range lns {
+		ln.Close() // held until all were picked, so the ports differ
+	}
+	lg := zap.NewNop()
+	nodes := make([]*benchNode, size)
+	for i := range nodes {
+		id := uint64(i + 1)
+		name := "raftexample-" + strconv.FormatUint(id, 10)
+		n := &benchNode{}
+		commitC := make(chan commit, 64)
+		waits := newWaitRegistry()
+		rn, err := startRaftNode(lg, raftConfig{
+			id:        id,
+			peerURLs:  urls,
+			waldir:    filepath.Join(dir, name),
+			snapdir:   filepath.Join(dir, name+"-snap"),
+			snapCount: 10000,
+		}, commitC, func() []byte { return n.store.snapshot() }, waits)
+		if err != nil {
+			b.Fatalf("starting member %d: %v", id, err)
+		}
+		n.rn = rn
+		n.store = newKVStore(lg, rn, waits)
+		runDone := make(chan struct{})
+		go func() {
+			defer close(runDone)
+			if err := n.store.run(commitC); err != nil {
+				b.Errorf("member %d: kvstore.run: %v", id, err)
+			}
+		}()
+		b.Cleanup(func() {
+			rn.Stop()
+			<-runDone
+		})
+		nodes[i] = n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := benchReady(nodes)
+		if err == nil {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("cluster not ready within 30s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func benchReady(nodes []*benchNode) error {
+	lead := nodes[0].rn.Leader()
+	for _, n := range nodes {
+		if l := n.rn.Leader(); l == 0 || l != lead {
+			return fmt.Errorf("leaders known: %d and %d", lead, l)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return nodes[0].store.Put(ctx, "bench-ready", "yes")
+}
+
+// benchLeader returns the member that leads and one that follows (nil for a
+// cluster of one).
+func benchLeader(nodes []*benchNode) (leader, follower *benchNode) {
+	lead := nodes[0].rn.Leader()
+	for _, n := range nodes {
+		if n.rn.cfg.id == lead {
+			leader = n
+		} else if follower == nil {
+			follower = n
+		}
+	}
+	return leader, follower
+}
+
+// benchLoad writes keys bench-0 .. bench-(n-1) through s, 64 at a time.
+func benchLoad(b *testing.B, s *kvstore, n int) {
+	b.Helper()
+	var next atomic.Int64
+	errc := make(chan error, 64)
+	for range 64 {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					errc <- nil
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := s.Put(ctx, benchKey(i), benchValue)
+				cancel()
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 64 {
+		if err := <-errc; err != nil {
+			b.Fatalf("loading keys: %v", err)
+		}
+	}
+}
+
+// benchParallelism is how many goroutines per GOMAXPROCS the parallel
+// benchmarks run: enough concurrent requests for batching to show.
+const benchParallelism = 64
+
+// BenchmarkHTTPPutHandler serves PUT /bench-<random n> through the HTTP API
+// of a 1-member cluster (the handler is called directly, no sockets): the
+// handler, the proposal, the WAL fsync and the apply.
+func BenchmarkHTTPPutHandler(b *testing.B) {
+	nodes := benchCluster(b, 1)
+	api := &httpAPI{lg: zap.NewNop(), store: nodes[0].store, cluster: nodes[0].rn, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20}
+	put := func() error {
+		req := httptest.NewRequest(http.MethodPut, "/"+benchKey(rand.IntN(benchKeys)), strings.NewReader(benchValue))
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, req)
+		if w.Code != http.StatusNoContent {
+			return fmt.Errorf("PUT: %d %s", w.Code, w.Body)
+		}
+		return nil
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := put(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(benchParallelism)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := put(); err != nil {
+					b.Error(err) // not Fatal: this is not the benchmark's goroutine
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkHTTPGetHandler serves a serializable GET through the HTTP API:
+// the handler and the map, without raft.
+func BenchmarkHTTPGetHandler(b *testing.B) {
+	nodes := benchCluster(b, 1)
+	benchLoad(b, nodes[0].store, 1000)
+	api := &httpAPI{lg: zap.NewNop(), store: nodes[0].store, cluster: nodes[0].rn, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20}
+	b.ReportAllocs()
+	b.SetParallelism(benchParallelism)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodGet, "/"+benchKey(rand.IntN(1000))+"?consistency=serializable", nil)
+			w := httptest.NewRecorder()
+			api.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Errorf("GET: %d %s", w.Code, w.Body)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkInProcessClusterPut runs concurrent kvstore.Put calls of random
+// keys on one member of a 3-member cluster: propose, replicate, fsync on a
+// quorum, commit and apply, without HTTP.
+func BenchmarkInProcessClusterPut(b *testing.B) {
+	nodes := benchCluster(b, 3)
+	leader, follower := benchLeader(nodes)
+	for _, bc := range []struct {
+		name string
+		n    *benchNode
+	}{{"leader", leader}, {"follower", follower}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(benchParallelism)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					err := bc.n.store.Put(ctx, benchKey(rand.IntN(benchKeys)), benchValue)
+					cancel()
+					if err != nil {
+						b.Errorf("Put: %v", err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkLinearizableGet runs concurrent linearizable kvstore.Get calls of
+// random existing keys on one member of a 3-member cluster: a ReadIndex round
+// (shared by the reads waiting together), the wait for the apply, the map.
+func BenchmarkLinearizableGet(b *testing.B) {
+	const keys = 10000
+	nodes := benchCluster(b, 3)
+	leader, follower := benchLeader(nodes)
+	benchLoad(b, leader.store, keys)
+	for _, bc := range []struct {
+		name string
+		n    *benchNode
+	}{{"leader", leader}, {"follower", follower}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(benchParallelism)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					_, ok, err := bc.n.store.Get(ctx, benchKey(rand.IntN(keys)), true)
+					cancel()
+					if err != nil || !ok {
+						b.Errorf("Get: found %v, %v", ok, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

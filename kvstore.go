@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -191,12 +189,27 @@ func (s *kvstore) State() (index uint64, keys int, digest uint64) {
 // pairDigest hashes one pair. The map's digest is the sum of its pairs'
 // digests: independent of order, and updated in O(1) when a pair changes.
 func pairDigest(k, v string) uint64 {
-	h := fnv.New64a()
-	var n [binary.MaxVarintLen64]byte
-	h.Write(n[:binary.PutUvarint(n[:], uint64(len(k)))])
-	io.WriteString(h, k)
-	io.WriteString(h, v)
-	return h.Sum64()
+	// FNV-1a over len(k) as a uvarint, k, then v, written out so that the
+	// apply path allocates nothing for it.
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for n := uint64(len(k)); ; n >>= 7 {
+		b := byte(n & 0x7f)
+		if n >= 0x80 {
+			b |= 0x80
+		}
+		h = (h ^ uint64(b)) * prime
+		if n < 0x80 {
+			break
+		}
+	}
+	for i := 0; i < len(k); i++ {
+		h = (h ^ uint64(k[i])) * prime
+	}
+	for i := 0; i < len(v); i++ {
+		h = (h ^ uint64(v[i])) * prime
+	}
+	return h
 }
 
 // apply is the state machine's transition function: one committed entry in,

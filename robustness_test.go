@@ -292,7 +292,7 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 	// Faults, each once writes flow.
 	var faultErr error
 	for _, f := range faults {
-		if err := r.waitWrites(50, 20*time.Second); err != nil {
+		if err := r.waitWrites(200, 20*time.Second); err != nil {
 			faultErr = fmt.Errorf("before %s: %v", f, err)
 			break
 		}

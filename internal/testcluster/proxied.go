@@ -171,13 +171,14 @@ func (c *ProxiedCluster) Leader(timeout time.Duration) (*Node, error) {
 }
 
 // RemoveMember asks through via to remove member id, and forgets it as a
-// member once that succeeded.
+// member once that succeeded. A 404 (not a member) counts as success: an
+// earlier attempt whose answer was lost went through.
 func (c *ProxiedCluster) RemoveMember(via *Node, id int) error {
 	code, body, err := via.RemoveMember(strconv.Itoa(id))
 	if err != nil {
 		return err
 	}
-	if code != 204 {
+	if code != 204 && code != 404 {
 		return fmt.Errorf("DELETE /%d on %v: status %d: %s", id, via, code, strings.TrimSpace(body))
 	}
 	c.mu.Lock()
@@ -203,6 +204,21 @@ func (c *ProxiedCluster) AddMember(via *Node) (*Node, error) {
 	code, body, err := via.AddMember(strconv.Itoa(id), n.PeerURL)
 	if err == nil && code != 204 {
 		err = fmt.Errorf("POST /%d on %v: status %d: %s", id, via, code, strings.TrimSpace(body))
+	}
+	if err != nil {
+		// The outcome may be unknown: the member may have been added after all.
+		Poll(10*time.Second, func() error {
+			var ms []Member
+			if _, err2 := via.GetJSON("/v1/members", &ms); err2 != nil {
+				return err2
+			}
+			for _, m := range ms {
+				if m.ID == uint64(id) {
+					err = nil
+				}
+			}
+			return nil
+		})
 	}
 	if err != nil {
 		c.mu.Lock()

@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -120,7 +121,7 @@ func TestRobustness(t *testing.T) {
 			runs++
 			res := robRunScenario(t, robSeed(), tt.faults, 15*time.Second)
 			if !res.ok() {
-				t.Errorf("replay: go test -run '^TestRobustness$/^%s$' -v . -args -robustness.seed=%d", tt.name, res.seed)
+				t.Errorf("replay: go test -run '^TestRobustness$/^%s$' -v . -args -robustness.seed=%d", regexp.QuoteMeta(tt.name), res.seed)
 			}
 		})
 	}

@@ -264,8 +264,18 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 	}
 	res := &robResult{seed: seed, faults: len(faults)}
 	t.Logf("seed %d, faults %v, traffic %v", seed, faults, traffic)
-	r.c = tc.NewProxied(t, 3, seed, "--snap-count", "50", "--request-timeout", robRequestTimeout.String())
-	r.c.Start()
+	for attempt := 1; ; attempt++ {
+		r.c = tc.NewProxied(t, 3, seed, "--snap-count", "50", "--request-timeout", robRequestTimeout.String())
+		err := r.c.Start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, tc.ErrPortInUse) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("%v; retrying with new ports", err)
+		r.c.Close()
+	}
 	if _, err := r.c.Leader(30 * time.Second); err != nil {
 		t.Fatalf("no leader after start: %v", err)
 	}

@@ -54,12 +54,15 @@ func NewProxied(t testing.TB, size int, seed int64, extra ...string) *ProxiedClu
 // newMember creates node id with a proxy and fresh ports (not started).
 func (c *ProxiedCluster) newMember(id int) *Node {
 	c.t.Helper()
-	ports, err := FreePorts(2) // real peer port, HTTP port
+	// Real peer port, HTTP port, proxy port: all from FreePorts, which
+	// never hands out a port twice, so a proxy cannot take a port meant for
+	// a member.
+	ports, err := FreePorts(3)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	real := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	p, err := c.Net.Listen(uint64(id), "127.0.0.1:0", real)
+	p, err := c.Net.Listen(uint64(id), fmt.Sprintf("127.0.0.1:%d", ports[2]), real)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -99,18 +102,35 @@ func (c *ProxiedCluster) args(n *Node, join bool) []string {
 	return append(a, c.Extra...)
 }
 
-// Start starts every member and waits until all serve HTTP. A port taken
-// meanwhile by someone else fails the test (ports are fresh, so it is rare).
-func (c *ProxiedCluster) Start() {
-	c.t.Helper()
+// Start starts every member and waits until all serve HTTP. If a port was
+// taken meanwhile by another process, the error wraps ErrPortInUse; the
+// caller may Close this cluster and try a new one.
+func (c *ProxiedCluster) Start() error {
 	for _, n := range c.Members() {
 		n.Start()
 	}
 	for _, n := range c.Members() {
 		if err := n.WaitServing(30 * time.Second); err != nil {
-			c.t.Fatalf("starting proxied cluster: %v", err)
+			return fmt.Errorf("starting proxied cluster: %w", err)
 		}
 	}
+	return nil
+}
+
+// Close kills every node and stops the proxies.
+func (c *ProxiedCluster) Close() {
+	c.mu.Lock()
+	var nodes []*Node
+	for _, n := range c.nodes {
+		nodes = append(nodes, n)
+	}
+	c.mu.Unlock()
+	for _, n := range nodes {
+		if n.Running() {
+			n.Kill()
+		}
+	}
+	c.Net.Close()
 }
 
 // Node returns the node with id (a member or a former one).

@@ -10,15 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -28,122 +25,35 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"raftexample/internal/lincheck"
 	tc "raftexample/internal/testcluster"
 )
 
 const (
-	linWorkload        = 30 * time.Second // how long the clients and the nemesis run
-	linHardDeadline    = 2 * time.Minute  // the whole test ends by then, whatever happens
-	linClients         = 8
-	linKeys            = 5 // few keys, so that operations conflict
-	linServerTimeout   = "2s"
-	linSnapCount       = "1000"          // snapshots, compaction and snapshot catch-up happen during the run
-	linClientTimeout   = 5 * time.Second // longer than --request-timeout
-	linCheckTimeout    = 60 * time.Second
-	linMinOKOps        = 300
-	linMinKills        = 2
-	linNoLeaderPrefix  = "no leader: nothing was done"
-	linInfiniteReturns = math.MaxInt64 // a write whose outcome is unknown may take effect at any later time
+	linWorkload       = 30 * time.Second // how long the clients and the nemesis run
+	linHardDeadline   = 2 * time.Minute  // the whole test ends by then, whatever happens
+	linClients        = 8
+	linKeys           = 5 // few keys, so that operations conflict
+	linServerTimeout  = "2s"
+	linSnapCount      = "1000"          // snapshots, compaction and snapshot catch-up happen during the run
+	linClientTimeout  = 5 * time.Second // longer than --request-timeout
+	linCheckTimeout   = 60 * time.Second
+	linMinOKOps       = 300
+	linMinKills       = 2
+	linNoLeaderPrefix = "no leader: nothing was done"
 )
 
-type linOpKind int
-
+// Operation kinds, as the shared checker names them.
 const (
-	linPut linOpKind = iota
-	linGet
-	linDelete
+	linPut    = lincheck.Put
+	linGet    = lincheck.Get
+	linDelete = lincheck.Delete
 )
-
-func (k linOpKind) String() string {
-	return [...]string{"put", "get", "delete"}[k]
-}
 
 type linInput struct {
-	Kind  linOpKind
+	Kind  lincheck.Kind
 	Key   string
 	Value string // for put
-}
-
-// linOutput is what a get saw; puts and deletes have no output.
-type linOutput struct {
-	Found bool
-	Value string
-}
-
-// linState is one key's value in the model.
-type linState struct {
-	Present bool
-	Value   string
-}
-
-var linModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(linInput).Key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		sort.Strings(keys)
-		var parts [][]porcupine.Operation
-		for _, k := range keys {
-			parts = append(parts, byKey[k])
-		}
-		return parts
-	},
-	Init: func() interface{} { return linState{} },
-	Step: func(state, input, output interface{}) (bool, interface{}) {
-		st, in := state.(linState), input.(linInput)
-		switch in.Kind {
-		case linPut:
-			return true, linState{Present: true, Value: in.Value}
-		case linDelete:
-			return true, linState{}
-		default:
-			out := output.(linOutput)
-			return out.Found == st.Present && out.Value == st.Value, st
-		}
-	},
-	Hash: func(state interface{}) uint64 {
-		st := state.(linState)
-		h := fnv.New64a()
-		if st.Present {
-			io.WriteString(h, "+")
-		}
-		io.WriteString(h, st.Value)
-		return h.Sum64()
-	},
-	DescribeOperation: func(input, output interface{}) string {
-		in := input.(linInput)
-		switch in.Kind {
-		case linPut:
-			return fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
-		case linDelete:
-			return fmt.Sprintf("delete(%s)", in.Key)
-		default:
-			out := output.(linOutput)
-			if !out.Found {
-				return fmt.Sprintf("get(%s) -> absent", in.Key)
-			}
-			return fmt.Sprintf("get(%s) -> %q", in.Key, out.Value)
-		}
-	},
-	DescribeState: func(state interface{}) string {
-		st := state.(linState)
-		if !st.Present {
-			return "absent"
-		}
-		return fmt.Sprintf("%q", st.Value)
-	},
-	DescribeOperationMetadata: func(info interface{}) string {
-		if info == nil {
-			return ""
-		}
-		return fmt.Sprint(info)
-	},
 }
 
 // linRecorder collects the history of all clients and counts outcomes.
@@ -151,7 +61,7 @@ type linRecorder struct {
 	start time.Time // timestamps are nanoseconds since start, on the monotonic clock
 
 	mu         sync.Mutex
-	history    []porcupine.Operation
+	history    []lincheck.Op
 	counts     map[string]int // "put ok", "get failed", ...
 	unexpected []string       // answers the API does not allow
 }
@@ -217,15 +127,15 @@ func linShort(s string, n int) string {
 // proposed, or the connection was refused; a failed read changes nothing and
 // is left out.
 func (r *linRecorder) record(client int, in linInput, call, ret int64, res linResult) {
-	op := porcupine.Operation{ClientId: client, Input: in, Call: call, Return: ret, Metadata: res.String()}
+	op := lincheck.Op{Client: client, Kind: in.Kind, Key: in.Key, Value: in.Value, Call: call, Return: ret}
 	outcome := ""
 	keep := true
 	switch {
 	case in.Kind == linGet && res.err == nil && res.code == http.StatusOK:
-		op.Output = linOutput{Found: true, Value: res.body}
+		op.Value, op.Found = res.body, true
 		outcome = "ok"
 	case in.Kind == linGet && res.err == nil && res.code == http.StatusNotFound:
-		op.Output = linOutput{}
+		op.Value, op.Found = "", false
 		outcome = "ok (absent)"
 	case in.Kind == linGet:
 		keep = false
@@ -242,7 +152,7 @@ func (r *linRecorder) record(client int, in linInput, call, ret int64, res linRe
 		keep = false
 		outcome = "not sent (dropped)"
 	default:
-		op.Return = linInfiniteReturns
+		op.Return = lincheck.Infinity
 		outcome = "unknown (open-ended)"
 	}
 	if res.err == nil {
@@ -494,18 +404,16 @@ func TestHistoryIsLinearizableUnderKillsAndRestarts(t *testing.T) {
 		t.Fatalf("no time left to check the history before the hard deadline")
 	}
 	checkStart := time.Now()
-	result, info := porcupine.CheckOperationsVerbose(linModel, rec.history, timeout)
-	t.Logf("porcupine: %s in %v", result, time.Since(checkStart).Round(time.Millisecond))
-	switch result {
-	case porcupine.Ok:
-	case porcupine.Unknown:
+	result, err := lincheck.Check(rec.history, timeout, os.TempDir(),
+		"raftexample-porcupine-"+time.Now().Format("20060102-150405.000"))
+	t.Logf("porcupine: %s in %v", result.Verdict, time.Since(checkStart).Round(time.Millisecond))
+	switch {
+	case err != nil:
+		t.Errorf("history is not linearizable; writing the visualization failed: %v", err)
+	case result.Verdict == porcupine.Ok:
+	case result.Verdict == porcupine.Unknown:
 		t.Logf("porcupine could not decide within %v; no violation found so far", timeout)
 	default:
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("raftexample-porcupine-%s.html", time.Now().Format("20060102-150405.000")))
-		if err := porcupine.VisualizePath(linModel, info, path); err != nil {
-			t.Errorf("history is not linearizable; writing the visualization failed: %v", err)
-		} else {
-			t.Errorf("history is not linearizable; see %s (open in a browser)", path)
-		}
+		t.Errorf("history is not linearizable; see %s (open in a browser)", result.HTML)
 	}
 }

@@ -1,0 +1,244 @@
+package main
+
+// The robustness suite's clients, and checks 1 and 2 (see robustness_test.go).
+
+import (
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"raftexample/internal/lincheck"
+	tc "raftexample/internal/testcluster"
+)
+
+// Clients
+
+func (r *robRun) client(id int, seed int64, stop <-chan struct{}) {
+	rng := rand.New(rand.NewSource(seed))
+	hc := &http.Client{Timeout: robRequestTimeout + 3*time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for seq := 0; ; seq++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		members := r.c.Members()
+		n := members[rng.Intn(len(members))]
+		key := robKey(rng.Intn(robKeys))
+		base := fmt.Sprintf("http://127.0.0.1:%d", n.HTTPPort)
+		switch p := rng.Intn(100); {
+		case p < 35:
+			val := fmt.Sprintf("c%d-%d", id, seq)
+			r.mu.Lock()
+			call := r.rec.Now()
+			r.attempts[val], r.attKey[val] = call, key
+			r.mu.Unlock()
+			code, body, err := robDo(hc, http.MethodPut, base+"/"+url.PathEscape(key), val)
+			ok := err == nil && code == http.StatusNoContent
+			r.rec.Put(id, key, val, call, ok)
+			r.countWrite(robPut, ok, code, body, err)
+		case p < 45:
+			call := r.rec.Now()
+			code, body, err := robDo(hc, http.MethodDelete, base+"/v1/kv/"+url.PathEscape(key), "")
+			ok := err == nil && code == http.StatusNoContent
+			r.rec.Delete(id, key, call, ok)
+			r.countWrite(robDelete, ok, code, body, err)
+		case p < 80:
+			call := r.rec.Now()
+			code, body, err := robDo(hc, http.MethodGet, base+"/"+url.PathEscape(key), "")
+			switch {
+			case err == nil && code == http.StatusOK:
+				r.rec.Get(id, key, body, true, call)
+				r.counts[robGet][robOK].Add(1)
+			case err == nil && code == http.StatusNotFound:
+				r.rec.Get(id, key, "", false, call)
+				r.counts[robGet][robOK].Add(1)
+			default:
+				r.counts[robGet][robFailed].Add(1)
+			}
+		default:
+			code, body, err := robDo(hc, http.MethodGet, base+"/"+url.PathEscape(key)+"?consistency=serializable", "")
+			ret := r.rec.Now()
+			if err == nil && (code == http.StatusOK || code == http.StatusNotFound) {
+				r.mu.Lock()
+				r.serial = append(r.serial, robSerialRead{key: key, value: body, found: code == http.StatusOK, ret: ret})
+				r.mu.Unlock()
+				r.counts[robSGet][robOK].Add(1)
+			} else {
+				r.counts[robSGet][robFailed].Add(1)
+			}
+		}
+		// A short pause keeps the history small enough to check quickly.
+		time.Sleep(time.Duration(rng.Intn(10)) * time.Millisecond)
+	}
+}
+
+// countWrite files a write's outcome: failed when the server says nothing
+// was done (or nobody listened), unknown otherwise.
+func (r *robRun) countWrite(kind int, ok bool, code int, body string, err error) {
+	switch {
+	case ok:
+		r.counts[kind][robOK].Add(1)
+	case err != nil && strings.Contains(err.Error(), "connection refused"),
+		err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "nothing was done"):
+		r.counts[kind][robFailed].Add(1)
+	default:
+		r.counts[kind][robUnknown].Add(1)
+	}
+}
+
+func robDo(hc *http.Client, method, u, body string) (int, string, error) {
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// waitWrites waits until k more writes have been acknowledged.
+func (r *robRun) waitWrites(k int64, timeout time.Duration) error {
+	acked := func() int64 { return r.counts[robPut][robOK].Load() + r.counts[robDelete][robOK].Load() }
+	want := acked() + k
+	return tc.Poll(timeout, func() error {
+		if got := acked(); got < want {
+			return fmt.Errorf("%d of %d writes acknowledged", got, want)
+		}
+		return nil
+	})
+}
+
+// probeWrites is check 5: a PUT through some member succeeds within
+// robWriteRecovery of the last heal.
+func (r *robRun) probeWrites() error {
+	hc := &http.Client{Timeout: robRequestTimeout + time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; ; i++ {
+		members := r.c.Members()
+		n := members[i%len(members)]
+		code, _, err := robDo(hc, http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/rob-probe", n.HTTPPort), fmt.Sprint(i))
+		took := time.Since(r.lastHeal)
+		if err == nil && code == http.StatusNoContent {
+			r.event("writes accepted %v after the last heal", took.Round(time.Millisecond))
+			if took > robWriteRecovery {
+				return fmt.Errorf("first write accepted %v after the last heal", took)
+			}
+			return nil
+		}
+		if took > robWriteRecovery+5*time.Second {
+			return fmt.Errorf("no write accepted within %v of the last heal (last try on %v: %d %v)", took, n, code, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// finalReads reads every key linearizably, as client robClients.
+func (r *robRun) finalReads() error {
+	hc := &http.Client{Timeout: robRequestTimeout + 3*time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; i < robKeys; i++ {
+		key := robKey(i)
+		try := 0
+		err := tc.Poll(30*time.Second, func() error {
+			members := r.c.Members()
+			n := members[try%len(members)]
+			try++
+			call := r.rec.Now()
+			code, body, err := robDo(hc, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/%s", n.HTTPPort, key), "")
+			switch {
+			case err != nil:
+				return err
+			case code == http.StatusOK || code == http.StatusNotFound:
+				r.rec.Get(robClients, key, body, code == http.StatusOK, call)
+				return nil
+			}
+			return fmt.Errorf("GET %s on %v: %d %s", key, n, code, body)
+		})
+		if err != nil {
+			return fmt.Errorf("final read of %s: %v", key, err)
+		}
+	}
+	return nil
+}
+
+// checkSerializable checks that every serializable read returned a value
+// that a PUT on that key had tried to write before the read returned.
+func (r *robRun) checkSerializable() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var bad []string
+	for _, s := range r.serial {
+		if !s.found {
+			continue
+		}
+		call, ok := r.attempts[s.value]
+		if !ok || r.attKey[s.value] != s.key || call > s.ret {
+			bad = append(bad, fmt.Sprintf("%s=%q", s.key, s.value))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("serializable reads returned values never written: %v", bad)
+	}
+	return nil
+}
+
+// robCheckLastWrites is the explicit part of check 2. For each key, take the
+// acknowledged write that returned last; if every other write on the key
+// returned before it was called (so none may take effect after it), the
+// final read (by client finalClient) must show what it left.
+func robCheckLastWrites(history []lincheck.Op, finalClient int) error {
+	final := map[string]lincheck.Op{}
+	writes := map[string][]lincheck.Op{}
+	for _, op := range history {
+		switch {
+		case op.Kind == lincheck.Get && op.Client == finalClient:
+			final[op.Key] = op
+		case op.Kind != lincheck.Get:
+			writes[op.Key] = append(writes[op.Key], op)
+		}
+	}
+	var errs []string
+	checked := 0
+	for key, ws := range writes {
+		last := -1
+		for i, w := range ws {
+			if !w.Unknown() && (last < 0 || w.Return > ws[last].Return) {
+				last = i
+			}
+		}
+		if last < 0 {
+			continue
+		}
+		alone := true
+		for i, w := range ws {
+			if i != last && w.Return >= ws[last].Call {
+				alone = false
+				break
+			}
+		}
+		if !alone {
+			continue
+		}
+		f, ok := final[key]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s: no final read", key))
+			continue
+		}
+		checked++
+		w := ws[last]
+		if wantFound := w.Kind == lincheck.Put; f.Found != wantFound || (wantFound && f.Value != w.Value) {
+			errs = append(errs, fmt.Sprintf("%s: last acknowledged write %v, final read %v", key, w, f))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("acknowledged writes lost: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -39,5 +39,13 @@ func (l raftLogger) Error(v ...any)                   { l.s.Error(v...) }
 func (l raftLogger) Errorf(format string, v ...any)   { l.s.Errorf(format, v...) }
 func (l raftLogger) Fatal(v ...any)                   { l.s.Fatal(v...) }
 func (l raftLogger) Fatalf(format string, v ...any)   { l.s.Fatalf(format, v...) }
-func (l raftLogger) Panic(v ...any)                   { l.s.Panic(v...) }
-func (l raftLogger) Panicf(format string, v ...any)   { l.s.Panicf(format, v...) }
+func (l raftLogger) Panic(v ...any)                   { l.hint(); l.s.Panic(v...) }
+func (l raftLogger) Panicf(format string, v ...any)   { l.hint(); l.s.Panicf(format, v...) }
+
+// hint precedes raft's panics, which it raises when this member's log
+// contradicts what the cluster knows of it: most often a WAL that lost
+// entries it had already acknowledged (a damaged or replaced disk).
+func (l raftLogger) hint() {
+	l.s.Error("raft cannot go on with this member's data; if its WAL or snapshot files were damaged or truncated, " +
+		"remove the member (DELETE /{id}), wipe its data directory and add it back under a new id")
+}

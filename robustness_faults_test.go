@@ -156,10 +156,7 @@ func (r *robRun) partition(leader bool) error {
 	}
 	r.c.Isolate(n.ID)
 	r.event("isolate %s", r.role(n, leader))
-	d := r.pause(2*time.Second, 3*time.Second)
-	r.c.Net.Heal()
-	r.event("heal after %v", d.Round(time.Millisecond))
-	return nil
+	return r.holdThenHeal(2*time.Second, 3*time.Second)
 }
 
 func (r *robRun) oneWay() error {
@@ -177,7 +174,13 @@ func (r *robRun) oneWay() error {
 	}
 	r.c.Net.Set(uint64(from.ID), uint64(to.ID), faultproxyCut)
 	r.event("cut traffic %d -> %d only (leader %d)", from.ID, to.ID, l.ID)
-	d := r.pause(2*time.Second, 3*time.Second)
+	return r.holdThenHeal(2*time.Second, 3*time.Second)
+}
+
+// holdThenHeal keeps the network faults in force for between lo and hi,
+// then removes them all.
+func (r *robRun) holdThenHeal(lo, hi time.Duration) error {
+	d := r.pause(lo, hi)
 	r.c.Net.Heal()
 	r.event("heal after %v", d.Round(time.Millisecond))
 	return nil
@@ -197,19 +200,13 @@ func (r *robRun) allLinks(f func(from, to uint64)) {
 func (r *robRun) delay() error {
 	r.allLinks(func(a, b uint64) { r.c.Net.Set(a, b, faultproxyDelay) })
 	r.event("delay all peer traffic 100ms +/- 50ms")
-	d := r.pause(3*time.Second, 4*time.Second)
-	r.c.Net.Heal()
-	r.event("heal after %v", d.Round(time.Millisecond))
-	return nil
+	return r.holdThenHeal(3*time.Second, 4*time.Second)
 }
 
 func (r *robRun) drop() error {
 	r.allLinks(func(a, b uint64) { r.c.Net.Set(a, b, faultproxyDrop) })
 	r.event("drop 30%% of peer traffic")
-	d := r.pause(3*time.Second, 4*time.Second)
-	r.c.Net.Heal()
-	r.event("heal after %v", d.Round(time.Millisecond))
-	return nil
+	return r.holdThenHeal(3*time.Second, 4*time.Second)
 }
 
 // snapshotCatchUp cuts a follower off until the leader has compacted its

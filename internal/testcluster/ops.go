@@ -138,13 +138,10 @@ func WaitLeader(t testing.TB, timeout time.Duration, nodes ...*Node) (*Node, []S
 		if err != nil {
 			return err
 		}
-		for _, n := range nodes {
-			if uint64(n.ID) == id {
-				leader = n
-				return nil
-			}
+		if leader = nodeWithID(nodes, id); leader == nil {
+			return fmt.Errorf("leader %d is not one of the polled nodes: %s", id, Summary(sts))
 		}
-		return fmt.Errorf("leader %d is not one of the polled nodes: %s", id, Summary(sts))
+		return nil
 	})
 	return leader, sts
 }
@@ -410,4 +407,14 @@ func (c *Client) DoURL(method, url, body string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// nodeWithID returns the node among nodes with raft id id, or nil.
+func nodeWithID(nodes []*Node, id uint64) *Node {
+	for _, n := range nodes {
+		if uint64(n.ID) == id {
+			return n
+		}
+	}
+	return nil
 }

@@ -179,13 +179,10 @@ func (c *ProxiedCluster) Leader(timeout time.Duration) (*Node, error) {
 		if err != nil {
 			return err
 		}
-		for _, n := range nodes {
-			if uint64(n.ID) == id {
-				leader = n
-				return nil
-			}
+		if leader = nodeWithID(nodes, id); leader == nil {
+			return fmt.Errorf("leader %d is not a member", id)
 		}
-		return fmt.Errorf("leader %d is not a member", id)
+		return nil
 	})
 	return leader, err
 }

@@ -157,7 +157,7 @@ func benchCluster(b *testing.B, size int) []*benchNode {
 			waldir:    filepath.Join(dir, name),
 			snapdir:   filepath.Join(dir, name+"-snap"),
 			snapCount: 10000,
-		}, commitC, func() []byte { return n.store.snapshot() }, waits)
+		}, commitC, func() kvImage { return n.store.freeze() }, waits)
 		if err != nil {
 			b.Fatalf("starting member %d: %v", id, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -25,9 +26,11 @@ type proposer interface {
 // commit is one unit of work for the state machine. The raft node sends them
 // on the commit channel in log order; see main.go where the channel is made.
 type commit struct {
-	// snapshot, when non-nil, replaces the whole map. It is the kvstore part
-	// of a raft snapshot and is applied before entries.
-	snapshot []byte
+	// snapshot, when non-nil, replaces the whole map before entries are
+	// applied. It reads the kvstore part of a raft snapshot (the encoding of
+	// frozenKV.WriteTo), snapshotSize bytes long; the kvstore closes it.
+	snapshot     io.ReadCloser
+	snapshotSize int64
 	// entries holds the data of committed normal entries, in log order.
 	entries [][]byte
 	// index is the log index the state reaches once this commit is applied
@@ -48,10 +51,23 @@ type kvstore struct {
 	waits    *waitRegistry // shared with the raft node, which fails waits when the leader is lost
 	applied  appliedIndex
 
-	mu     sync.RWMutex
-	kv     map[string]string
-	digest uint64 // sum of pairDigest over all pairs, kept current by apply
-	index  uint64 // the log index the map reflects
+	mu sync.RWMutex
+	kv map[string]string
+	// While a snapshot is written out, kv is frozen: the writer reads it
+	// without the lock, and changes collect in pending until it is done (see
+	// freeze). pending is nil otherwise.
+	pending map[string]pendingValue
+	frozen  *frozenKV
+	keys    int    // the number of keys, counting pending changes
+	digest  uint64 // sum of pairDigest over all pairs, kept current by apply
+	index   uint64 // the log index the map reflects
+}
+
+// pendingValue is a change made while the map is frozen: a new value, or the
+// key's deletion.
+type pendingValue struct {
+	value   string
+	deleted bool
 }
 
 func newKVStore(lg *zap.Logger, p proposer, waits *waitRegistry) *kvstore {
@@ -77,8 +93,31 @@ func (s *kvstore) Get(ctx context.Context, key string, linearizable bool) (strin
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v, ok := s.kv[key]
+	v, ok := s.lookupLocked(key)
 	return v, ok, nil
+}
+
+// lookupLocked reads key, seeing changes made while the map is frozen. The
+// caller holds s.mu.
+func (s *kvstore) lookupLocked(key string) (string, bool) {
+	if p, ok := s.pending[key]; ok {
+		return p.value, !p.deleted
+	}
+	v, ok := s.kv[key]
+	return v, ok
+}
+
+// storeLocked sets key to value, or deletes it, in pending while the map is
+// frozen and in the map itself otherwise. The caller holds s.mu for writing.
+func (s *kvstore) storeLocked(key, value string, deleted bool) {
+	switch {
+	case s.pending != nil:
+		s.pending[key] = pendingValue{value: value, deleted: deleted}
+	case deleted:
+		delete(s.kv, key)
+	default:
+		s.kv[key] = value
+	}
 }
 
 // kvPair is one key and its value.
@@ -98,8 +137,13 @@ func (s *kvstore) List(ctx context.Context, prefix string, limit int, linearizab
 	s.mu.RLock()
 	var out []kvPair
 	for k, v := range s.kv {
-		if strings.HasPrefix(k, prefix) {
+		if _, changed := s.pending[k]; !changed && strings.HasPrefix(k, prefix) {
 			out = append(out, kvPair{Key: k, Value: v})
+		}
+	}
+	for k, p := range s.pending {
+		if !p.deleted && strings.HasPrefix(k, prefix) {
+			out = append(out, kvPair{Key: k, Value: p.value})
 		}
 	}
 	s.mu.RUnlock()
@@ -145,14 +189,21 @@ func (s *kvstore) run(commitC <-chan commit) error {
 	for c := range commitC {
 		ids = ids[:0]
 		start := time.Now()
+		var restored *decodedKV
+		if c.snapshot != nil {
+			// Decoded before taking the lock: reads go on meanwhile.
+			kv, err := decodeKVSnapshot(c.snapshot, c.snapshotSize)
+			c.snapshot.Close()
+			if err != nil {
+				return err
+			}
+			restored = kv
+		}
 		// One commit is applied under one lock, so readers of the map, its
 		// digest and its index never see half a batch.
 		s.mu.Lock()
-		if c.snapshot != nil {
-			if err := s.restoreLocked(c.snapshot); err != nil {
-				s.mu.Unlock()
-				return err
-			}
+		if restored != nil {
+			s.replaceLocked(restored)
 		}
 		for _, data := range c.entries {
 			if id, ok := s.apply(data); ok {
@@ -160,7 +211,7 @@ func (s *kvstore) run(commitC <-chan commit) error {
 			}
 		}
 		s.index = c.index
-		keys := len(s.kv)
+		keys := s.keys
 		s.mu.Unlock()
 		metricApplyDuration.Observe(time.Since(start).Seconds())
 		metricProposalsApplied.Add(float64(len(c.entries)))
@@ -183,7 +234,7 @@ func (s *kvstore) run(commitC <-chan commit) error {
 func (s *kvstore) State() (index uint64, keys int, digest uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.index, len(s.kv), s.digest
+	return s.index, s.keys, s.digest
 }
 
 // pairDigest hashes one pair. The map's digest is the sum of its pairs'
@@ -224,63 +275,24 @@ func (s *kvstore) apply(data []byte) (id uint64, ok bool) {
 		s.lg.Error("skipping committed entry this version cannot decode", zap.Error(err))
 		return 0, false
 	}
-	if old, ok := s.kv[cmd.key]; ok {
+	old, had := s.lookupLocked(cmd.key)
+	if had {
 		s.digest -= pairDigest(cmd.key, old)
 	}
 	switch cmd.op {
 	case opPut:
-		s.kv[cmd.key] = cmd.value
+		s.storeLocked(cmd.key, cmd.value, false)
 		s.digest += pairDigest(cmd.key, cmd.value)
+		if !had {
+			s.keys++
+		}
 	case opDelete:
-		delete(s.kv, cmd.key)
+		if had {
+			s.storeLocked(cmd.key, "", true)
+			s.keys--
+		}
 	}
 	return cmd.id, true
-}
-
-// snapshot encodes the whole map: a uvarint count, then per pair a uvarint
-// key length, the key, a uvarint value length and the value.
-func (s *kvstore) snapshot() []byte {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	size := binary.MaxVarintLen64
-	for k, v := range s.kv {
-		size += 2*binary.MaxVarintLen64 + len(k) + len(v)
-	}
-	buf := make([]byte, 0, size)
-	buf = binary.AppendUvarint(buf, uint64(len(s.kv)))
-	for k, v := range s.kv {
-		buf = appendString(buf, k)
-		buf = appendString(buf, v)
-	}
-	return buf
-}
-
-// restoreLocked replaces the map with a snapshot's; the caller holds s.mu.
-func (s *kvstore) restoreLocked(data []byte) error {
-	n, data, err := readUvarint(data)
-	if err != nil {
-		return fmt.Errorf("decoding kv snapshot: %w", err)
-	}
-	// n comes from the data; every pair takes at least two bytes, so a
-	// corrupt count cannot make us allocate more than the data justifies.
-	kv := make(map[string]string, min(n, uint64(len(data))/2))
-	var digest uint64
-	for i := uint64(0); i < n; i++ {
-		var k, v string
-		if k, data, err = readString(data); err == nil {
-			v, data, err = readString(data)
-		}
-		if err != nil {
-			return fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
-		}
-		kv[k] = v
-		digest += pairDigest(k, v)
-	}
-	if len(data) != 0 {
-		return fmt.Errorf("decoding kv snapshot: %d trailing bytes", len(data))
-	}
-	s.kv, s.digest = kv, digest
-	return nil
 }
 
 // A command is the payload of one normal raft entry. Its encoding starts with

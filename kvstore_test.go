@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"runtime"
@@ -118,10 +119,19 @@ func kvTestStore(t *testing.T, p proposer) *kvstore {
 	return newKVStore(zap.NewNop(), p, newWaitRegistry())
 }
 
+// kvContents is the store's state as readers see it, pending changes included.
 func kvContents(s *kvstore) map[string]string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return maps.Clone(s.kv)
+	out := maps.Clone(s.kv)
+	for k, p := range s.pending {
+		if p.deleted {
+			delete(out, k)
+		} else {
+			out[k] = p.value
+		}
+	}
+	return out
 }
 
 func TestApplySkipsUndecodableEntriesWithoutChangingTheMap(t *testing.T) {
@@ -164,13 +174,13 @@ func TestRunAppliesSnapshotThenEntriesAndClosesApplied(t *testing.T) {
 	src := kvTestStore(t, nil)
 	src.applyOne(encodeCommand(command{op: opPut, id: 1, key: "from-snapshot", value: "s"}))
 	src.applyOne(encodeCommand(command{op: opPut, id: 2, key: "overwritten", value: "old"}))
-	snap := src.snapshot()
+	snap := src.snapshotBytes()
 
 	s := kvTestStore(t, nil)
 	s.applyOne(encodeCommand(command{op: opPut, id: 3, key: "dropped-by-snapshot", value: "x"}))
 	commitC := make(chan commit, 2)
 	first, second := make(chan struct{}), make(chan struct{})
-	commitC <- commit{snapshot: snap, entries: [][]byte{encodeCommand(command{op: opPut, id: 4, key: "overwritten", value: "new"})}, applied: first}
+	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader(snap)), snapshotSize: int64(len(snap)), entries: [][]byte{encodeCommand(command{op: opPut, id: 4, key: "overwritten", value: "new"})}, applied: first}
 	commitC <- commit{entries: [][]byte{encodeCommand(command{op: opPut, id: 5, key: "later", value: "l"})}, applied: second}
 	close(commitC)
 	if err := s.run(commitC); err != nil {
@@ -192,7 +202,7 @@ func TestRunAppliesSnapshotThenEntriesAndClosesApplied(t *testing.T) {
 func TestRunFailsOnAnUndecodableSnapshot(t *testing.T) {
 	s := kvTestStore(t, nil)
 	commitC := make(chan commit, 1)
-	commitC <- commit{snapshot: []byte{5}, applied: make(chan struct{})}
+	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader([]byte{5})), snapshotSize: 1, applied: make(chan struct{})}
 	close(commitC)
 	if err := s.run(commitC); err == nil {
 		t.Fatal("run accepted a snapshot claiming 5 pairs and holding none")
@@ -216,7 +226,7 @@ func TestSnapshotRestoreRoundTrips(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			src := kvTestStore(t, nil)
 			src.kv = maps.Clone(kv)
-			data := src.snapshot()
+			data := src.snapshotBytes()
 
 			dst := kvTestStore(t, nil)
 			dst.kv["stale"] = "must disappear"
@@ -233,7 +243,7 @@ func TestSnapshotRestoreRoundTrips(t *testing.T) {
 func TestRestoreRejectsTruncatedOrTrailingDataAndKeepsTheMap(t *testing.T) {
 	src := kvTestStore(t, nil)
 	src.kv = map[string]string{"a": "1", "bb": "22", "ccc": ""}
-	data := src.snapshot()
+	data := src.snapshotBytes()
 	before := map[string]string{"keep": "me"}
 
 	check := func(what string, bad []byte) {
@@ -273,35 +283,39 @@ func TestRestoreOfAHugePairCountFailsWithoutAllocatingForIt(t *testing.T) {
 }
 
 func TestSnapshotDataEncodingRoundTrips(t *testing.T) {
-	cases := []struct{ members, kv []byte }{
-		{nil, nil},
-		{[]byte(`{"members":[]}`), nil},
-		{nil, []byte{0}},
-		{[]byte(`{"members":[{"id":1,"peerURL":"http://127.0.0.1:1"}],"removed":[2]}`), []byte{1, 1, 'k', 1, 'v'}},
-		{bytes.Repeat([]byte("m"), 300), bytes.Repeat([]byte{0xff, 0x00}, 1000)},
-	}
-	for _, c := range cases {
-		members, kv, err := decodeSnapshotData(encodeSnapshotData(c.members, c.kv))
+	for _, members := range [][]byte{nil, []byte(`{"members":[]}`), []byte(`{"members":[{"id":1,"peerURL":"http://127.0.0.1:1"}],"removed":[2]}`)} {
+		got, inline, err := decodeSnapshotData(encodeSnapshotData(members))
 		if err != nil {
-			t.Fatalf("decode(encode(%q, %q)): %v", c.members, c.kv, err)
+			t.Fatalf("decode(encode(%q)): %v", members, err)
 		}
-		if !bytes.Equal(members, c.members) || !bytes.Equal(kv, c.kv) {
-			t.Fatalf("round trip gave (%q, %q), want (%q, %q)", members, kv, c.members, c.kv)
+		if !bytes.Equal(got, members) || inline != nil {
+			t.Fatalf("round trip gave (%q, %q), want (%q, nil)", got, inline, members)
 		}
 	}
 }
 
+// Data directories written before the kvstore's state moved to a file of its
+// own hold format 1 snapshots, with the state inline.
+func TestDecodeSnapshotDataReadsTheInlineFormat(t *testing.T) {
+	members, kv := []byte(`{"members":[]}`), []byte{1, 1, 'k', 1, 'v'}
+	data := append(binary.AppendUvarint([]byte{snapshotFormatInline}, uint64(len(members))), members...)
+	data = append(data, kv...)
+	gotMembers, gotKV, err := decodeSnapshotData(data)
+	if err != nil || !bytes.Equal(gotMembers, members) || !bytes.Equal(gotKV, kv) {
+		t.Fatalf("decodeSnapshotData(format 1) = (%q, %q, %v), want (%q, %q, nil)", gotMembers, gotKV, err, members, kv)
+	}
+}
+
 func TestDecodeSnapshotDataRejectsUnknownOrCorruptData(t *testing.T) {
-	valid := encodeSnapshotData([]byte("members"), []byte("kv"))
 	cases := map[string][]byte{
-		"nil":                            nil,
-		"empty":                          {},
-		"format zero":                    append([]byte{0}, valid[1:]...),
-		"format two":                     append([]byte{snapshotFormat + 1}, valid[1:]...),
-		"no member length":               {snapshotFormat},
-		"member length cut":              {snapshotFormat, 0x80},
-		"member list longer than data":   {snapshotFormat, 10, 'a', 'b'},
-		"member length overflows varint": append([]byte{snapshotFormat}, bytes.Repeat([]byte{0xff}, 11)...),
+		"nil":                                     nil,
+		"empty":                                   {},
+		"format zero":                             {0, '{', '}'},
+		"format three":                            {snapshotFormat + 1, '{', '}'},
+		"format 1 with no member length":          {snapshotFormatInline},
+		"format 1 member length cut":              {snapshotFormatInline, 0x80},
+		"format 1 member list longer than data":   {snapshotFormatInline, 10, 'a', 'b'},
+		"format 1 member length overflows varint": append([]byte{snapshotFormatInline}, bytes.Repeat([]byte{0xff}, 11)...),
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -333,11 +347,27 @@ func (s *kvstore) applyOne(data []byte) {
 	}
 }
 
-// restoreAll replaces the map with a snapshot's, under the lock.
+// restoreAll replaces the map with a snapshot's, as run does.
 func (s *kvstore) restoreAll(data []byte) error {
+	d, err := decodeKVSnapshot(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.restoreLocked(data)
+	s.replaceLocked(d)
+	return nil
+}
+
+// snapshotBytes is the store's snapshot, written out.
+func (s *kvstore) snapshotBytes() []byte {
+	f := s.freeze()
+	defer f.Release()
+	var b bytes.Buffer
+	if _, err := f.WriteTo(&b); err != nil {
+		panic(err) // a bytes.Buffer does not fail
+	}
+	return b.Bytes()
 }
 
 // Lookup reads the local map, as a serializable read does.

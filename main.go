@@ -134,9 +134,9 @@ func run(args []string) int {
 		peerTLS:   o.peerTLS,
 
 		listenPeerURL: o.listenPeerURL,
-	}, commitC, func() []byte {
+	}, commitC, func() kvImage {
 		// Called only once the kvstore has applied a commit, so store is set.
-		return store.snapshot()
+		return store.freeze()
 	}, waits)
 	if err != nil {
 		lg.Error("cannot start", zap.Error(err))

@@ -35,6 +35,9 @@ func (rn *raftNode) startTransport(existed bool) error {
 		LeaderStats: stats.NewLeaderStats(rn.lg, strconv.FormatUint(rn.cfg.id, 10)),
 		ErrorC:      make(chan error, 1),
 		TLSInfo:     rn.cfg.peerTLS, // how we dial peers
+		// A snapshot from the leader arrives with the kvstore's part
+		// streamed after the message; it is saved here, beside our own.
+		Snapshotter: rn.disk.snapshotter,
 	}
 	if err := rn.transport.Start(); err != nil {
 		return fmt.Errorf("starting peer transport: %w", err)

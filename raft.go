@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,8 +54,8 @@ type raftNode struct {
 	cfg raftConfig
 	lg  *zap.Logger
 
-	commitC    chan<- commit
-	kvSnapshot func() []byte // the kvstore's state, encoded; see currentSnapshot
+	commitC  chan<- commit
+	freezeKV func() kvImage // the kvstore's state, held still for a snapshot; see maybeSnapshot
 
 	node      raft.Node
 	storage   *raft.MemoryStorage // what raft reads: the snapshot and the log after it
@@ -73,15 +74,26 @@ type raftNode struct {
 	leaderMoved chan struct{} // closed and replaced whenever leader changes
 
 	// Used only by the Ready loop goroutine.
-	confState     *raftpb.ConfState
-	snapshotIndex atomic.Uint64 // written only by the Ready loop; read by Status too
-	appliedIndex  uint64
-	startupSnap   []byte          // kv part of the snapshot loaded from disk, handed to the kvstore first
-	lastApplied   <-chan struct{} // closed once the kvstore applied all published commits
-	leaderLostAt  time.Time       // when an election took away the leader; zero once one is known
-	campaignAlone bool            // campaign once appliedIndex reaches campaignAfter
-	campaignAfter uint64
-	term          uint64 // the latest term seen in a Ready
+	confState       *raftpb.ConfState
+	snapshotIndex   atomic.Uint64 // written only by the Ready loop; read by Status too
+	appliedIndex    uint64
+	startupSnap     io.ReadCloser // kv part of the snapshot loaded from disk, handed to the kvstore first
+	startupSnapSize int64
+	lastApplied     <-chan struct{} // closed once the kvstore applied all published commits
+	persistedTerm   uint64          // the term and vote last written to the WAL
+	persistedVote   uint64
+	snapshotting    bool      // a snapshot is being written in the background
+	snapshotWanted  bool      // take a snapshot at the next chance, whatever snapCount says
+	leaderLostAt    time.Time // when an election took away the leader; zero once one is known
+	campaignAlone   bool      // campaign once appliedIndex reaches campaignAfter
+	campaignAfter   uint64
+	term            uint64 // the latest term seen in a Ready
+
+	// snapshotDone carries the outcome of the background snapshot writer to
+	// the Ready loop. There is at most one writer, and the buffer means it
+	// never waits for the loop, which may be stopping.
+	snapshotDone chan snapshotResult
+	snapshotWG   sync.WaitGroup // the writer; the WAL is closed only after it is done
 
 	stopc    chan struct{} // closed by Stop
 	donec    chan struct{} // closed when the node has fully stopped
@@ -91,10 +103,10 @@ type raftNode struct {
 
 // startRaftNode replays this node's storage, starts raft and the peer
 // transport, and starts the Ready loop. Committed entries go to commitC;
-// kvSnapshot must return the kvstore's state once it has applied everything
-// sent so far (the loop waits for that before calling it). Proposals register
+// freezeKV must hold the kvstore's state still and return it, and is called
+// only once the kvstore has applied everything sent so far. Proposals register
 // in waits, which the node fails when it loses the leader.
-func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnapshot func() []byte, waits *waitRegistry) (*raftNode, error) {
+func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, freezeKV func() kvImage, waits *waitRegistry) (*raftNode, error) {
 	if cfg.id == 0 || cfg.id > uint64(len(cfg.peerURLs)) {
 		return nil, fmt.Errorf("--id %d has no entry in --cluster (%d URLs)", cfg.id, len(cfg.peerURLs))
 	}
@@ -109,20 +121,21 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 		}
 	}
 	rn := &raftNode{
-		cfg:         cfg,
-		lg:          lg,
-		commitC:     commitC,
-		kvSnapshot:  kvSnapshot,
-		storage:     raft.NewMemoryStorage(),
-		members:     newMembership(),
-		ids:         newRequestIDs(),
-		waits:       waits,
-		readStatesC: make(chan raft.ReadState, 64),
-		leaderMoved: make(chan struct{}),
-		confState:   &raftpb.ConfState{},
-		lastApplied: closedChan(),
-		stopc:       make(chan struct{}),
-		donec:       make(chan struct{}),
+		cfg:          cfg,
+		lg:           lg,
+		commitC:      commitC,
+		freezeKV:     freezeKV,
+		storage:      raft.NewMemoryStorage(),
+		members:      newMembership(),
+		ids:          newRequestIDs(),
+		waits:        waits,
+		readStatesC:  make(chan raft.ReadState, 64),
+		leaderMoved:  make(chan struct{}),
+		confState:    &raftpb.ConfState{},
+		lastApplied:  closedChan(),
+		snapshotDone: make(chan snapshotResult, 1),
+		stopc:        make(chan struct{}),
+		donec:        make(chan struct{}),
 	}
 	disk, state, err := openDiskStorage(lg, cfg.id, cfg.waldir, cfg.snapdir)
 	if err != nil {
@@ -183,23 +196,26 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, kvSnap
 // bookkeeping.
 func (rn *raftNode) restore(st *diskState) error {
 	if st.snapshot != nil {
-		membersData, kvData, err := decodeSnapshotData(st.snapshot.GetData())
+		membersData, kv, size, err := rn.openSnapshot(st.snapshot)
 		if err != nil {
-			return fmt.Errorf("snapshot at index %d: %w", st.snapshot.GetMetadata().GetIndex(), err)
+			return err
 		}
 		if _, err := rn.members.restore(membersData); err != nil {
+			kv.Close()
 			return err
 		}
 		if err := rn.storage.ApplySnapshot(st.snapshot); err != nil {
+			kv.Close()
 			return err
 		}
 		md := st.snapshot.GetMetadata()
 		rn.confState = md.GetConfState()
 		rn.snapshotIndex.Store(md.GetIndex())
 		rn.appliedIndex = md.GetIndex()
-		rn.startupSnap = kvData
+		rn.startupSnap, rn.startupSnapSize = kv, size
 	}
 	if st.hardState != nil {
+		rn.persistedTerm, rn.persistedVote = st.hardState.GetTerm(), st.hardState.GetVote()
 		if err := rn.storage.SetHardState(st.hardState); err != nil {
 			return err
 		}
@@ -221,6 +237,7 @@ func (rn *raftNode) run() {
 	rn.transport.Stop()
 	rn.peerLn.stop()
 	rn.node.Stop()
+	rn.snapshotWG.Wait()
 	if cerr := rn.disk.close(); cerr != nil && err == nil {
 		err = fmt.Errorf("closing WAL: %w", cerr)
 	}
@@ -231,7 +248,8 @@ func (rn *raftNode) run() {
 
 func (rn *raftNode) loop() error {
 	if rn.startupSnap != nil {
-		if err := rn.publish(commit{snapshot: rn.startupSnap, index: rn.appliedIndex}); err != nil {
+		if err := rn.publish(commit{snapshot: rn.startupSnap, snapshotSize: rn.startupSnapSize, index: rn.appliedIndex}); err != nil {
+			rn.startupSnap.Close()
 			return err
 		}
 		rn.startupSnap = nil
@@ -248,6 +266,10 @@ func (rn *raftNode) loop() error {
 				return err
 			}
 			rn.maybeCampaignAlone()
+		case r := <-rn.snapshotDone:
+			if err := rn.finishSnapshot(r); err != nil {
+				return err
+			}
 		case err := <-rn.transport.ErrorC:
 			// rafthttp reports here when the peers refuse us as removed.
 			if err.Error() == rafthttpRemovedMessage {
@@ -270,17 +292,22 @@ func (rn *raftNode) handleReady(rd raft.Ready) error {
 	}
 	metricProposalsCommitted.Add(float64(len(rd.CommittedEntries)))
 	rn.forwardReadStates(rd.ReadStates)
-	// 1. Persist first: a message may promise what we have written (a vote,
-	// an acknowledged entry), so it must not leave before the write is durable.
+	// 1. Persist, and 2. send. A follower's messages may promise what this
+	// Ready writes (a vote, an acknowledged entry), so they leave only once
+	// the write is durable. A leader's do not: it counts its own new entries
+	// towards commit only after they are persisted (when Advance is called),
+	// so it sends first and writes its log while the followers write theirs
+	// (Raft thesis, 10.2.1) — as long as its term and vote are on disk.
+	early := rn.mayOverlapSendAndPersist(rd)
+	if early {
+		rn.send(rd.Messages)
+	}
 	if err := rn.persist(rd); err != nil {
 		return err
 	}
-	// 2. Send. Snapshot messages report their own outcome to raft from the
-	// transport's pipeline.
-	if err := rn.refreshSnapshots(rd.Messages); err != nil {
-		return err
+	if !early {
+		rn.send(rd.Messages)
 	}
-	rn.transport.Send(rd.Messages)
 	// 3. Apply the snapshot from the leader, then committed entries.
 	if err := rn.installSnapshot(rd.Snapshot); err != nil {
 		return err
@@ -322,6 +349,32 @@ func (rn *raftNode) forwardReadStates(states []raft.ReadState) {
 	}
 }
 
+// mayOverlapSendAndPersist reports whether this Ready's messages may leave
+// before its entries are durable: only a leader's, and only when the Ready
+// changes nothing of its hard state but the commit index, which raft can
+// always learn again.
+func (rn *raftNode) mayOverlapSendAndPersist(rd raft.Ready) bool {
+	if rn.leader.Load() != rn.cfg.id || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	hs := rd.HardState
+	return hs == nil || (hs.GetTerm() == rn.persistedTerm && hs.GetVote() == rn.persistedVote)
+}
+
+// send hands messages to the transport; snapshots go their own way, streamed
+// from disk. Both report failures to raft themselves.
+func (rn *raftNode) send(msgs []*raftpb.Message) {
+	rest := msgs[:0]
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			rn.sendSnapshot(m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	rn.transport.Send(rest)
+}
+
 func (rn *raftNode) persist(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		// Before the hard state: its commit index may point into the
@@ -332,6 +385,9 @@ func (rn *raftNode) persist(rd raft.Ready) error {
 	}
 	if err := rn.disk.save(rd.HardState, rd.Entries); err != nil {
 		return fmt.Errorf("writing WAL: %w", err)
+	}
+	if rd.HardState != nil {
+		rn.persistedTerm, rn.persistedVote = rd.HardState.GetTerm(), rd.HardState.GetVote()
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := rn.storage.ApplySnapshot(rd.Snapshot); err != nil {

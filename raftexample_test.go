@@ -201,18 +201,18 @@ func (c *ipCluster) config(id uint64, join bool) raftConfig {
 }
 
 // start starts node id. With a nil consume, a kvstore applies the commits
-// (and kvSnapshot, if nil, is its snapshot), as in main. Otherwise consume
-// runs in its own goroutine until the commit channel is closed. kvSnapshot
-// gets the node, which may not yet have been returned to the caller.
-func (c *ipCluster) start(id uint64, join bool, kvSnapshot func(n *ipNode) []byte, consume func(rn *raftNode, commitC <-chan commit)) *ipNode {
+// (and freeze, if nil, freezes it), as in main. Otherwise consume runs in its
+// own goroutine until the commit channel is closed. freeze gets the node,
+// which may not yet have been returned to the caller.
+func (c *ipCluster) start(id uint64, join bool, freeze func(n *ipNode) kvImage, consume func(rn *raftNode, commitC <-chan commit)) *ipNode {
 	c.t.Helper()
 	n := &ipNode{id: id, cfg: c.config(id, join), commitC: make(chan commit, 64), consumed: make(chan struct{})}
-	if kvSnapshot == nil {
+	if freeze == nil {
 		// Called only after the store applied a commit, so n.store is set.
-		kvSnapshot = func(n *ipNode) []byte { return n.store.snapshot() }
+		freeze = func(n *ipNode) kvImage { return n.store.freeze() }
 	}
 	waits := newWaitRegistry()
-	rn, err := startRaftNode(c.lg, n.cfg, n.commitC, func() []byte { return kvSnapshot(n) }, waits)
+	rn, err := startRaftNode(c.lg, n.cfg, n.commitC, func() kvImage { return freeze(n) }, waits)
 	if err != nil {
 		c.t.Fatalf("starting node %d: %v", id, err)
 	}
@@ -302,6 +302,16 @@ func ipExpectValue(t *testing.T, id uint64, s *kvstore, key, value string) {
 	})
 }
 
+// bytesImage stands in for a frozen kvstore where the state machine is not
+// one: its bytes are the snapshot's kvstore part.
+type bytesImage []byte
+
+func (b bytesImage) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b)
+	return int64(n), err
+}
+func (bytesImage) Release() {}
+
 func ipSnapFiles(t *testing.T, snapdir string) []string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(snapdir, "*.snap"))
@@ -334,7 +344,7 @@ func TestProposalsMadeOnCommitDoNotStallCluster(t *testing.T) {
 		tl := &tally{}
 		tallies[i] = tl
 		id := uint64(i + 1)
-		c.start(id, false, func(*ipNode) []byte { return nil }, func(rn *raftNode, commitC <-chan commit) {
+		c.start(id, false, func(*ipNode) kvImage { return bytesImage(nil) }, func(rn *raftNode, commitC <-chan commit) {
 			proposed := 0
 			for cm := range commitC {
 				tl.mu.Lock()
@@ -458,7 +468,7 @@ func TestStopRightAfterRestartEndsCleanly(t *testing.T) {
 			cfg := n.cfg
 			cfg.snapCount = tc.secondSnap
 			commitC := make(chan commit) // unbuffered: nothing is taken unless read
-			rn, err := startRaftNode(c.lg, cfg, commitC, func() []byte { return nil }, newWaitRegistry())
+			rn, err := startRaftNode(c.lg, cfg, commitC, func() kvImage { return bytesImage(nil) }, newWaitRegistry())
 			if err != nil {
 				t.Fatalf("restart: %v", err)
 			}
@@ -754,14 +764,14 @@ func TestSnapshotWaitsUntilStoreAppliedCoveredEntries(t *testing.T) {
 	c := newIPCluster(t, 1, 1, 5)
 	var received, applied, appliedEntries, snapshots, violations atomic.Int64
 	var firstViolation atomic.Value
-	n := c.start(1, false, func(n *ipNode) []byte {
+	n := c.start(1, false, func(n *ipNode) kvImage {
 		snapshots.Add(1)
 		r, a, queued := received.Load(), applied.Load(), len(n.commitC)
 		if r != a || queued != 0 {
 			violations.Add(1)
 			firstViolation.CompareAndSwap(nil, fmt.Sprintf("received %d commits, applied %d, %d queued", r, a, queued))
 		}
-		return []byte(strconv.FormatInt(appliedEntries.Load(), 10))
+		return bytesImage(strconv.FormatInt(appliedEntries.Load(), 10))
 	}, func(rn *raftNode, commitC <-chan commit) {
 		for cm := range commitC {
 			received.Add(1)
@@ -788,9 +798,13 @@ func TestSnapshotWaitsUntilStoreAppliedCoveredEntries(t *testing.T) {
 	if snapshots.Load() == 0 {
 		t.Fatal("no snapshot was taken: the test proves nothing")
 	}
-	if len(ipSnapFiles(t, n.cfg.snapdir)) == 0 {
-		t.Fatalf("kvSnapshot was called %d times but %s holds no .snap file", snapshots.Load(), n.cfg.snapdir)
-	}
+	// The snapshot is written in the background after freeze returns.
+	ipEventually(t, 10*time.Second, "a .snap file", func() error {
+		if len(ipSnapFiles(t, n.cfg.snapdir)) == 0 {
+			return fmt.Errorf("freeze was called %d times but %s holds no .snap file", snapshots.Load(), n.cfg.snapdir)
+		}
+		return nil
+	})
 	if v := violations.Load(); v > 0 {
 		t.Fatalf("%d of %d snapshots were taken before the store applied what they cover; first: %s", v, snapshots.Load(), firstViolation.Load())
 	}

@@ -1,11 +1,14 @@
 package main
 
 import (
-	"encoding/binary"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -13,81 +16,134 @@ import (
 )
 
 // This file is about snapshots: taking them every snap-count entries,
-// installing the ones the leader sends, and what their data holds.
+// sending them to followers that are too far behind for the log, installing
+// the ones the leader sends, and what their data holds.
+//
+// A snapshot has two parts. The raft snapshot (the .snap file, and what raft
+// keeps in memory) holds the metadata and the member list, and is small. The
+// kvstore's state is in a file of its own beside it, named by the snapshot's
+// index (rafthttp's naming: <index>.snap.db); it is streamed to and from disk
+// and to followers, never held in memory as a whole.
 
-// maybeSnapshot takes a snapshot once snapCount entries were applied since
-// the last one, then compacts the in-memory log behind it.
+// kvImage is the kvstore's state at one index, held still while it is written
+// out (see kvstore.freeze).
+type kvImage interface {
+	WriteTo(w io.Writer) (int64, error)
+	Release()
+}
+
+// snapshotResult is what the background snapshot writer reports to the
+// Ready loop.
+type snapshotResult struct {
+	snapshot *raftpb.Snapshot
+	bytes    int64 // size of the kvstore's part
+	took     time.Duration
+	err      error
+}
+
+// maybeSnapshot starts a snapshot once snapCount entries were applied since
+// the last one, or when one was asked for. Only freezing the kvstore happens
+// here; the state is written out in the background (finishSnapshot picks up
+// the result), so the Ready loop and the kvstore go on while it is written.
 func (rn *raftNode) maybeSnapshot() error {
-	if rn.appliedIndex-rn.snapshotIndex.Load() <= rn.cfg.snapCount {
+	since := rn.appliedIndex - rn.snapshotIndex.Load()
+	if rn.snapshotting || since == 0 || (since <= rn.cfg.snapCount && !rn.snapshotWanted) {
 		return nil
 	}
-	start := time.Now()
-	current, err := rn.currentSnapshot()
-	if err != nil {
-		return err
-	}
-	s, err := rn.storage.CreateSnapshot(rn.appliedIndex, rn.confState, current.GetData())
-	if err != nil {
-		return fmt.Errorf("creating snapshot: %w", err)
-	}
-	if err := rn.disk.saveSnapshot(s); err != nil {
-		return err
-	}
-	catchUp := min(rn.cfg.snapCount, maxCatchUpEntries)
-	if rn.appliedIndex > catchUp {
-		if err := rn.storage.Compact(rn.appliedIndex - catchUp); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			return fmt.Errorf("compacting log: %w", err)
-		}
-	}
-	rn.snapshotIndex.Store(rn.appliedIndex)
-	metricSnapshotIndex.Set(float64(rn.appliedIndex))
-	metricSnapshotDuration.Observe(time.Since(start).Seconds())
-	rn.disk.purge()
-	rn.lg.Info("snapshot saved", zap.Uint64("index", rn.appliedIndex), zap.Int("bytes", len(s.GetData())))
-	return nil
-}
-
-// refreshSnapshots replaces the snapshot in each outgoing MsgSnap with one of
-// the current state. Raft sends the snapshot it last stored, and if a member
-// was added since, its member list lacks the very follower it is sent to,
-// which then refuses it and never catches up.
-func (rn *raftNode) refreshSnapshots(msgs []*raftpb.Message) error {
-	for _, m := range msgs {
-		if m.GetType() != raftpb.MsgSnap {
-			continue
-		}
-		s, err := rn.currentSnapshot()
-		if err != nil {
-			return err
-		}
-		m.Snapshot = s // a new value: the stored snapshot is raft's and stays as it was
-	}
-	return nil
-}
-
-// currentSnapshot encodes the state at appliedIndex, once the kvstore has
-// applied everything published so far.
-func (rn *raftNode) currentSnapshot() (*raftpb.Snapshot, error) {
+	// The kvstore must have applied everything up to appliedIndex, or the
+	// snapshot would claim entries it does not hold.
 	select {
 	case <-rn.lastApplied:
 	case <-rn.stopc:
-		return nil, errStopped
+		return errStopped
 	}
 	term, err := rn.storage.Term(rn.appliedIndex)
 	if err != nil {
-		return nil, fmt.Errorf("term of applied index %d: %w", rn.appliedIndex, err)
+		return fmt.Errorf("term of applied index %d: %w", rn.appliedIndex, err)
 	}
-	return &raftpb.Snapshot{
-		Data: encodeSnapshotData(rn.members.encode(), rn.kvSnapshot()),
+	s := &raftpb.Snapshot{
+		Data: encodeSnapshotData(rn.members.encode()),
 		Metadata: &raftpb.SnapshotMetadata{
 			Index:     new(rn.appliedIndex),
 			Term:      new(term),
 			ConfState: proto.Clone(rn.confState).(*raftpb.ConfState),
 		},
-	}, nil
+	}
+	index, image := rn.appliedIndex, rn.freezeKV()
+	rn.snapshotting, rn.snapshotWanted = true, false
+	rn.snapshotWG.Add(1)
+	go func() {
+		defer rn.snapshotWG.Done()
+		start := time.Now()
+		// The kvstore's file is durable before the .snap file that refers to
+		// it, and both before the WAL records the snapshot (saveSnapshot).
+		n, err := rn.disk.saveKV(index, image)
+		image.Release()
+		if err == nil {
+			err = rn.disk.saveSnapshot(s)
+		}
+		rn.snapshotDone <- snapshotResult{snapshot: s, bytes: n, took: time.Since(start), err: err}
+	}()
+	return nil
+}
+
+// finishSnapshot, in the Ready loop, hands a snapshot that is now durable to
+// raft, which then serves lagging followers from it, and compacts the log
+// behind it.
+func (rn *raftNode) finishSnapshot(r snapshotResult) error {
+	rn.snapshotting = false
+	if r.err != nil {
+		return r.err
+	}
+	md := r.snapshot.GetMetadata()
+	index := md.GetIndex()
+	_, err := rn.storage.CreateSnapshot(index, md.GetConfState(), r.snapshot.GetData())
+	if errors.Is(err, raft.ErrSnapOutOfDate) {
+		return nil // a newer snapshot from the leader was installed meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("creating snapshot: %w", err)
+	}
+	// Entries behind the snapshot are kept for a while, so that a follower
+	// lagging by less than that catches up from the log.
+	catchUp := min(rn.cfg.snapCount, maxCatchUpEntries)
+	if index > catchUp {
+		if err := rn.storage.Compact(index - catchUp); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compacting log: %w", err)
+		}
+	}
+	rn.snapshotIndex.Store(index)
+	metricSnapshotIndex.Set(float64(index))
+	metricSnapshotDuration.Observe(r.took.Seconds())
+	rn.disk.purge()
+	rn.lg.Info("snapshot saved", zap.Uint64("index", index), zap.Int64("bytes", r.bytes), zap.Duration("took", r.took))
+	return nil
+}
+
+// sendSnapshot streams the snapshot raft chose to a follower, reading the
+// kvstore's part from its file. rafthttp reports the outcome to raft.
+func (rn *raftNode) sendSnapshot(m *raftpb.Message) {
+	md := m.GetSnapshot().GetMetadata()
+	cs := md.GetConfState()
+	if !slices.Contains(cs.GetVoters(), m.GetTo()) && !slices.Contains(cs.GetLearners(), m.GetTo()) {
+		// The follower joined after this snapshot was taken and would refuse
+		// it for not listing it. Take a new one; raft retries after a failure.
+		rn.snapshotWanted = true
+		rn.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		return
+	}
+	f, size, err := rn.disk.openKV(md.GetIndex())
+	if err != nil {
+		rn.lg.Warn("cannot send snapshot; taking a new one", zap.Uint64("to", m.GetTo()), zap.Error(err))
+		rn.snapshotWanted = true
+		rn.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		return
+	}
+	rn.transport.SendSnapshot(snap.NewMessage(m, f, size))
 }
 
 // installSnapshot makes a snapshot sent by the leader this node's state.
+// rafthttp saved its kvstore part to disk before handing raft the message.
 func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 	if raft.IsEmptySnap(s) {
 		return nil
@@ -96,21 +152,24 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 	if md.GetIndex() <= rn.appliedIndex {
 		return fmt.Errorf("snapshot index %d is not after applied index %d", md.GetIndex(), rn.appliedIndex)
 	}
-	membersData, kvData, err := decodeSnapshotData(s.GetData())
+	membersData, kv, size, err := rn.openSnapshot(s)
 	if err != nil {
-		return fmt.Errorf("snapshot from leader at index %d: %w", md.GetIndex(), err)
+		return fmt.Errorf("snapshot from leader: %w", err)
 	}
 	previous, err := rn.members.restore(membersData)
 	if err != nil {
+		kv.Close()
 		return err
 	}
 	rn.syncPeers(previous)
-	if err := rn.publish(commit{snapshot: kvData, index: md.GetIndex()}); err != nil {
+	if err := rn.publish(commit{snapshot: kv, snapshotSize: size, index: md.GetIndex()}); err != nil {
+		kv.Close()
 		return err
 	}
 	rn.confState = md.GetConfState()
 	rn.snapshotIndex.Store(md.GetIndex())
 	rn.appliedIndex = md.GetIndex()
+	rn.disk.purge()
 	rn.lg.Info("installed snapshot from leader", zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
 	if rn.members.isRemoved(rn.cfg.id) {
 		return errRemoved
@@ -118,26 +177,57 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 	return nil
 }
 
-// A snapshot's data holds the member list and the kvstore's state:
-//
-//	format (1 byte, = 1) | member list length (uvarint) | member list (JSON) | kvstore state
-const snapshotFormat = 1
-
-func encodeSnapshotData(members, kv []byte) []byte {
-	buf := make([]byte, 0, 1+binary.MaxVarintLen64+len(members)+len(kv))
-	buf = append(buf, snapshotFormat)
-	buf = binary.AppendUvarint(buf, uint64(len(members)))
-	buf = append(buf, members...)
-	return append(buf, kv...)
+// openSnapshot returns the member list a snapshot holds and a reader of its
+// kvstore part, of size bytes.
+func (rn *raftNode) openSnapshot(s *raftpb.Snapshot) (members []byte, kv io.ReadCloser, size int64, err error) {
+	index := s.GetMetadata().GetIndex()
+	members, inline, err := decodeSnapshotData(s.GetData())
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("snapshot at index %d: %w", index, err)
+	}
+	if inline != nil {
+		return members, io.NopCloser(bytes.NewReader(inline)), int64(len(inline)), nil
+	}
+	kv, size, err = rn.disk.openKV(index)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return members, kv, size, nil
 }
 
-func decodeSnapshotData(data []byte) (members, kv []byte, err error) {
-	if len(data) == 0 || data[0] != snapshotFormat {
-		return nil, nil, errors.New("unknown snapshot format")
+// A raft snapshot's data holds the member list; the kvstore's state is in a
+// file of its own:
+//
+//	format (1 byte, = 2) | member list (JSON)
+//
+// Format 1, written by earlier versions, held the kvstore's state inline:
+//
+//	format (1 byte, = 1) | member list length (uvarint) | member list (JSON) | kvstore state
+const (
+	snapshotFormatInline = 1
+	snapshotFormat       = 2
+)
+
+func encodeSnapshotData(members []byte) []byte {
+	return append([]byte{snapshotFormat}, members...)
+}
+
+// decodeSnapshotData returns the member list, and for format 1 the kvstore
+// state (nil for format 2).
+func decodeSnapshotData(data []byte) (members, inlineKV []byte, err error) {
+	if len(data) == 0 {
+		return nil, nil, errors.New("empty snapshot data")
 	}
-	n, rest, err := readUvarint(data[1:])
-	if err != nil || n > uint64(len(rest)) {
-		return nil, nil, errors.New("corrupt snapshot header")
+	switch data[0] {
+	case snapshotFormat:
+		return data[1:], nil, nil
+	case snapshotFormatInline:
+		n, rest, err := readUvarint(data[1:])
+		if err != nil || n > uint64(len(rest)) {
+			return nil, nil, errors.New("corrupt snapshot header")
+		}
+		return rest[:n], rest[n:], nil
+	default:
+		return nil, nil, fmt.Errorf("unknown snapshot format %d", data[0])
 	}
-	return rest[:n], rest[n:], nil
 }

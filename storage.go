@@ -132,9 +132,50 @@ func (d *diskStorage) saveSnapshot(s *raftpb.Snapshot) error {
 	return d.wal.ReleaseLockTo(md.GetIndex())
 }
 
+// saveKV writes the kvstore's part of the snapshot at index to its own file
+// and fsyncs it. The file appears under its final name only when complete.
+func (d *diskStorage) saveKV(index uint64, image io.WriterTo) (int64, error) {
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		_, err := image.WriteTo(pw)
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	n, err := d.snapshotter.SaveDBFrom(pr, index)
+	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe)) // stops the writer if saving gave up
+	if werr := <-written; err == nil && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		return n, fmt.Errorf("writing snapshot data file: %w", err)
+	}
+	return n, nil
+}
+
+// openKV opens the kvstore's part of the snapshot at index.
+func (d *diskStorage) openKV(index uint64) (io.ReadCloser, int64, error) {
+	path, err := d.snapshotter.DBFilePath(index)
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot data file for index %d: %w", index, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
 // purge deletes snapshot files and WAL segments beyond the retention. A WAL
 // segment is deleted only once the WAL released its lock on it, i.e. once a
-// durable snapshot covers all of its entries.
+// durable snapshot covers all of its entries. A snapshot's data file goes
+// with its .snap file; one newer than every .snap file may be a snapshot
+// from the leader still on its way to raft, and stays.
 func (d *diskStorage) purge() {
 	snaps, err := listFiles(d.snapdir, ".snap")
 	if err != nil {
@@ -143,6 +184,21 @@ func (d *diskStorage) purge() {
 	for len(snaps) > keepSnapshotFiles {
 		d.remove(snaps[0])
 		snaps = snaps[1:]
+	}
+	if len(snaps) > 0 {
+		oldest := strings.TrimSuffix(filepath.Base(snaps[0]), ".snap")
+		dataFiles, err := listFiles(d.snapdir, ".snap.db")
+		if err != nil {
+			d.lg.Warn("listing snapshot data files", zap.Error(err))
+		}
+		// Names are <16 hex digits of the term>-<16 of the index>.snap and
+		// <16 of the index>.snap.db, so the index parts compare as strings.
+		_, oldestIndex, _ := strings.Cut(oldest, "-")
+		for _, f := range dataFiles {
+			if strings.TrimSuffix(filepath.Base(f), ".snap.db") < oldestIndex {
+				d.remove(f)
+			}
+		}
 	}
 	wals, err := listFiles(d.waldir, ".wal")
 	if err != nil {

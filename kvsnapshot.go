@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// This file is the kvstore's side of snapshots: holding the map still while
+// it is written out, and the encoding of a written map.
+//
+// The encoding is a stream, so that neither writing nor reading a snapshot
+// needs a second copy of the map in memory:
+//
+//	pair count (uvarint)
+//	per pair: key length (uvarint) | key | value length (uvarint) | value
+//	CRC-32C of everything above (4 bytes, big-endian)
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// frozenKV is the map as it was at one log index, held still so that a
+// snapshot can be written from it while later entries are applied.
+type frozenKV struct {
+	store *kvstore
+	kv    map[string]string // read-only until Release
+	index uint64
+}
+
+// freeze holds the map still at the index it has reached and returns it.
+// Until the returned value is released, applied entries go to a side map of
+// pending changes, which Release folds in: the writer reads the frozen map
+// with no lock and apply never waits for it. Only one may be outstanding: the
+// raft node takes one snapshot at a time.
+func (s *kvstore) freeze() *frozenKV {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := &frozenKV{store: s, kv: s.kv, index: s.index}
+	s.frozen, s.pending = f, make(map[string]pendingValue)
+	return f
+}
+
+// Release folds the changes made since freeze into the map. It does nothing
+// if the map was replaced by a snapshot in the meantime.
+func (f *frozenKV) Release() {
+	s := f.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.frozen != f {
+		return
+	}
+	for k, p := range s.pending {
+		if p.deleted {
+			delete(s.kv, k)
+		} else {
+			s.kv[k] = p.value
+		}
+	}
+	s.frozen, s.pending = nil, nil
+}
+
+// WriteTo encodes the frozen map to w.
+func (f *frozenKV) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	crc := crc32.New(crc32c)
+	bw := bufio.NewWriterSize(io.MultiWriter(cw, crc), 1<<16)
+	var varint [binary.MaxVarintLen64]byte
+	writeUvarint := func(n int) {
+		bw.Write(binary.AppendUvarint(varint[:0], uint64(n)))
+	}
+	writeUvarint(len(f.kv))
+	for k, v := range f.kv {
+		writeUvarint(len(k))
+		bw.WriteString(k)
+		writeUvarint(len(v))
+		bw.WriteString(v) // a write error sticks in bw and is returned by Flush
+	}
+	if err := bw.Flush(); err != nil {
+		return cw.n, err
+	}
+	_, err := cw.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decodedKV is a map read back from a snapshot, with what the kvstore keeps
+// alongside it.
+type decodedKV struct {
+	kv     map[string]string
+	digest uint64
+}
+
+// replaceLocked makes a decoded snapshot the whole state; the caller holds
+// s.mu for writing. A frozen map being written out stays as it was, and its
+// Release no longer applies.
+func (s *kvstore) replaceLocked(d *decodedKV) {
+	s.kv, s.digest, s.keys = d.kv, d.digest, len(d.kv)
+	s.pending, s.frozen = nil, nil
+}
+
+// decodeKVSnapshot reads a map written by frozenKV.WriteTo from r, which
+// holds size bytes. Any damage (a truncated or trailing byte, a flipped bit)
+// is an error.
+func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
+	d := &snapshotDecoder{r: bufio.NewReaderSize(r, 1<<16), size: size}
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, fmt.Errorf("decoding kv snapshot: %w", err)
+	}
+	// n comes from the data; every pair takes at least two bytes, so a
+	// corrupt count cannot make us allocate more than the data justifies.
+	out := &decodedKV{kv: make(map[string]string, min(n, uint64(max(size, 0))/2))}
+	for i := uint64(0); i < n; i++ {
+		var k, v string
+		if k, err = d.string(); err == nil {
+			v, err = d.string()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
+		}
+		out.kv[k] = v
+		out.digest += pairDigest(k, v)
+	}
+	want := d.crc
+	var sum [4]byte
+	if _, err := io.ReadFull(d.r, sum[:]); err != nil {
+		return nil, fmt.Errorf("decoding kv snapshot checksum: %w", err)
+	}
+	if got := binary.BigEndian.Uint32(sum[:]); got != want {
+		return nil, fmt.Errorf("kv snapshot is damaged: checksum %08x, want %08x", got, want)
+	}
+	if _, err := d.r.ReadByte(); err != io.EOF {
+		return nil, errors.New("decoding kv snapshot: trailing bytes after the checksum")
+	}
+	return out, nil
+}
+
+// snapshotDecoder reads the pieces of the encoding, checksumming what it read.
+type snapshotDecoder struct {
+	r    *bufio.Reader
+	size int64 // the whole stream's length: no string can be longer
+	crc  uint32
+	buf  []byte
+}
+
+func (d *snapshotDecoder) ReadByte() (byte, error) {
+	b, err := d.r.ReadByte()
+	if err == nil {
+		d.crc = crc32.Update(d.crc, crc32c, []byte{b})
+	}
+	return b, err
+}
+
+func (d *snapshotDecoder) uvarint() (uint64, error) {
+	n, err := binary.ReadUvarint(d)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (d *snapshotDecoder) string() (string, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return "", err
+	}
+	if n > uint64(max(d.size, 0)) {
+		return "", errors.New("string runs past the end")
+	}
+	if uint64(cap(d.buf)) < n {
+		d.buf = make([]byte, n)
+	}
+	b := d.buf[:n]
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		return "", err
+	}
+	d.crc = crc32.Update(d.crc, crc32c, b)
+	return string(b), nil
+}

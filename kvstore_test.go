@@ -308,13 +308,13 @@ func TestDecodeSnapshotDataReadsTheInlineFormat(t *testing.T) {
 
 func TestDecodeSnapshotDataRejectsUnknownOrCorruptData(t *testing.T) {
 	cases := map[string][]byte{
-		"nil":                                     nil,
-		"empty":                                   {},
-		"format zero":                             {0, '{', '}'},
-		"format three":                            {snapshotFormat + 1, '{', '}'},
-		"format 1 with no member length":          {snapshotFormatInline},
-		"format 1 member length cut":              {snapshotFormatInline, 0x80},
-		"format 1 member list longer than data":   {snapshotFormatInline, 10, 'a', 'b'},
+		"nil":                                   nil,
+		"empty":                                 {},
+		"format zero":                           {0, '{', '}'},
+		"format three":                          {snapshotFormat + 1, '{', '}'},
+		"format 1 with no member length":        {snapshotFormatInline},
+		"format 1 member length cut":            {snapshotFormatInline, 0x80},
+		"format 1 member list longer than data": {snapshotFormatInline, 10, 'a', 'b'},
 		"format 1 member length overflows varint": append([]byte{snapshotFormatInline}, bytes.Repeat([]byte{0xff}, 11)...),
 	}
 	for name, data := range cases {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	_ "net/http/pprof" // registers /debug/pprof/ on http.DefaultServeMux, served with --pprof
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ type httpAPI struct {
 	cluster        clusterAdmin
 	requestTimeout time.Duration
 	maxValueBytes  int64
+	pprof          bool // serve Go's profiler under /debug/pprof/
 }
 
 // errorStyle writes a one-line error the way its API does.
@@ -90,6 +92,9 @@ func (h *httpAPI) route(w http.ResponseWriter, r *http.Request) string {
 	case path == "/readyz":
 		h.serveReadyz(w, r)
 		return path
+	case h.pprof && strings.HasPrefix(path, "/debug/pprof/"):
+		http.DefaultServeMux.ServeHTTP(w, r) // where net/http/pprof registers
+		return "/debug/pprof/"
 	case path == "/metrics":
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -47,6 +44,7 @@ type commit struct {
 type kvstore struct {
 	lg       *zap.Logger
 	proposer proposer
+	batcher  *batcher
 	ids      *requestIDs
 	waits    *waitRegistry // shared with the raft node, which fails waits when the leader is lost
 	applied  appliedIndex
@@ -58,9 +56,10 @@ type kvstore struct {
 	// freeze). pending is nil otherwise.
 	pending map[string]pendingValue
 	frozen  *frozenKV
-	keys    int    // the number of keys, counting pending changes
-	digest  uint64 // sum of pairDigest over all pairs, kept current by apply
-	index   uint64 // the log index the map reflects
+	split   [][]byte // reused by applyEntry
+	keys    int      // the number of keys, counting pending changes
+	digest  uint64   // sum of pairDigest over all pairs, kept current by apply
+	index   uint64   // the log index the map reflects
 }
 
 // pendingValue is a change made while the map is frozen: a new value, or the
@@ -71,13 +70,17 @@ type pendingValue struct {
 }
 
 func newKVStore(lg *zap.Logger, p proposer, waits *waitRegistry) *kvstore {
-	return &kvstore{
+	s := &kvstore{
 		lg:       lg,
 		proposer: p,
 		ids:      newRequestIDs(),
 		waits:    waits,
 		kv:       make(map[string]string),
 	}
+	if p != nil {
+		s.batcher = newBatcher(p)
+	}
+	return s
 }
 
 // Get reads key. A linearizable read first learns the cluster's commit index
@@ -178,7 +181,7 @@ func (s *kvstore) propose(ctx context.Context, c command) error {
 	c.id = s.ids.next()
 	data := encodeCommand(c)
 	return s.waits.proposeAndWait(ctx, c.id, s.proposer.Done(), func(ctx context.Context) error {
-		return s.proposer.Propose(ctx, data)
+		return s.batcher.propose(ctx, data)
 	})
 }
 
@@ -206,15 +209,13 @@ func (s *kvstore) run(commitC <-chan commit) error {
 			s.replaceLocked(restored)
 		}
 		for _, data := range c.entries {
-			if id, ok := s.apply(data); ok {
-				ids = append(ids, id)
-			}
+			ids = s.applyEntry(data, ids)
 		}
 		s.index = c.index
 		keys := s.keys
 		s.mu.Unlock()
 		metricApplyDuration.Observe(time.Since(start).Seconds())
-		metricProposalsApplied.Add(float64(len(c.entries)))
+		metricProposalsApplied.Add(float64(len(ids)))
 		metricAppliedIndex.Set(float64(c.index))
 		metricKeys.Set(float64(keys))
 		// Reads waiting for this index may go before the writers hear back,
@@ -263,10 +264,28 @@ func pairDigest(k, v string) uint64 {
 	return h
 }
 
-// apply is the state machine's transition function: one committed entry in,
-// one change to the map out, and the id of the proposal it carried. It must
-// be deterministic, since every replica applies the same entries and must
-// reach the same map. The caller holds s.mu.
+// applyEntry applies the commands of one committed entry and appends the ids
+// of the proposals they carried to ids. The caller holds s.mu.
+func (s *kvstore) applyEntry(data []byte, ids []uint64) []uint64 {
+	cmds, err := splitEntry(data, s.split[:0])
+	s.split = cmds[:0]
+	if err != nil {
+		// As for a command apply cannot decode: every replica skips it.
+		s.lg.Error("skipping committed batch this version cannot decode", zap.Error(err))
+		return ids
+	}
+	for _, c := range cmds {
+		if id, ok := s.apply(c); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// apply is the state machine's transition function: one committed command
+// in, one change to the map out, and the id of the proposal it carried. It
+// must be deterministic, since every replica applies the same entries and
+// must reach the same map. The caller holds s.mu.
 func (s *kvstore) apply(data []byte) (id uint64, ok bool) {
 	cmd, err := decodeCommand(data)
 	if err != nil {
@@ -293,77 +312,4 @@ func (s *kvstore) apply(data []byte) (id uint64, ok bool) {
 		}
 	}
 	return cmd.id, true
-}
-
-// A command is the payload of one normal raft entry. Its encoding starts with
-// an operation byte, so later operations (delete, ...) add a new byte value
-// and old logs keep decoding:
-//
-//	op (1 byte) | request id (uvarint) | key (uvarint length + bytes) | value (rest)
-//
-// A delete has no value.
-type command struct {
-	op    byte
-	id    uint64 // the proposal's identity, reported back when applied
-	key   string
-	value string
-}
-
-const (
-	opPut    byte = 1
-	opDelete byte = 2
-)
-
-func encodeCommand(c command) []byte {
-	buf := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.key)+len(c.value))
-	buf = append(buf, c.op)
-	buf = binary.AppendUvarint(buf, c.id)
-	buf = appendString(buf, c.key)
-	return append(buf, c.value...)
-}
-
-func decodeCommand(data []byte) (command, error) {
-	if len(data) == 0 {
-		return command{}, errors.New("empty command")
-	}
-	c := command{op: data[0]}
-	if c.op != opPut && c.op != opDelete {
-		return command{}, fmt.Errorf("unknown operation %d", c.op)
-	}
-	var err error
-	if c.id, data, err = readUvarint(data[1:]); err != nil {
-		return command{}, err
-	}
-	if c.key, data, err = readString(data); err != nil {
-		return command{}, err
-	}
-	if c.op == opDelete && len(data) > 0 {
-		return command{}, errors.New("delete carries a value")
-	}
-	c.value = string(data)
-	return c, nil
-}
-
-func appendString(buf []byte, s string) []byte {
-	buf = binary.AppendUvarint(buf, uint64(len(s)))
-	return append(buf, s...)
-}
-
-func readUvarint(data []byte) (uint64, []byte, error) {
-	v, n := binary.Uvarint(data)
-	if n <= 0 {
-		return 0, nil, errors.New("bad uvarint")
-	}
-	return v, data[n:], nil
-}
-
-func readString(data []byte) (string, []byte, error) {
-	n, data, err := readUvarint(data)
-	if err != nil {
-		return "", nil, err
-	}
-	if n > uint64(len(data)) {
-		return "", nil, errors.New("string runs past the end")
-	}
-	return string(data[:n]), data[n:], nil
 }

@@ -38,6 +38,7 @@ type options struct {
 	requestTimeout  time.Duration
 	maxValueBytes   int64
 	logLevel        string
+	pprof           bool
 	listenPeerURL   string
 	clientTLS       transport.TLSInfo
 	peerTLS         transport.TLSInfo
@@ -56,6 +57,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before answering 503")
 	fs.Int64Var(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value a PUT may store")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP API port (those keys are then unreachable at the root)")
 	fs.StringVar(&o.listenPeerURL, "listen-peer-url", "", "where the peer port listens, if not at this member's --cluster URL (e.g. behind a proxy)")
 	fs.StringVar(&o.clientTLS.CertFile, "cert-file", "", "serve the HTTP API over TLS with this certificate (PEM)")
 	fs.StringVar(&o.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
@@ -151,7 +153,7 @@ func run(args []string) int {
 		}
 	}()
 
-	api := &httpAPI{lg: lg, store: store, cluster: rn, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes}
+	api := &httpAPI{lg: lg, store: store, cluster: rn, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes, pprof: o.pprof}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := listenClients(o)
 	if err != nil {

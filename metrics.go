@@ -44,6 +44,10 @@ var (
 	metricProposalsPending = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "raftexample_proposals_pending", Help: "Proposals made here and waiting to be applied.",
 	})
+	metricBatchSize = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "raftexample_proposal_batch_commands", Help: "Commands carried by each entry proposed here (requests waiting together share one entry).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	})
 	metricApplyDuration = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "raftexample_apply_duration_seconds", Help: "Time to apply one batch of committed entries to the map.",
 		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),

@@ -108,7 +108,7 @@ func (w *waitRegistry) awaitOutcome(ctx context.Context, id uint64, stopped <-ch
 		return errOutcomeUnknown
 	case <-stopped:
 		w.cancel(id)
-		return fmt.Errorf("%w: the outcome is unknown (the write may still commit)", errStopped)
+		return errStoppedOutcomeUnknown
 	}
 }
 
@@ -118,7 +118,9 @@ var (
 	errNoLeader       = errors.New("no leader: nothing was done, retry later")
 	errOutcomeUnknown = errors.New("request timed out: the outcome is unknown (the write may still commit)")
 	errStopped        = errors.New("this node is shutting down")
-	errLeaderLost     = errors.New("this node lost the leader while the request was pending: the outcome is unknown (the write may still commit)")
+	// errStoppedOutcomeUnknown is errStopped for a proposal raft may have taken.
+	errStoppedOutcomeUnknown = fmt.Errorf("%w: the outcome is unknown (the write may still commit)", errStopped)
+	errLeaderLost            = errors.New("this node lost the leader while the request was pending: the outcome is unknown (the write may still commit)")
 )
 
 func proposalError(ctx context.Context, err error) error {

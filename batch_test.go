@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestBatchEncodingRoundTrips(t *testing.T) {
+	for _, cmds := range [][][]byte{
+		{encodeCommand(command{op: opPut, id: 1, key: "a", value: "1"})},
+		{encodeCommand(command{op: opPut, id: 1, key: "a", value: "1"}), encodeCommand(command{op: opDelete, id: 2, key: "b"})},
+		{bytes.Repeat([]byte{opPut}, 300), {opDelete}},
+	} {
+		got, err := splitEntry(encodeBatch(cmds), nil)
+		if err != nil {
+			t.Fatalf("splitEntry(encodeBatch(%d commands)): %v", len(cmds), err)
+		}
+		if len(got) != len(cmds) {
+			t.Fatalf("split %d commands, want %d", len(got), len(cmds))
+		}
+		for i := range cmds {
+			if !bytes.Equal(got[i], cmds[i]) {
+				t.Fatalf("command %d = %q, want %q", i, got[i], cmds[i])
+			}
+		}
+	}
+	single := encodeCommand(command{op: opPut, id: 1, key: "k", value: "v"})
+	if got, err := splitEntry(single, nil); err != nil || len(got) != 1 || !bytes.Equal(got[0], single) {
+		t.Fatalf("splitEntry(a single command) = %q, %v; want the command itself", got, err)
+	}
+}
+
+func TestSplitEntryRejectsDamagedBatches(t *testing.T) {
+	valid := encodeBatch([][]byte{{opPut, 1, 1, 'k'}, {opDelete, 2, 1, 'k'}})
+	cases := map[string][]byte{
+		"no count":              {opBatch},
+		"count past the end":    {opBatch, 5, 1, opPut},
+		"command past the end":  {opBatch, 1, 9, opPut},
+		"trailing bytes":        append(append([]byte(nil), valid...), 'x'),
+		"cut in the second one": valid[:len(valid)-1],
+	}
+	for name, data := range cases {
+		if got, err := splitEntry(data, nil); err == nil {
+			t.Errorf("%s: splitEntry(%q) = %q, want an error", name, data, got)
+		}
+	}
+}
+
+func TestApplyEntryAppliesEveryCommandOfABatchAndReportsEachID(t *testing.T) {
+	s := kvTestStore(t, nil)
+	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "gone", value: "x"}))
+	batch := encodeBatch([][]byte{
+		encodeCommand(command{op: opPut, id: 10, key: "a", value: "1"}),
+		encodeCommand(command{op: opDelete, id: 11, key: "gone"}),
+		encodeCommand(command{op: opPut, id: 12, key: "a", value: "2"}), // later in the batch wins
+	})
+	s.mu.Lock()
+	ids := s.applyEntry(batch, nil)
+	s.mu.Unlock()
+	if fmt.Sprint(ids) != "[10 11 12]" {
+		t.Fatalf("ids = %v, want [10 11 12]", ids)
+	}
+	if got, want := kvContents(s), map[string]string{"a": "2"}; !maps.Equal(got, want) {
+		t.Fatalf("map = %v, want %v", got, want)
+	}
+	_, keys, digest := s.State()
+	if keys != 1 || digest != pairDigest("a", "2") {
+		t.Fatalf("State() keys %d digest %x; want 1 and the digest of a=2", keys, digest)
+	}
+}
+
+// While one entry is being proposed, requests that arrive queue up; the next
+// entry carries all of them.
+func TestConcurrentPutsShareOneEntry(t *testing.T) {
+	const waiting = 20
+	var s *kvstore
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var entries [][]byte
+	first := true
+	p := &kvFakeProposer{done: make(chan struct{}), propose: func(_ context.Context, data []byte) error {
+		mu.Lock()
+		entries = append(entries, data)
+		block := first
+		first = false
+		mu.Unlock()
+		if block {
+			<-release // hold the batcher until the others have queued
+		}
+		s.applyEntryOne(data)
+		return nil
+	}}
+	s = kvTestStore(t, p)
+	t.Cleanup(func() { close(p.done) }) // ends the batcher
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, waiting+1)
+	go func() { errs <- s.Put(ctx, "first", "v") }()
+	ipEventually(t, 5*time.Second, "the first entry proposed", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(entries) == 0 {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
+	for i := range waiting {
+		go func() { errs <- s.Put(ctx, fmt.Sprintf("k%d", i), "v") }()
+	}
+	ipEventually(t, 5*time.Second, "the others queued", func() error {
+		if n := len(s.batcher.queue); n < waiting {
+			return fmt.Errorf("%d queued", n)
+		}
+		return nil
+	})
+	close(release)
+	for range waiting + 1 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(entries) != 2 {
+		t.Fatalf("%d entries proposed for %d Puts, want 2 (the first alone, then one batch)", len(entries), waiting+1)
+	}
+	if cmds, err := splitEntry(entries[1], nil); err != nil || len(cmds) != waiting {
+		t.Fatalf("second entry carries %d commands (%v), want %d", len(cmds), err, waiting)
+	}
+	if got := len(kvContents(s)); got != waiting+1 {
+		t.Fatalf("%d keys after the Puts, want %d", got, waiting+1)
+	}
+}
+
+// applyEntryOne applies one entry the way run does: under the lock, then
+// reporting to the proposals' waiters.
+func (s *kvstore) applyEntryOne(data []byte) {
+	s.mu.Lock()
+	ids := s.applyEntry(data, nil)
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.waits.trigger(id, nil)
+	}
+}

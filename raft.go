@@ -19,10 +19,15 @@ import (
 const (
 	tickInterval  = 100 * time.Millisecond
 	electionTicks = 10 // an election timeout of about one second
-	// maxCatchUpEntries bounds the entries kept in memory behind a snapshot so
-	// that a follower lagging by less than that catches up from the log rather
-	// than by a whole snapshot.
+	// maxCatchUpEntries and maxCatchUpBytes bound the entries kept in memory
+	// behind a snapshot so that a follower lagging by less than that catches
+	// up from the log rather than by a whole snapshot.
 	maxCatchUpEntries = 5000
+	maxCatchUpBytes   = 8 << 20
+	// maxLogBytesBetweenSnapshots starts a snapshot before snap-count entries
+	// when they are large (batches of writes are): raft keeps every entry
+	// since the last snapshot in memory, and a restart replays them all.
+	maxLogBytesBetweenSnapshots = 64 << 20
 	// clusterID tags rafthttp traffic; all members of one cluster share it.
 	clusterID = 0x1000
 )
@@ -84,6 +89,7 @@ type raftNode struct {
 	persistedVote   uint64
 	snapshotting    bool      // a snapshot is being written in the background
 	snapshotWanted  bool      // take a snapshot at the next chance, whatever snapCount says
+	logBytes        int       // bytes of entries applied since the last snapshot started
 	leaderLostAt    time.Time // when an election took away the leader; zero once one is known
 	campaignAlone   bool      // campaign once appliedIndex reaches campaignAfter
 	campaignAfter   uint64
@@ -420,6 +426,7 @@ func (rn *raftNode) applyEntries(ents []*raftpb.Entry) error {
 			removedSelf = removedSelf || removed
 		}
 		rn.appliedIndex = e.GetIndex()
+		rn.logBytes += len(e.GetData())
 	}
 	if rn.appliedIndex > before {
 		if err := rn.publish(commit{entries: data, index: rn.appliedIndex}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -47,7 +48,8 @@ type snapshotResult struct {
 // the result), so the Ready loop and the kvstore go on while it is written.
 func (rn *raftNode) maybeSnapshot() error {
 	since := rn.appliedIndex - rn.snapshotIndex.Load()
-	if rn.snapshotting || since == 0 || (since <= rn.cfg.snapCount && !rn.snapshotWanted) {
+	due := since > rn.cfg.snapCount || rn.logBytes > maxLogBytesBetweenSnapshots || rn.snapshotWanted
+	if rn.snapshotting || since == 0 || !due {
 		return nil
 	}
 	// The kvstore must have applied everything up to appliedIndex, or the
@@ -70,7 +72,7 @@ func (rn *raftNode) maybeSnapshot() error {
 		},
 	}
 	index, image := rn.appliedIndex, rn.freezeKV()
-	rn.snapshotting, rn.snapshotWanted = true, false
+	rn.snapshotting, rn.snapshotWanted, rn.logBytes = true, false, 0
 	rn.snapshotWG.Add(1)
 	go func() {
 		defer rn.snapshotWG.Done()
@@ -104,11 +106,8 @@ func (rn *raftNode) finishSnapshot(r snapshotResult) error {
 	if err != nil {
 		return fmt.Errorf("creating snapshot: %w", err)
 	}
-	// Entries behind the snapshot are kept for a while, so that a follower
-	// lagging by less than that catches up from the log.
-	catchUp := min(rn.cfg.snapCount, maxCatchUpEntries)
-	if index > catchUp {
-		if err := rn.storage.Compact(index - catchUp); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	if to := rn.compactionPoint(index); to > 0 {
+		if err := rn.storage.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("compacting log: %w", err)
 		}
 	}
@@ -118,6 +117,33 @@ func (rn *raftNode) finishSnapshot(r snapshotResult) error {
 	rn.disk.purge()
 	rn.lg.Info("snapshot saved", zap.Uint64("index", index), zap.Int64("bytes", r.bytes), zap.Duration("took", r.took))
 	return nil
+}
+
+// compactionPoint is where to compact the in-memory log after a snapshot at
+// index: entries behind the snapshot are kept for a while, so that a follower
+// lagging by less than that catches up from the log, but no more than
+// min(snapCount, maxCatchUpEntries) of them, nor more than maxCatchUpBytes.
+func (rn *raftNode) compactionPoint(index uint64) uint64 {
+	catchUp := min(rn.cfg.snapCount, maxCatchUpEntries)
+	if index <= catchUp {
+		return 0
+	}
+	first, err := rn.storage.FirstIndex()
+	if err != nil || first > index {
+		return 0
+	}
+	lo := max(index-catchUp+1, first)
+	ents, err := rn.storage.Entries(lo, index+1, math.MaxUint64)
+	if err != nil {
+		return index - catchUp
+	}
+	size := 0
+	for i := len(ents) - 1; i >= 0; i-- {
+		if size += len(ents[i].GetData()); size > maxCatchUpBytes {
+			return ents[i].GetIndex()
+		}
+	}
+	return lo - 1
 }
 
 // sendSnapshot streams the snapshot raft chose to a follower, reading the
@@ -169,6 +195,7 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 	rn.confState = md.GetConfState()
 	rn.snapshotIndex.Store(md.GetIndex())
 	rn.appliedIndex = md.GetIndex()
+	rn.logBytes = 0
 	rn.disk.purge()
 	rn.lg.Info("installed snapshot from leader", zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
 	if rn.members.isRemoved(rn.cfg.id) {

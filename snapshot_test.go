@@ -1,0 +1,44 @@
+package main
+
+import (
+	"testing"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// After a snapshot the in-memory log keeps entries behind it for lagging
+// followers: up to min(snap-count, 5000) of them, and no more than
+// maxCatchUpBytes, which batched entries reach long before the count.
+func TestCompactionKeepsBoundedCatchUpEntries(t *testing.T) {
+	build := func(n int, entryBytes int) *raftNode {
+		st := raft.NewMemoryStorage()
+		ents := make([]*raftpb.Entry, n)
+		for i := range ents {
+			ents[i] = &raftpb.Entry{Index: new(uint64(i + 1)), Term: new(uint64(1)), Data: make([]byte, entryBytes)}
+		}
+		if err := st.Append(ents); err != nil {
+			t.Fatal(err)
+		}
+		return &raftNode{storage: st, cfg: raftConfig{snapCount: 10000}}
+	}
+	cases := []struct {
+		name       string
+		entries    int
+		entryBytes int
+		snapIndex  uint64
+		want       uint64
+	}{
+		{"short log: nothing to compact", 3000, 100, 3000, 0},
+		{"small entries: the count bounds it", 9000, 100, 9000, 9000 - maxCatchUpEntries},
+		{"large entries: the bytes bound it", 9000, 64 << 10, 9000, 9000 - maxCatchUpBytes/(64<<10)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rn := build(c.entries, c.entryBytes)
+			if got := rn.compactionPoint(c.snapIndex); got != c.want {
+				t.Fatalf("compactionPoint(%d) = %d, want %d", c.snapIndex, got, c.want)
+			}
+		})
+	}
+}

@@ -160,22 +160,32 @@ data_bytes=$(awk -v n="$keys" -v vb="$value_bytes" 'BEGIN {
 
 peers="http://127.0.0.1:$((base_port + 1)),http://127.0.0.1:$((base_port + 2)),http://127.0.0.1:$((base_port + 3))"
 urls=()
+# GODEBUG=gctrace=1 makes the Go runtime log one line per GC to stderr (the
+# member's log), with the heap left live after it: the nearest thing to "heap
+# after a forced GC" that the server offers.
 start_member() { # id: starts it, with the same flags every time
 	local id=$1
-	./raftexample --id "$id" --cluster "$peers" --port "$((base_port + 10 + id))" --data-dir "$data" \
+	GODEBUG=gctrace=1 ./raftexample --id "$id" --cluster "$peers" --port "$((base_port + 10 + id))" --data-dir "$data" \
 		--snap-count "$snap_count" 2>>"$data/member$id.log" &
 	pids[id - 1]=$!
+}
+
+# live_heap ID: bytes of heap live after the member's last GC, from gctrace
+# ("gc N @...: ..., A->B->C MB, ..."; C is live, in MiB).
+live_heap() {
+	grep -E '^gc [0-9]+ @' "$data/member$1.log" | tail -1 |
+		sed -n 's/.* [0-9]*->[0-9]*->\([0-9]*\) MB.*/\1/p' | awk '{ printf "%.0f\n", $1 * 1048576 }'
 }
 
 # memory LABEL: each member's VmRSS, VmHWM and Go heap; sets rss_max to
 # the largest RSS and raises hwm_max to the largest VmHWM.
 hwm_max=0
 memory() {
-	local label=$1 id u rss hwm inuse alloc sys
+	local label=$1 id u rss hwm inuse alloc sys live
 	rss_max=0
 	note
 	note "memory $label (data $(mib "$data_bytes") MiB):"
-	note "$(printf '  %-8s %10s %10s %9s %14s %14s %12s' member 'RSS MiB' 'HWM MiB' 'RSS/data' 'heap inuse MiB' 'heap alloc MiB' 'Go sys MiB')"
+	note "$(printf '  %-8s %10s %10s %9s %14s %14s %12s %16s' member 'RSS MiB' 'HWM MiB' 'RSS/data' 'heap inuse MiB' 'heap alloc MiB' 'Go sys MiB' 'live at last GC')"
 	for id in 1 2 3; do
 		u=${urls[id - 1]}
 		rss=$(proc_bytes "${pids[id - 1]}" VmRSS)
@@ -183,11 +193,12 @@ memory() {
 		inuse=$(metric "$u" go_memstats_heap_inuse_bytes)
 		alloc=$(metric "$u" go_memstats_heap_alloc_bytes)
 		sys=$(metric "$u" go_memstats_sys_bytes)
+		live=$(live_heap "$id")
 		if [ -n "$rss" ] && [ "$rss" -gt "$rss_max" ]; then rss_max=$rss; fi
 		if [ -n "$hwm" ] && [ "$hwm" -gt "$hwm_max" ]; then hwm_max=$hwm; fi
-		note "$(printf '  %-8s %10s %10s %9s %14s %14s %12s' "$id$([ "$id" = "$lead" ] && echo ' (L)')" \
+		note "$(printf '  %-8s %10s %10s %9s %14s %14s %12s %16s' "$id$([ "$id" = "$lead" ] && echo ' (L)')" \
 			"$(mib "$rss")" "$(mib "$hwm")" "$(awk -v r="$rss" -v d="$data_bytes" 'BEGIN { if (r == "") print "-"; else printf "%.2fx", r / d }')" \
-			"$(mib "$inuse")" "$(mib "$alloc")" "$(mib "$sys")")"
+			"$(mib "$inuse")" "$(mib "$alloc")" "$(mib "$sys")" "$(mib "$live")")"
 	done
 }
 
@@ -344,7 +355,7 @@ else
 fi
 restart_hwm=$(proc_bytes "${pids[f - 1]}" VmHWM)
 restart_rss=$(proc_bytes "${pids[f - 1]}" VmRSS)
-note "member $f after the restart: RSS $(mib "$restart_rss") MiB, HWM $(mib "$restart_hwm") MiB"
+note "member $f after the restart: RSS $(mib "$restart_rss") MiB, HWM $(mib "$restart_hwm") MiB, live heap at last GC $(mib "$(live_heap "$f")") MiB"
 
 # --- summary
 met() { if [ "$1" = 1 ]; then echo met; elif [ "$1" = 0 ]; then echo 'not met'; else echo "$1"; fi; }

@@ -78,17 +78,31 @@ stop_members() {
 	wait "${pids[@]}" 2>/dev/null || true
 	pids=()
 }
-wrk_pid=
+aux_pid=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [ -n "$wrk_pid" ]; then kill -TERM "$wrk_pid" 2>/dev/null || true; fi
+	if [ -n "$aux_pid" ]; then kill -TERM "$aux_pid" 2>/dev/null || true; fi
 	stop_members
 	if [ $keep = 0 ]; then rm -rf "$data"; fi
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# in_bg CMD...: runs CMD in the background and waits for it, returning its
+# status. bash runs a trap only once the foreground command ends, and the
+# load or a catch-up can take minutes; the wait builtin is interrupted by the
+# trap at once, and cleanup stops CMD. (wrk also handles SIGINT itself and
+# exits 0.)
+in_bg() {
+	local rc=0
+	"$@" &
+	aux_pid=$!
+	wait "$aux_pid" || rc=$?
+	aux_pid=
+	return $rc
+}
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -244,18 +258,21 @@ note "member $lead leads ($lead_url, term $term0); the load goes to it"
 note
 note "== loading $keys keys through the leader ($load_workers connections)"
 # timeout bounds the load: a server that stalls must not hang the run.
-if ! timeout 900 bench/bin/benchtool load -url "$lead_url" -keys "$keys" -value-bytes "$value_bytes" \
-	-workers "$load_workers" 2>&1 | tee -a "$out/summary.txt"; then
-	echo "loading failed or took over 900 s; logs in $data" >&2
+load_rc=0
+in_bg timeout 900 bench/bin/benchtool load -url "$lead_url" -keys "$keys" -value-bytes "$value_bytes" \
+	-workers "$load_workers" >"$out/load.txt" 2>&1 || load_rc=$?
+tee -a "$out/summary.txt" <"$out/load.txt"
+if [ $load_rc != 0 ]; then
+	echo "loading failed (exit $load_rc; 124: it took over 900 s); logs in $data" >&2
 	exit 1
 fi
-load_rate=$(sed -n 's/^loaded .*(\([0-9]*\)\/s.*/\1/p' "$out/summary.txt" | tail -1)
-load_s=$(sed -n 's/^loaded .* in \([0-9.]*\) s .*/\1/p' "$out/summary.txt" | tail -1)
+load_rate=$(sed -n 's/^loaded .*(\([0-9]*\)\/s.*/\1/p' "$out/load.txt")
+load_s=$(sed -n 's/^loaded .* in \([0-9.]*\) s .*/\1/p' "$out/load.txt")
 # The followers apply a little behind; let them catch up with the leader's
 # commit before measuring them (bounded: 60 s).
 commit=$(status_field "$lead_url" commit)
 for id in 1 2 3; do
-	bench/bin/benchtool catchup -url "${urls[id - 1]}" -applied "$commit" -deadline 60s >/dev/null ||
+	in_bg bench/bin/benchtool catchup -url "${urls[id - 1]}" -applied "$commit" -deadline 60s >/dev/null ||
 		echo "member $id did not apply index $commit within 60 s" >&2
 done
 for id in 1 2 3; do
@@ -283,10 +300,7 @@ for id in 1 2 3; do read -r "snap_c0[id]" "snap_s0[id]" < <(snapshots "$id"); do
 log_lines0=()
 for id in 1 2 3; do log_lines0[id]=$(wc -l <"$data/member$id.log"); done
 t=$((conns < 2 ? conns : 2))
-wrk -t"$t" -c"$conns" -d"$duration" --timeout 10s -s bench/put.lua "$lead_url" -- "$keys" "$value_bytes" >"$out/wrk-put.txt" 2>&1 &
-wrk_pid=$!
-wait "$wrk_pid" || true
-wrk_pid=
+in_bg wrk -t"$t" -c"$conns" -d"$duration" --timeout 10s -s bench/put.lua "$lead_url" -- "$keys" "$value_bytes" >"$out/wrk-put.txt" 2>&1 || true
 line=$(grep '^BENCH ' "$out/wrk-put.txt" || true)
 put_rps=- put_p50=- put_p99=- put_max=- put_bad=- put_err=-
 if [ -n "$line" ]; then
@@ -346,12 +360,14 @@ note "on disk: snap dir $(mib "$snap_bytes") MiB ($(find "$snap_dir" -type f | w
 t0=$(date +%s%N)
 start_member "$f"
 restart_s=- health_s=-
-if r=$(bench/bin/benchtool catchup -url "${urls[f - 1]}" -applied "$target" -since "$t0" -poll 50ms -deadline 120s 2>&1); then
+if in_bg bench/bin/benchtool catchup -url "${urls[f - 1]}" -applied "$target" -since "$t0" -poll 50ms -deadline 120s \
+	>"$out/restart.txt" 2>&1; then
+	r=$(cat "$out/restart.txt")
 	health_s=$(sed -n 's/.*health_s=\([0-9.]*\).*/\1/p' <<<"$r")
 	restart_s=$(sed -n 's/.*applied_s=\([0-9.]*\).*/\1/p' <<<"$r")
 	note "member $f: /health 200 after $health_s s, applied $target after $restart_s s"
 else
-	note "member $f: $r"
+	note "member $f: $(cat "$out/restart.txt")"
 fi
 restart_hwm=$(proc_bytes "${pids[f - 1]}" VmHWM)
 restart_rss=$(proc_bytes "${pids[f - 1]}" VmRSS)

@@ -5,6 +5,13 @@
 //	    GET runs hit; fails if any write is not acknowledged.
 //	benchtool leader -kind raftexample|etcd URL...
 //	    prints the 1-based position of the URL whose member leads.
+//	benchtool status URL
+//	    prints a raftexample member's /v1/status as one line of name=value
+//	    pairs: id state leader term commit applied snapshotIndex keys.
+//	benchtool catchup -url URL -applied N -since UNIXNANO [-poll D] [-deadline D]
+//	    polls a (re)starting raftexample member until GET /health answers 200
+//	    and its /v1/status applied index is at least N; prints the seconds
+//	    since -since at which each became true; fails at the deadline.
 package main
 
 import (
@@ -25,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader ...")
+		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader|status|catchup ...")
 		os.Exit(2)
 	}
 	var err error
@@ -34,6 +41,10 @@ func main() {
 		err = load(os.Args[2:])
 	case "leader":
 		err = leader(os.Args[2:])
+	case "status":
+		err = status(os.Args[2:])
+	case "catchup":
+		err = catchup(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -256,4 +267,101 @@ func leads(c *http.Client, kind, base string) (bool, error) {
 		return false, err
 	}
 	return len(st.Leader) > 0 && bytes.Equal(st.Header.MemberID, st.Leader), nil
+}
+
+// memberStatus is the part of raftexample's GET /v1/status that bench
+// scripts use.
+type memberStatus struct {
+	ID            uint64 `json:"id"`
+	State         string `json:"state"`
+	Leader        uint64 `json:"leader"`
+	Term          uint64 `json:"term"`
+	Commit        uint64 `json:"commit"`
+	Applied       uint64 `json:"applied"`
+	SnapshotIndex uint64 `json:"snapshotIndex"`
+	Keys          int    `json:"keys"`
+}
+
+func getStatus(c *http.Client, base string) (memberStatus, error) {
+	var st memberStatus
+	resp, err := c.Get(base + "/v1/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s/v1/status: %s", base, resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func status(args []string) error {
+	fs := flag.NewFlagSet("status", flag.ExitOnError)
+	fs.Parse(args)
+	if fs.NArg() != 1 {
+		return errors.New("status: want one URL")
+	}
+	st, err := getStatus(client(1), fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("id=%d state=%s leader=%d term=%d commit=%d applied=%d snapshotIndex=%d keys=%d\n",
+		st.ID, st.State, st.Leader, st.Term, st.Commit, st.Applied, st.SnapshotIndex, st.Keys)
+	return nil
+}
+
+func catchup(args []string) error {
+	fs := flag.NewFlagSet("catchup", flag.ExitOnError)
+	base := fs.String("url", "", "client URL of the member")
+	applied := fs.Uint64("applied", 0, "applied index to wait for")
+	since := fs.Int64("since", 0, "start of the measurement, Unix nanoseconds (default: now)")
+	poll := fs.Duration("poll", 50*time.Millisecond, "time between polls")
+	deadline := fs.Duration("deadline", 120*time.Second, "give up this long after -since")
+	fs.Parse(args)
+	if *base == "" {
+		return errors.New("catchup: -url is required")
+	}
+	start := time.Now()
+	if *since != 0 {
+		start = time.Unix(0, *since)
+	}
+	// A short timeout: a member busy loading its snapshot must not hold a
+	// poll longer than the deadline allows.
+	c := &http.Client{Timeout: time.Second}
+	var healthAt, appliedAt time.Duration
+	var last memberStatus
+	for {
+		if healthAt == 0 {
+			if resp, err := c.Get(*base + "/health"); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					healthAt = time.Since(start)
+				}
+			}
+		}
+		if healthAt != 0 {
+			if st, err := getStatus(c, *base); err == nil {
+				last = st
+				if st.Applied >= *applied {
+					appliedAt = time.Since(start)
+					break
+				}
+			}
+		}
+		if time.Since(start) > *deadline {
+			return fmt.Errorf("catchup: after %s: health 200 at %s, applied %d of %d",
+				*deadline, fmtSeconds(healthAt), last.Applied, *applied)
+		}
+		time.Sleep(*poll)
+	}
+	fmt.Printf("health_s=%.2f applied_s=%.2f applied=%d\n", healthAt.Seconds(), appliedAt.Seconds(), last.Applied)
+	return nil
+}
+
+func fmtSeconds(d time.Duration) string {
+	if d == 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
 }

@@ -147,3 +147,26 @@ func (s *kvstore) applyEntryOne(data []byte) {
 		s.waits.trigger(id, nil)
 	}
 }
+
+// splitEntry must never panic on what it is given, and the commands of a
+// batch it accepts survive encoding again.
+func FuzzSplitEntry(f *testing.F) {
+	f.Add(encodeBatch([][]byte{{opPut, 1, 1, 'k', 'v'}, {opDelete, 2, 1, 'k'}}))
+	f.Add([]byte{opBatch, 0})
+	f.Add([]byte{opBatch, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cmds, err := splitEntry(data, nil)
+		if err != nil || len(data) == 0 || data[0] != opBatch {
+			return
+		}
+		again, err := splitEntry(encodeBatch(cmds), nil)
+		if err != nil || len(again) != len(cmds) {
+			t.Fatalf("splitEntry(encodeBatch(%d commands)) = %d commands, %v", len(cmds), len(again), err)
+		}
+		for i := range cmds {
+			if !bytes.Equal(again[i], cmds[i]) {
+				t.Fatalf("command %d = %x after encoding again, want %x", i, again[i], cmds[i])
+			}
+		}
+	})
+}

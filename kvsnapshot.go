@@ -100,13 +100,14 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 type decodedKV struct {
 	kv     map[string]string
 	digest uint64
+	bytes  int64 // of keys and values
 }
 
 // replaceLocked makes a decoded snapshot the whole state; the caller holds
 // s.mu for writing. A frozen map being written out stays as it was, and its
 // Release no longer applies.
 func (s *kvstore) replaceLocked(d *decodedKV) {
-	s.kv, s.digest, s.keys = d.kv, d.digest, len(d.kv)
+	s.kv, s.digest, s.keys, s.bytes = d.kv, d.digest, len(d.kv), d.bytes
 	s.pending, s.frozen = nil, nil
 }
 
@@ -132,6 +133,7 @@ func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
 		}
 		out.kv[k] = v
 		out.digest += pairDigest(k, v)
+		out.bytes += int64(len(k) + len(v))
 	}
 	want := d.crc
 	var sum [4]byte

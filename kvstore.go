@@ -58,6 +58,7 @@ type kvstore struct {
 	frozen  *frozenKV
 	split   [][]byte // reused by applyEntry
 	keys    int      // the number of keys, counting pending changes
+	bytes   int64    // the size of all keys and values, counting pending changes
 	digest  uint64   // sum of pairDigest over all pairs, kept current by apply
 	index   uint64   // the log index the map reflects
 }
@@ -238,6 +239,13 @@ func (s *kvstore) State() (index uint64, keys int, digest uint64) {
 	return s.index, s.keys, s.digest
 }
 
+// DataBytes is the size of all keys and values in the map.
+func (s *kvstore) DataBytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.bytes
+}
+
 // pairDigest hashes one pair. The map's digest is the sum of its pairs'
 // digests: independent of order, and updated in O(1) when a pair changes.
 func pairDigest(k, v string) uint64 {
@@ -297,11 +305,13 @@ func (s *kvstore) apply(data []byte) (id uint64, ok bool) {
 	old, had := s.lookupLocked(cmd.key)
 	if had {
 		s.digest -= pairDigest(cmd.key, old)
+		s.bytes -= int64(len(cmd.key) + len(old))
 	}
 	switch cmd.op {
 	case opPut:
 		s.storeLocked(cmd.key, cmd.value, false)
 		s.digest += pairDigest(cmd.key, cmd.value)
+		s.bytes += int64(len(cmd.key) + len(cmd.value))
 		if !had {
 			s.keys++
 		}

@@ -428,3 +428,101 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 		})
 	}
 }
+
+// DataBytes, which sizes the soft memory limit, follows puts, overwrites,
+// deletes (also while frozen for a snapshot) and a restored snapshot.
+func TestDataBytesFollowsTheMap(t *testing.T) {
+	s := kvTestStore(t, nil)
+	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "a", value: "1234"})) // 5
+	s.applyOne(encodeCommand(command{op: opPut, id: 2, key: "bb", value: "12"}))  // 4
+	s.applyOne(encodeCommand(command{op: opPut, id: 3, key: "a", value: "12"}))   // 5 -> 3
+	s.applyOne(encodeCommand(command{op: opDelete, id: 4, key: "missing"}))       // nothing
+	if got := s.DataBytes(); got != 7 {
+		t.Fatalf("DataBytes = %d, want 7", got)
+	}
+	f := s.freeze()
+	s.applyOne(encodeCommand(command{op: opDelete, id: 5, key: "bb"}))
+	s.applyOne(encodeCommand(command{op: opPut, id: 6, key: "c", value: "xyz"})) // 4
+	if got := s.DataBytes(); got != 7 {
+		t.Fatalf("DataBytes while frozen = %d, want 7", got)
+	}
+	f.Release()
+	data := s.snapshotBytes()
+	other := kvTestStore(t, nil)
+	if err := other.restoreAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if got := other.DataBytes(); got != 7 {
+		t.Fatalf("DataBytes after restoring the snapshot = %d, want 7", got)
+	}
+}
+
+// A frozen map is written out as it was when frozen, while entries applied
+// meanwhile are visible to reads at once and are all there after Release.
+func TestFrozenMapIsWrittenAsOfFreezeWhileAppliesGoOn(t *testing.T) {
+	s := kvTestStore(t, nil)
+	for i, k := range []string{"a", "b", "c"} {
+		s.applyOne(encodeCommand(command{op: opPut, id: uint64(i), key: k, value: "old-" + k}))
+	}
+	atFreeze := kvContents(s)
+	f := s.freeze()
+	s.applyOne(encodeCommand(command{op: opPut, id: 10, key: "a", value: "new-a"}))
+	s.applyOne(encodeCommand(command{op: opDelete, id: 11, key: "b"}))
+	s.applyOne(encodeCommand(command{op: opPut, id: 12, key: "d", value: "new-d"}))
+	s.applyOne(encodeCommand(command{op: opDelete, id: 13, key: "d"}))
+	s.applyOne(encodeCommand(command{op: opPut, id: 14, key: "e", value: "new-e"}))
+	want := map[string]string{"a": "new-a", "c": "old-c", "e": "new-e"}
+
+	for k, v := range map[string]string{"a": "new-a", "c": "old-c", "e": "new-e"} {
+		if got, ok := s.Lookup(k); !ok || got != v {
+			t.Errorf("while frozen, Get(%s) = %q, %v; want %q", k, got, ok, v)
+		}
+	}
+	for _, k := range []string{"b", "d"} {
+		if got, ok := s.Lookup(k); ok {
+			t.Errorf("while frozen, Get(%s) = %q; want not found", k, got)
+		}
+	}
+	list, err := s.List(context.Background(), "", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(list) != "[{a new-a} {c old-c} {e new-e}]" {
+		t.Errorf("while frozen, List = %v", list)
+	}
+	if _, keys, digest := s.State(); keys != 3 || digest != pairDigest("a", "new-a")+pairDigest("c", "old-c")+pairDigest("e", "new-e") {
+		t.Errorf("while frozen, State keys %d digest %x, want those of %v", keys, digest, want)
+	}
+
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	written, err := decodeKVSnapshot(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(written.kv, atFreeze) {
+		t.Fatalf("frozen map written as %v, want the state at freeze %v", written.kv, atFreeze)
+	}
+	f.Release()
+	if got := kvContents(s); !maps.Equal(got, want) || s.pending != nil {
+		t.Fatalf("after Release the map is %v (pending %v), want %v", got, s.pending, want)
+	}
+}
+
+// Flipping any bit of a snapshot, or cutting it short, makes decoding fail.
+func TestDamagedKVSnapshotIsRefused(t *testing.T) {
+	s := kvTestStore(t, nil)
+	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "key", value: "value"}))
+	data := s.snapshotBytes()
+	for i := range data {
+		for bit := range 8 {
+			bad := bytes.Clone(data)
+			bad[i] ^= 1 << bit
+			if d, err := decodeKVSnapshot(bytes.NewReader(bad), int64(len(bad))); err == nil {
+				t.Fatalf("flipping bit %d of byte %d decoded as %v", bit, i, d.kv)
+			}
+		}
+	}
+}

@@ -145,6 +145,7 @@ func run(args []string) int {
 		return 1
 	}
 	store = newKVStore(lg, rn, waits)
+	go limitMemory(lg, store.DataBytes, rn.Done())
 	storeErrC := make(chan error, 1)
 	go func() {
 		// run returns nil when the raft node closes commitC; that is not a failure.

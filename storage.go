@@ -132,25 +132,62 @@ func (d *diskStorage) saveSnapshot(s *raftpb.Snapshot) error {
 	return d.wal.ReleaseLockTo(md.GetIndex())
 }
 
-// saveKV writes the kvstore's part of the snapshot at index to its own file
-// and fsyncs it. The file appears under its final name only when complete.
+// saveKV writes the kvstore's part of the snapshot at index to its own file,
+// named as rafthttp names the ones it receives (<index>.snap.db), and makes
+// it durable. The file appears under that name only once complete; a crash
+// leaves a db.tmp file, which the snapshotter deletes at the next start.
 func (d *diskStorage) saveKV(index uint64, image io.WriterTo) (int64, error) {
-	pr, pw := io.Pipe()
-	written := make(chan error, 1)
-	go func() {
-		_, err := image.WriteTo(pw)
-		pw.CloseWithError(err)
-		written <- err
-	}()
-	n, err := d.snapshotter.SaveDBFrom(pr, index)
-	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe)) // stops the writer if saving gave up
-	if werr := <-written; err == nil && werr != nil {
-		err = werr
+	f, err := os.CreateTemp(d.snapdir, "db.tmp")
+	if err != nil {
+		return 0, fmt.Errorf("writing snapshot data file: %w", err)
+	}
+	n, err := image.WriteTo(&chunkSyncer{f: f})
+	if err == nil {
+		err = fileutil.Fsync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(d.snapdir, fmt.Sprintf("%016x.snap.db", index)))
+	}
+	if err == nil {
+		err = fsyncDir(d.snapdir)
 	}
 	if err != nil {
+		os.Remove(f.Name())
 		return n, fmt.Errorf("writing snapshot data file: %w", err)
 	}
 	return n, nil
+}
+
+// chunkSyncer writes to f and fsyncs every few MiB. A snapshot file is large,
+// and with ext4's ordered journaling an fsync of the WAL can wait until other
+// files' dirty data is on disk; syncing as it goes keeps that backlog, and so
+// the stall it puts on writes, small.
+type chunkSyncer struct {
+	f        *os.File
+	unsynced int
+}
+
+const snapshotSyncBytes = 4 << 20
+
+func (c *chunkSyncer) Write(p []byte) (int, error) {
+	n, err := c.f.Write(p)
+	if c.unsynced += n; err == nil && c.unsynced >= snapshotSyncBytes {
+		c.unsynced = 0
+		err = fileutil.Fdatasync(c.f)
+	}
+	return n, err
+}
+
+func fsyncDir(dir string) error {
+	f, err := fileutil.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fileutil.Fsync(f)
 }
 
 // openKV opens the kvstore's part of the snapshot at index.

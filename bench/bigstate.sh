@@ -22,7 +22,7 @@ usage: bench/bigstate.sh [flags]
   --keys N            keys to load (default 1000000)
   --value-bytes N     value size (default 256)
   --snap-count N      raftexample --snap-count: applied entries between snapshots
-                      (default 100000; the PUT run must pass one on the leader)
+                      (default 10000, the server's; the PUT run must pass one on the leader)
   --duration D        wrk PUT run (default 30s)
   --conns N           wrk connections for the PUT run (default 16)
   --load-workers N    parallel connections of the loader (default 64)
@@ -32,7 +32,7 @@ usage: bench/bigstate.sh [flags]
 EOF
 }
 
-keys=1000000 value_bytes=256 snap_count=100000 duration=30s conns=16 load_workers=64
+keys=1000000 value_bytes=256 snap_count=10000 duration=30s conns=16 load_workers=64
 base_port=28300 keep=0
 while [ $# -gt 0 ]; do
 	case "$1" in

@@ -62,89 +62,9 @@ data=$root/bench/data-big
 out=$root/bench/results/big-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 
-# --- processes: every pid we start is in pids (member id i at index i-1);
-# the trap stops only those.
-pids=()
-stop_members() {
-	[ ${#pids[@]} -gt 0 ] || return 0
-	kill -TERM "${pids[@]}" 2>/dev/null || true
-	for _ in $(seq 1 100); do
-		local alive=0
-		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-		[ $alive = 0 ] && break
-		sleep 0.1
-	done
-	kill -KILL "${pids[@]}" 2>/dev/null || true
-	wait "${pids[@]}" 2>/dev/null || true
-	pids=()
-}
-aux_pid=
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ -n "$aux_pid" ]; then kill -TERM "$aux_pid" 2>/dev/null || true; fi
-	stop_members
-	if [ $keep = 0 ]; then rm -rf "$data"; fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# in_bg CMD...: runs CMD in the background and waits for it, returning its
-# status. bash runs a trap only once the foreground command ends, and the
-# load or a catch-up can take minutes; the wait builtin is interrupted by the
-# trap at once, and cleanup stops CMD. (wrk also handles SIGINT itself and
-# exits 0.)
-in_bg() {
-	local rc=0
-	"$@" &
-	aux_pid=$!
-	wait "$aux_pid" || rc=$?
-	aux_pid=
-	return $rc
-}
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_health() { # url...
-	local u code
-	for u in "$@"; do
-		for _ in $(seq 1 300); do
-			code=$(curl -s -o /dev/null -w '%{http_code}' "$u/health" || true)
-			[ "$code" = 200 ] && continue 2
-			sleep 0.1
-		done
-		echo "no 200 from $u/health within 30 s; logs in $data" >&2
-		return 1
-	done
-}
-
-# --- tools
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk"
-	apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
-mkdir -p bench/bin
-echo "building raftexample and bench/benchtool"
-go build -o raftexample .
-go build -o bench/bin/benchtool ./bench/benchtool
-
-# --- the machine
-machine() {
-	local src fstype dev parent rot driver
-	read -r src fstype < <(findmnt -no SOURCE,FSTYPE -T "$root/bench")
-	dev=$(basename "$src")
-	parent=$(lsblk -no PKNAME "$src" 2>/dev/null | head -1 || true)
-	[ -n "$parent" ] && dev=$parent
-	rot=$(cat "/sys/block/$dev/queue/rotational" 2>/dev/null || echo '?')
-	driver=$(basename "$(readlink -f "/sys/block/$dev/device/driver" 2>/dev/null)" 2>/dev/null || echo '?')
-	echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-	echo "memory:  $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-	echo "kernel:  $(uname -sr)"
-	echo "disk:    data in $data on $src ($fstype; device $dev, driver $driver, rotational=$rot)"
-	echo "tools:   $(go version | cut -d' ' -f3-), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-	echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min load average before the run; other work on the machine skews results)"
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+build_tools
 machine | tee "$out/machine.txt"
 
 # --- helpers

@@ -52,7 +52,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.port, "port", 9121, "port of the HTTP key-value API")
 	fs.BoolVar(&o.join, "join", false, "join an existing cluster (after adding this member with POST /{id})")
 	fs.StringVar(&o.dataDir, "data-dir", ".", "directory holding raftexample-<id>/ (WAL) and raftexample-<id>-snap/ (snapshots)")
-	fs.Uint64Var(&o.snapCount, "snap-count", 10000, "applied entries between snapshots")
+	fs.Uint64Var(&o.snapCount, "snap-count", 10000, "applied entries between snapshots (one also starts after 64 MiB of entries)")
 	fs.Int64Var(&o.walSegmentBytes, "wal-segment-bytes", wal.SegmentSizeBytes, "size at which the WAL starts a new segment file")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before answering 503")
 	fs.Int64Var(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value a PUT may store")

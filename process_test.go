@@ -177,12 +177,16 @@ func TestSnapshotsAreTakenRetainedAndSentToLaggingFollower(t *testing.T) {
 		// Purging may run in the background: poll for it.
 		tc.Eventually(t, 45*time.Second, func() error {
 			snaps := procFiles(t, n.SnapDir(), "*.snap")
+			dataFiles := procFiles(t, n.SnapDir(), "*.snap.db")
 			wals := procFiles(t, n.WALDir(), "*.wal")
 			switch {
 			case len(snaps) == 0:
 				return fmt.Errorf("%v: no .snap files in %s", n, n.SnapDir())
 			case len(snaps) > 5:
 				return fmt.Errorf("%v: %d .snap files, want <= 5: %v", n, len(snaps), snaps)
+			case len(dataFiles) == 0 || len(dataFiles) > 6:
+				// One per kept snapshot, and one being written or received.
+				return fmt.Errorf("%v: %d snapshot data files, want 1-6: %v", n, len(dataFiles), dataFiles)
 			case len(wals) == 0:
 				return fmt.Errorf("%v: no .wal files in %s", n, n.WALDir())
 			case wals[0] == firstSegment:
@@ -190,7 +194,7 @@ func TestSnapshotsAreTakenRetainedAndSentToLaggingFollower(t *testing.T) {
 			case len(wals) > 8:
 				return fmt.Errorf("%v: %d WAL segments, want <= 8 (5 kept + the ones still needed): %v", n, len(wals), wals)
 			}
-			t.Logf("%v: snapshots %v, WAL segments %v", n, snaps, wals)
+			t.Logf("%v: snapshots %v, data files %v, WAL segments %v", n, snaps, dataFiles, wals)
 			return nil
 		})
 		if !strings.Contains(n.RunLog(), "snapshot saved") {

@@ -42,8 +42,9 @@ type snapshotResult struct {
 	err      error
 }
 
-// maybeSnapshot starts a snapshot once snapCount entries were applied since
-// the last one, or when one was asked for. Only freezing the kvstore happens
+// maybeSnapshot starts a snapshot once snapCount entries, or
+// maxLogBytesBetweenSnapshots of them, were applied since the last one, or
+// when one was asked for (see sendSnapshot). Only freezing the kvstore happens
 // here; the state is written out in the background (finishSnapshot picks up
 // the result), so the Ready loop and the kvstore go on while it is written.
 func (rn *raftNode) maybeSnapshot() error {

@@ -715,6 +715,10 @@ func TestAddedMemberCommitsProposals(t *testing.T) {
 		// The leader has compacted its log, so node 4 must get a snapshot,
 		// and that snapshot must already list node 4 as a member.
 		{name: "catches up from a snapshot", snapCount: 5, preWrites: 30},
+		// Here the latest snapshot predates node 4 and nothing is written
+		// until node 4 has caught up, so snap-count alone would never take
+		// a newer one: the leader must take one for node 4.
+		{name: "catches up from a snapshot taken for it", snapCount: 20, preWrites: 45},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newIPCluster(t, 3, 4, tc.snapCount)
@@ -736,12 +740,13 @@ func TestAddedMemberCommitsProposals(t *testing.T) {
 			}
 			n4 := c.startKV(4, true)
 
+			// Before any new write: node 4 catches up with what is there.
+			for i := range tc.preWrites {
+				ipExpectValue(t, 4, n4.store, fmt.Sprintf("pre%d", i), strconv.Itoa(i))
+			}
 			ipPut(t, n4.store, "from-node-4", "hello")
 			for id := uint64(1); id <= 4; id++ {
 				ipExpectValue(t, id, c.nodes[id].store, "from-node-4", "hello")
-			}
-			for i := range tc.preWrites {
-				ipExpectValue(t, 4, n4.store, fmt.Sprintf("pre%d", i), strconv.Itoa(i))
 			}
 			ipEventually(t, 10*time.Second, "node 4 lists four members", func() error {
 				if ms := n4.rn.Members(); len(ms) != 4 {

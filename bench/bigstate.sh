@@ -156,6 +156,17 @@ find_leader() {
 	lead_url=${urls[lead - 1]}
 }
 
+# leader_since WHAT LEAD TERM: finds the leader again (setting lead, lead_url
+# and term_now) and notes it if leadership moved since member LEAD led at TERM.
+leader_since() {
+	local what=$1 was=$2 was_term=$3
+	find_leader
+	term_now=$(status_field "$lead_url" term)
+	if [ "$lead" != "$was" ] || [ "$term_now" != "$was_term" ]; then
+		note "note: leadership changed during $what: member $lead leads at term $term_now (member $was at term $was_term before)"
+	fi
+}
+
 for p in $(seq $((base_port + 1)) $((base_port + 13))); do
 	port_free "$p" || { echo "port $p is in use; pick other ports with --base-port" >&2; exit 1; }
 done
@@ -200,12 +211,8 @@ for id in 1 2 3; do
 	c=$(awk -v c="$c" 'BEGIN { printf "%d", c }')
 	note "member $id: keys $(status_field "${urls[id - 1]}" keys), applied $(status_field "${urls[id - 1]}" applied), $c snapshots taken during the load"
 done
-load_lead=$lead
-find_leader
-term1=$(status_field "$lead_url" term)
-if [ "$lead" != "$load_lead" ] || [ "$term1" != "$term0" ]; then
-	note "note: leadership changed during the load: member $lead leads at term $term1 (member $load_lead at term $term0 before)"
-fi
+leader_since "the load" "$lead" "$term0"
+term1=$term_now
 memory "after the load"
 rss_load_max=$rss_max
 
@@ -221,15 +228,9 @@ log_lines0=()
 for id in 1 2 3; do log_lines0[id]=$(wc -l <"$data/member$id.log"); done
 t=$((conns < 2 ? conns : 2))
 in_bg wrk -t"$t" -c"$conns" -d"$duration" --timeout 10s -s bench/put.lua "$lead_url" -- "$keys" "$value_bytes" >"$out/wrk-put.txt" 2>&1 || true
-line=$(grep '^BENCH ' "$out/wrk-put.txt" || true)
 put_rps=- put_p50=- put_p99=- put_max=- put_bad=- put_err=-
-if [ -n "$line" ]; then
-	get() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$line"; }
-	put_rps=$(awk -v n="$(get requests)" -v d="$(get duration_us)" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
-	put_p50=$(awk -v v="$(get p50_us)" 'BEGIN { printf "%.2f", v / 1000 }')
-	put_p99=$(awk -v v="$(get p99_us)" 'BEGIN { printf "%.2f", v / 1000 }')
-	put_max=$(awk -v v="$(get max_us)" 'BEGIN { printf "%.1f", v / 1000 }')
-	put_bad=$(get non2xx) put_err=$(get socket_errors)
+if figures=$(wrk_figures "$out/wrk-put.txt"); then
+	read -r put_rps put_p50 put_p99 put_max put_bad put_err <<<"$figures"
 else
 	echo "wrk failed, see $out/wrk-put.txt" >&2
 fi
@@ -243,12 +244,8 @@ for id in 1 2 3; do
 	note "member $id$([ "$id" = "$lead" ] && echo ' (leader)'): $n snapshots during the run (log: $saved 'snapshot saved'), mean save time $mean s"
 	if [ "$id" = "$lead" ]; then lead_snaps=$n lead_snap_mean=$mean; fi
 done
-run_lead=$lead
-find_leader
-term2=$(status_field "$lead_url" term)
-if [ "$lead" != "$run_lead" ] || [ "$term2" != "$term1" ]; then
-	note "note: leadership changed during the run: member $lead leads at term $term2 (member $run_lead at term $term1 before)"
-fi
+leader_since "the run" "$lead" "$term1"
+term2=$term_now
 if [ "$lead_snaps" = 0 ]; then
 	note "note: the leader took no snapshot during the run; raise --duration or lower --snap-count"
 fi

@@ -59,6 +59,18 @@ wait_health() { # url...
 	done
 }
 
+# wrk_figures FILE prints "req/s p50-ms p99-ms max-ms non-2xx socket-errors"
+# from the BENCH line the wrk scripts write (bench/common.lua), and fails if
+# the file has none.
+wrk_figures() {
+	local line
+	line=$(grep '^BENCH ' "$1") || return 1
+	get() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$line"; }
+	awk -v n="$(get requests)" -v d="$(get duration_us)" -v p50="$(get p50_us)" -v p99="$(get p99_us)" \
+		-v max="$(get max_us)" -v bad="$(get non2xx)" -v err="$(get socket_errors)" \
+		'BEGIN { printf "%.0f %.2f %.2f %.1f %d %d\n", n / (d / 1e6), p50 / 1000, p99 / 1000, max / 1000, bad, err }'
+}
+
 # build_tools installs wrk if missing and builds ./raftexample and
 # bench/bin/benchtool.
 build_tools() {

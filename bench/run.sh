@@ -93,21 +93,15 @@ machine | tee "$out/machine.txt"
 
 # --- one wrk run: appends "system workload conns req/s p50 p99 max non2xx errors" to results.tsv
 run_wrk() { # system script workload conns url
-	local system=$1 script=$2 workload=$3 c=$4 url=$5 t line
+	local system=$1 script=$2 workload=$3 c=$4 url=$5 t figures
 	t=$((c < 2 ? c : 2))
 	local log=$out/$system-$workload-c$c.txt
 	in_bg wrk -t"$t" -c"$c" -d"$duration" --timeout 10s -s "bench/$script.lua" "$url" -- "$keys" "$value_bytes" >"$log" 2>&1 || true
-	line=$(grep '^BENCH ' "$log" || true)
-	if [ -z "$line" ]; then
+	if ! figures=$(wrk_figures "$log"); then
 		echo "wrk failed for $system $workload c$c, see $log" >&2
-		printf '%s\t%s\t%s\t-\t-\t-\t-\t-\t-\n' "$system" "$workload" "$c" >>"$out/results.tsv"
-		return
+		figures="- - - - - -"
 	fi
-	get() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$line"; }
-	awk -v s="$system" -v w="$workload" -v c="$c" -v n="$(get requests)" -v d="$(get duration_us)" \
-		-v p50="$(get p50_us)" -v p99="$(get p99_us)" -v max="$(get max_us)" -v bad="$(get non2xx)" -v err="$(get socket_errors)" \
-		'BEGIN { printf "%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t%d\n", s, w, c, n / (d / 1e6), p50 / 1000, p99 / 1000, max / 1000, bad, err }' \
-		>>"$out/results.tsv"
+	printf '%s\t%s\t%s\t%s\n' "$system" "$workload" "$c" "${figures// /$'\t'}" >>"$out/results.tsv"
 	tail -1 "$out/results.tsv" | awk -F'\t' '{ printf "  %-16s c=%-4s %8s req/s  p50 %7s ms  p99 %7s ms  max %6s ms  non-2xx %s  errors %s\n", $2, $3, $4, $5, $6, $7, $8, $9 }'
 }
 

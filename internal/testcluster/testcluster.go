@@ -32,10 +32,10 @@ var (
 	buildErr  error
 )
 
-// Build compiles the main package in the current working directory (the
-// directory `go test` runs the calling test in) once per test binary and
-// returns the path of the executable. Set TESTCLUSTER_RACE=1 to build the
-// server with the race detector.
+// Build compiles the server (the module's main package, "raftexample") once
+// per test binary, from whichever package's directory the calling test runs
+// in, and returns the path of the executable. Set TESTCLUSTER_RACE=1 to
+// build the server with the race detector.
 func Build(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -48,7 +48,7 @@ func Build(t testing.TB) string {
 		if os.Getenv("TESTCLUSTER_RACE") == "1" {
 			args = append(args, "-race")
 		}
-		args = append(args, ".")
+		args = append(args, "raftexample")
 		out, err := exec.Command("go", args...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -305,6 +305,16 @@ func (n *Node) Running() bool {
 	default:
 		return true
 	}
+}
+
+// PID is the process id of the current (or last) run, 0 if never started.
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
 }
 
 func (n *Node) signal(sig os.Signal) {

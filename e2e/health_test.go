@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	tc "raftexample/internal/testcluster"
+)
+
+var healthSeq atomic.Int64
+
+// expectHealthy checks that a cluster came through whatever a test did to it:
+// every node still runs, a write through each node is readable
+// (linearizably) on every node, and all nodes reach the same applied index
+// with the same digest. It is the check each hostile case ends with.
+func expectHealthy(t *testing.T, nodes ...*tc.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if !n.Running() {
+			code, _ := n.Wait(0)
+			t.Fatalf("%v is not running (exit code %d); its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
+		}
+	}
+	seq := healthSeq.Add(1)
+	for _, n := range nodes {
+		key := fmt.Sprintf("health-%d-%d", seq, n.ID)
+		n.MustPut(key, key)
+		tc.ExpectValue(t, key, key, nodes...)
+	}
+	expectConverged(t, nodes...)
+}
+
+// expectConverged waits until all nodes agree on the leader and report the
+// same applied index and digest.
+func expectConverged(t *testing.T, nodes ...*tc.Node) {
+	t.Helper()
+	tc.Eventually(t, tc.Timeout, func() error {
+		sts, err := tc.Statuses(nodes...)
+		if err != nil {
+			return err
+		}
+		if _, err := tc.Agreement(sts); err != nil {
+			return err
+		}
+		for _, st := range sts[1:] {
+			if st.Applied != sts[0].Applied || st.Digest != sts[0].Digest {
+				return fmt.Errorf("replicas differ: %s", tc.Summary(sts))
+			}
+		}
+		return nil
+	})
+}
+
+// expectHealthyAfterRestart stops every node with SIGTERM (each must exit
+// 0), starts them all again and checks expectHealthy: whatever a test did
+// must not have left anything on disk that breaks a restart.
+func expectHealthyAfterRestart(t *testing.T, nodes ...*tc.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if code := n.Stop(); code != 0 {
+			t.Fatalf("%v exited with code %d on SIGTERM, want 0; its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
+		}
+	}
+	for _, n := range nodes {
+		n.Start()
+	}
+	for _, n := range nodes {
+		if err := n.WaitServing(tc.Timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectHealthy(t, nodes...)
+	for _, n := range nodes {
+		if strings.Contains(n.RunLog(), "panic") {
+			t.Fatalf("%v logged a panic after restart:\n%s", n, tc.Tail(n.RunLog(), 30))
+		}
+	}
+}

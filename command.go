@@ -81,6 +81,22 @@ func readString(data []byte) (string, []byte, error) {
 	return string(data[:n]), data[n:], nil
 }
 
+// validateEntryData reports whether the data of a normal entry would apply:
+// the apply path splits it and decodes each command with the same functions,
+// skipping whatever fails, so whatever passes here applies.
+func validateEntryData(data []byte) error {
+	cmds, err := splitEntry(data, nil)
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if _, err := decodeCommand(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // An entry may carry several commands, proposed together (see batch.go):
 //
 //	opBatch (1 byte) | count (uvarint) | per command: length (uvarint) | command

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -13,12 +16,20 @@ import (
 // This file is the raft node's side of membership changes: proposing them on
 // behalf of the HTTP API, and applying them when they commit.
 
-// AddMember proposes adding member id at peerURL and returns once the change
-// is applied here (or refused at apply time).
+// Reasons a membership change is refused before it is proposed. Unlike the
+// apply-time rules in membership.check, these depend on this node's view of
+// the cluster (who is connected, what is in flight) as well as on the log.
+var (
+	errBadMemberID     = fmt.Errorf("member ids are integers from 1 to %d", uint64(maxMemberID))
+	errPeerURLInUse    = errors.New("another member already has that peer URL")
+	errChangeInFlight  = errors.New("another membership change is in progress; retry once it is applied")
+	errWouldLoseQuorum = errors.New("the change would leave the cluster without a quorum of active members")
+)
+
+// AddMember proposes adding member id at peerURL (normalised by
+// parsePeerURL) and returns once the change is applied here (or refused at
+// apply time).
 func (rn *raftNode) AddMember(ctx context.Context, id uint64, peerURL string) error {
-	if err := rn.members.check(&raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: &id}); err != nil {
-		return err
-	}
 	return rn.proposeConfChange(ctx, &raftpb.ConfChange{
 		Type: raftpb.ConfChangeAddNode.Enum(), NodeId: &id, Context: []byte(peerURL),
 	})
@@ -26,14 +37,21 @@ func (rn *raftNode) AddMember(ctx context.Context, id uint64, peerURL string) er
 
 // RemoveMember proposes removing member id and returns once it is applied.
 func (rn *raftNode) RemoveMember(ctx context.Context, id uint64) error {
-	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: &id}
-	if err := rn.members.check(cc); err != nil {
-		return err
-	}
-	return rn.proposeConfChange(ctx, cc)
+	return rn.proposeConfChange(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: &id})
 }
 
+// proposeConfChange checks cc and proposes it. One change at a time: raft
+// itself drops a conf change proposed while another is unapplied (it turns it
+// into an empty entry, which nobody waits for), so a second one here is
+// refused at once instead of timing out.
 func (rn *raftNode) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	if !rn.confChangeInFlight.CompareAndSwap(false, true) {
+		return errChangeInFlight
+	}
+	defer rn.confChangeInFlight.Store(false)
+	if err := rn.checkMembershipChange(cc); err != nil {
+		return err
+	}
 	id := rn.ids.next()
 	cc.Id = &id
 	return rn.waits.proposeAndWait(ctx, id, rn.donec, func(ctx context.Context) error {
@@ -41,24 +59,113 @@ func (rn *raftNode) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange
 	})
 }
 
+// checkMembershipChange applies, before proposing, the rules that keep a
+// membership change from hurting the cluster (etcd's strict reconfiguration
+// check): on top of what apply checks, ids stay in range, peer URLs stay
+// unique, no other change is pending, and a quorum of active members remains
+// even if an added member never starts or a removed one was needed.
+func (rn *raftNode) checkMembershipChange(cc *raftpb.ConfChange) error {
+	id := cc.GetNodeId()
+	if id == 0 || id > maxMemberID {
+		return errBadMemberID
+	}
+	if err := rn.members.check(cc); err != nil {
+		return err
+	}
+	members := rn.members.list()
+	if cc.GetType() == raftpb.ConfChangeAddNode {
+		want, _ := parsePeerURL(string(cc.GetContext())) // valid: check passed
+		for _, m := range members {
+			if u, err := parsePeerURL(m.PeerURL); err == nil && u == want {
+				return fmt.Errorf("%w (member %d)", errPeerURLInUse, m.ID)
+			}
+		}
+	}
+	if rn.confChangePending() {
+		return errChangeInFlight
+	}
+	active := rn.activeMembers()
+	quorum := func(n int) int { return n/2 + 1 }
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode:
+		// Growing a cluster of one always goes through two members that
+		// both must run; refusing would make it impossible.
+		if n := len(members) + 1; len(active) < quorum(n) && len(members) > 1 {
+			return fmt.Errorf("%w: only %d of %d members are active, and %d of %d would be needed if the new member does not start",
+				errWouldLoseQuorum, len(active), len(members), quorum(n), n)
+		}
+	case raftpb.ConfChangeRemoveNode:
+		if active[id] {
+			if n := len(members) - 1; len(active)-1 < quorum(n) {
+				return fmt.Errorf("%w: only %d of the %d remaining members are active, and %d are needed",
+					errWouldLoseQuorum, len(active)-1, n, quorum(n))
+			}
+		}
+	}
+	return nil
+}
+
+// confChangePending reports whether the log holds a conf change that is not
+// applied yet: raft would drop another one.
+func (rn *raftNode) confChangePending() bool {
+	applied := rn.node.Status().Applied
+	last, err := rn.storage.LastIndex()
+	if err != nil || last <= applied {
+		return false
+	}
+	ents, err := rn.storage.Entries(applied+1, last+1, math.MaxUint64)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryNormal {
+			return true
+		}
+	}
+	return false
+}
+
+// activeMembers is the set of members this node believes are up: itself,
+// and on the leader the followers it heard from within the last election
+// timeout, elsewhere the peers its transport is connected to.
+func (rn *raftNode) activeMembers() map[uint64]bool {
+	active := map[uint64]bool{rn.cfg.id: true}
+	st := rn.node.Status()
+	for _, m := range rn.members.list() {
+		if st.RaftState == raft.StateLeader {
+			if pr, ok := st.Progress[m.ID]; ok && pr.RecentActive {
+				active[m.ID] = true
+			}
+		} else if m.ID != rn.cfg.id && !rn.transport.ActiveSince(types.ID(m.ID)).IsZero() {
+			active[m.ID] = true
+		}
+	}
+	return active
+}
+
 // Members lists the current members.
 func (rn *raftNode) Members() []member { return rn.members.list() }
 
 // applyConfChange applies one conf-change entry to raft, the member list and
-// the transport, or cancels it if the member list refuses it.
-func (rn *raftNode) applyConfChange(e *raftpb.Entry) (removedSelf bool, err error) {
+// the transport, or cancels it if it cannot be applied. Cancelling depends
+// only on the entry and the replicated member list, so every replica cancels
+// the same entries; nothing in a committed entry may stop a replica.
+func (rn *raftNode) applyConfChange(e *raftpb.Entry) (removedSelf bool) {
 	cc := &raftpb.ConfChange{}
-	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-		return false, fmt.Errorf("decoding conf change at index %d: %w", e.GetIndex(), err)
+	var refusal error
+	if e.GetType() != raftpb.EntryConfChange {
+		refusal = fmt.Errorf("entry type %s is not supported", e.GetType())
+	} else if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		refusal = fmt.Errorf("undecodable conf change: %w", err)
+	} else {
+		refusal = rn.members.check(cc)
 	}
-	refusal := rn.members.check(cc)
 	if refusal != nil {
 		// Raft must still see the entry; node id 0 makes it a no-op.
-		cancelled := proto.Clone(cc).(*raftpb.ConfChange)
-		cancelled.NodeId = new(uint64(0))
-		rn.confState = rn.node.ApplyConfChange(cancelled)
+		rn.confState = rn.node.ApplyConfChange(&raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(uint64(0))})
+		rn.lg.Warn("cancelled a membership change", zap.Uint64("index", e.GetIndex()), zap.Error(refusal))
 		rn.waits.trigger(cc.GetId(), refusal)
-		return false, nil
+		return false
 	}
 	rn.confState = rn.node.ApplyConfChange(cc)
 	rn.members.apply(cc)
@@ -74,5 +181,5 @@ func (rn *raftNode) applyConfChange(e *raftpb.Entry) (removedSelf bool, err erro
 		rn.lg.Info("member removed", zap.Uint64("id", id))
 	}
 	rn.waits.trigger(cc.GetId(), nil)
-	return cc.GetType() == raftpb.ConfChangeRemoveNode && id == rn.cfg.id, nil
+	return cc.GetType() == raftpb.ConfChangeRemoveNode && id == rn.cfg.id
 }

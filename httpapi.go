@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,14 +55,84 @@ func contextFor(r *http.Request, timeout time.Duration) (context.Context, contex
 	return context.WithTimeout(r.Context(), timeout)
 }
 
+// maxJSONBodyBytes bounds the JSON bodies the API takes (member changes,
+// leadership transfer).
+const maxJSONBodyBytes = 4096
+
+// decodeJSONBody reads r's body as exactly one JSON object into v, refusing
+// what encoding/json would let through silently: unknown fields, a field
+// given twice (the last would win), and anything after the object.
+func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBodyBytes))
+	if err != nil {
+		return err
+	}
+	if err := checkJSONObject(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// checkJSONObject checks that data is one JSON object with no field given
+// twice (at its top level, where the API's bodies have all their fields),
+// and nothing after it but white space.
+func checkJSONObject(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return fmt.Errorf("field %q is given twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// isGet reports whether r reads: GET, or HEAD, which net/http answers with
+// GET's status and headers and no body.
+func isGet(r *http.Request) bool {
+	return r.Method == http.MethodGet || r.Method == http.MethodHead
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
 }
 
+// clientBodyTimeout is how long a client may take to send a request body,
+// beyond --request-timeout.
+const clientBodyTimeout = 30 * time.Second
+
 func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// No request holds its connection for ever: a body must arrive, and the
+	// answer be taken, within a bound. (Set per request rather than as the
+	// server's ReadTimeout, which would also cancel a request still waiting
+	// for raft once it passed.)
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(start.Add(h.requestTimeout + clientBodyTimeout))
+	rc.SetWriteDeadline(start.Add(h.requestTimeout + clientBodyTimeout))
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	route := h.route(rec, r)
 	observeHTTP(route, r.Method, rec.code, start)
@@ -96,8 +167,8 @@ func (h *httpAPI) route(w http.ResponseWriter, r *http.Request) string {
 		http.DefaultServeMux.ServeHTTP(w, r) // where net/http/pprof registers
 		return "/debug/pprof/"
 	case path == "/metrics":
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET")
+		if !isGet(r) {
+			w.Header().Set("Allow", "GET, HEAD")
 			plainError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 		} else {
 			promhttp.Handler().ServeHTTP(w, r)
@@ -116,7 +187,7 @@ func (h *httpAPI) route(w http.ResponseWriter, r *http.Request) string {
 // slash; the query is not part of it.
 func (h *httpAPI) serveRoot(w http.ResponseWriter, r *http.Request, key string) {
 	switch r.Method {
-	case http.MethodGet:
+	case http.MethodGet, http.MethodHead:
 		h.get(w, r, key, plainError)
 	case http.MethodPut:
 		h.put(w, r, key, plainError)
@@ -140,7 +211,7 @@ func (h *httpAPI) serveRoot(w http.ResponseWriter, r *http.Request, key string) 
 		}
 		h.removeMember(w, r, id, plainError)
 	default:
-		w.Header().Set("Allow", "GET, PUT, POST, DELETE")
+		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE")
 		plainError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	}
 }
@@ -215,7 +286,8 @@ func validKey(w http.ResponseWriter, key string, reply errorStyle) bool {
 }
 
 func (h *httpAPI) addMember(w http.ResponseWriter, r *http.Request, id uint64, peerURL string, reply errorStyle, okCode int) {
-	if err := validatePeerURL(peerURL); err != nil {
+	peerURL, err := parsePeerURL(peerURL)
+	if err != nil {
 		reply(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -252,7 +324,10 @@ func (h *httpAPI) fail(w http.ResponseWriter, err error, reply errorStyle) {
 		reply(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, errNotMember):
 		reply(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, errMemberExists), errors.Is(err, errIDRemoved), errors.Is(err, errLastMember):
+	case errors.Is(err, errBadMemberID):
+		reply(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, errMemberExists), errors.Is(err, errIDRemoved), errors.Is(err, errLastMember),
+		errors.Is(err, errPeerURLInUse), errors.Is(err, errChangeInFlight), errors.Is(err, errWouldLoseQuorum):
 		reply(w, http.StatusConflict, err.Error())
 	default:
 		h.lg.Error("request failed", zap.Error(err))
@@ -299,10 +374,10 @@ func (h *httpAPI) serveReadyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func getOnly(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet {
+	if isGet(r) {
 		return true
 	}
-	w.Header().Set("Allow", "GET")
+	w.Header().Set("Allow", "GET, HEAD")
 	jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	return false
 }

@@ -1,29 +1,31 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"unicode/utf8"
 )
 
 // serveV1KV serves /v1/kv/{key} (GET, PUT, DELETE) and, for an empty key,
-// the sorted listing GET /v1/kv/?prefix=P&limit=N.
+// the sorted listing GET /v1/kv/?prefix=P&start=K&limit=N.
 func (h *httpAPI) serveV1KV(w http.ResponseWriter, r *http.Request, key string) {
 	switch {
-	case r.Method == http.MethodGet && key == "":
+	case isGet(r) && key == "":
 		h.list(w, r)
-	case r.Method == http.MethodGet:
+	case isGet(r):
 		h.get(w, r, key, jsonError)
 	case r.Method == http.MethodPut:
 		h.put(w, r, key, jsonError)
 	case r.Method == http.MethodDelete:
 		h.deleteKey(w, r, key)
 	default:
-		w.Header().Set("Allow", "GET, PUT, DELETE")
+		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
 		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	}
 }
@@ -52,58 +54,88 @@ type listItem struct {
 	Encoding string `json:"encoding,omitempty"`
 }
 
+// Listing pages: how many pairs a page holds unless limit says otherwise,
+// how many it may hold at most, and about how many bytes of keys and values.
+const (
+	defaultListLimit = 1000
+	maxListLimit     = 10000
+	maxListBytes     = 4 << 20
+)
+
+// list answers a page of the listing as a JSON array, streamed: each item is
+// encoded and written as it comes, so the answer is never held whole, and a
+// slow reader holds the page's pairs (shared with the map) and no more. When
+// more pairs follow, X-Next-Start says where (query-escaped, ready for
+// start=).
 func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) {
 	linearizable, ok := readConsistency(w, r, jsonError)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	limit := 0
+	limit := defaultListLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			jsonError(w, http.StatusBadRequest, "limit must be a non-negative integer, not "+s)
+		if err != nil || n < 0 || n > maxListLimit {
+			jsonError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 0 to %d (0: %d), not %s", maxListLimit, defaultListLimit, s))
 			return
 		}
-		limit = n
+		if n > 0 {
+			limit = n
+		}
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	pairs, err := h.store.List(ctx, q.Get("prefix"), limit, linearizable)
+	page, err := h.store.List(ctx, q.Get("prefix"), q.Get("start"), limit, maxListBytes, linearizable)
 	if err != nil {
 		h.fail(w, err, jsonError)
 		return
 	}
-	items := make([]listItem, len(pairs))
-	for i, p := range pairs {
+	w.Header().Set("Content-Type", "application/json")
+	if page.Next != "" {
+		w.Header().Set("X-Next-Start", url.QueryEscape(page.Next))
+	}
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	var item bytes.Buffer
+	enc := json.NewEncoder(&item)
+	enc.SetEscapeHTML(false) // "<" is one byte, not six
+	bw.WriteByte('[')
+	for i, p := range page.Pairs {
+		item.Reset()
 		if utf8.ValidString(p.Key) && utf8.ValidString(p.Value) {
-			items[i] = listItem{Key: p.Key, Value: p.Value}
+			enc.Encode(listItem{Key: p.Key, Value: p.Value})
 		} else {
-			items[i] = listItem{
+			enc.Encode(listItem{
 				Key:      base64.StdEncoding.EncodeToString([]byte(p.Key)),
 				Value:    base64.StdEncoding.EncodeToString([]byte(p.Value)),
 				Encoding: "base64",
-			}
+			})
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		if _, err := bw.Write(bytes.TrimSuffix(item.Bytes(), []byte("\n"))); err != nil {
+			return // the client went away
 		}
 	}
-	writeJSON(w, http.StatusOK, items)
+	bw.WriteString("]\n")
+	bw.Flush()
 }
 
 // serveV1Members serves GET and POST /v1/members and DELETE /v1/members/{id}.
 func (h *httpAPI) serveV1Members(w http.ResponseWriter, r *http.Request, idText string) {
 	switch {
-	case idText == "" && r.Method == http.MethodGet:
+	case idText == "" && isGet(r):
 		writeJSON(w, http.StatusOK, h.cluster.Members())
 	case idText == "" && r.Method == http.MethodPost:
 		var m member
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&m); err != nil {
+		if err := decodeJSONBody(w, r, &m); err != nil {
 			jsonError(w, http.StatusBadRequest, `body must be JSON {"id": N, "peerURL": "http://host:port"}: `+err.Error())
 			return
 		}
-		if m.ID == 0 {
-			jsonError(w, http.StatusBadRequest, "id must be a positive integer")
+		if m.ID == 0 || m.ID > maxMemberID {
+			jsonError(w, http.StatusBadRequest, errBadMemberID.Error())
 			return
 		}
 		h.addMember(w, r, m.ID, m.PeerURL, jsonError, http.StatusCreated)
@@ -115,7 +147,7 @@ func (h *httpAPI) serveV1Members(w http.ResponseWriter, r *http.Request, idText 
 		}
 		h.removeMember(w, r, id, jsonError)
 	case idText == "":
-		w.Header().Set("Allow", "GET, POST")
+		w.Header().Set("Allow", "GET, HEAD, POST")
 		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	default:
 		w.Header().Set("Allow", "DELETE")
@@ -157,9 +189,7 @@ func (h *httpAPI) serveV1Leader(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		ID uint64 `json:"id"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.ID == 0 {
+	if err := decodeJSONBody(w, r, &req); err != nil || req.ID == 0 {
 		jsonError(w, http.StatusBadRequest, `body must be JSON {"id": N} with N a member id`)
 		return
 	}

@@ -115,38 +115,83 @@ func (s *kvstore) replaceLocked(d *decodedKV) {
 // holds size bytes. Any damage (a truncated or trailing byte, a flipped bit)
 // is an error.
 func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
-	d := &snapshotDecoder{r: bufio.NewReaderSize(r, 1<<16), size: size}
-	n, err := d.uvarint()
+	sr, err := readKVSnapshot(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("decoding kv snapshot: %w", err)
+		return nil, err
 	}
-	// n comes from the data; every pair takes at least two bytes, so a
-	// corrupt count cannot make us allocate more than the data justifies.
-	out := &decodedKV{kv: make(map[string]string, min(n, uint64(max(size, 0))/2))}
-	for i := uint64(0); i < n; i++ {
-		var k, v string
-		if k, err = d.string(); err == nil {
-			v, err = d.string()
-		}
+	// The count comes from the data; every pair takes at least two bytes, so
+	// a corrupt count cannot make us allocate more than the data justifies.
+	out := &decodedKV{kv: make(map[string]string, min(sr.count, uint64(max(size, 0))/2))}
+	for i := uint64(0); i < sr.count; i++ {
+		k, v, err := sr.next(i)
 		if err != nil {
-			return nil, fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
+			return nil, err
 		}
 		out.kv[k] = v
 		out.digest += pairDigest(k, v)
 		out.bytes += int64(len(k) + len(v))
 	}
-	want := d.crc
-	var sum [4]byte
-	if _, err := io.ReadFull(d.r, sum[:]); err != nil {
-		return nil, fmt.Errorf("decoding kv snapshot checksum: %w", err)
-	}
-	if got := binary.BigEndian.Uint32(sum[:]); got != want {
-		return nil, fmt.Errorf("kv snapshot is damaged: checksum %08x, want %08x", got, want)
-	}
-	if _, err := d.r.ReadByte(); err != io.EOF {
-		return nil, errors.New("decoding kv snapshot: trailing bytes after the checksum")
+	if err := sr.finish(); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// verifyKVSnapshot checks, as decodeKVSnapshot would, that r holds an
+// intact snapshot, without building the map: a snapshot received from a
+// peer is checked so before raft may install it.
+func verifyKVSnapshot(r io.Reader, size int64) error {
+	sr, err := readKVSnapshot(r, size)
+	if err != nil {
+		return err
+	}
+	for i := uint64(0); i < sr.count; i++ {
+		if _, _, err := sr.next(i); err != nil {
+			return err
+		}
+	}
+	return sr.finish()
+}
+
+// kvSnapshotReader reads the encoding one pair at a time.
+type kvSnapshotReader struct {
+	d     *snapshotDecoder
+	count uint64
+}
+
+func readKVSnapshot(r io.Reader, size int64) (*kvSnapshotReader, error) {
+	d := &snapshotDecoder{r: bufio.NewReaderSize(r, 1<<16), size: size}
+	n, err := d.uvarint()
+	if err != nil {
+		return nil, fmt.Errorf("decoding kv snapshot: %w", err)
+	}
+	return &kvSnapshotReader{d: d, count: n}, nil
+}
+
+func (sr *kvSnapshotReader) next(i uint64) (k, v string, err error) {
+	if k, err = sr.d.string(); err == nil {
+		v, err = sr.d.string()
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
+	}
+	return k, v, nil
+}
+
+// finish checks the checksum and that nothing follows it.
+func (sr *kvSnapshotReader) finish() error {
+	want := sr.d.crc
+	var sum [4]byte
+	if _, err := io.ReadFull(sr.d.r, sum[:]); err != nil {
+		return fmt.Errorf("decoding kv snapshot checksum: %w", err)
+	}
+	if got := binary.BigEndian.Uint32(sum[:]); got != want {
+		return fmt.Errorf("kv snapshot is damaged: checksum %08x, want %08x", got, want)
+	}
+	if _, err := sr.d.r.ReadByte(); err != io.EOF {
+		return errors.New("decoding kv snapshot: trailing bytes after the checksum")
+	}
+	return nil
 }
 
 // snapshotDecoder reads the pieces of the encoding, checksumming what it read.

@@ -1,9 +1,10 @@
 package main
 
 import (
+	"container/heap"
 	"context"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -130,32 +131,75 @@ type kvPair struct {
 	Value string
 }
 
-// List returns up to limit pairs whose key starts with prefix, sorted by key
-// (limit 0 means no limit). Consistency is as for Get.
-func (s *kvstore) List(ctx context.Context, prefix string, limit int, linearizable bool) ([]kvPair, error) {
+// listPage is one page of a listing: pairs sorted by key, and where the next
+// page starts ("" when this is the last).
+type listPage struct {
+	Pairs []kvPair
+	Next  string
+}
+
+// List returns a page of the pairs whose key starts with prefix and is at
+// least start, sorted by key: at most limit pairs (limit > 0), ending early
+// once they hold maxBytes of keys and values (but never empty while any pair
+// matches). Consistency is as for Get.
+//
+// The page is chosen under the read lock in one pass over the map, keeping
+// only the limit+1 smallest keys, so a listing costs memory for one page
+// however large the key space, and the values it returns are shared with the
+// map, not copied.
+func (s *kvstore) List(ctx context.Context, prefix, start string, limit int, maxBytes int64, linearizable bool) (listPage, error) {
 	if linearizable {
 		if err := s.catchUpForRead(ctx); err != nil {
-			return nil, err
+			return listPage{}, err
+		}
+	}
+	smallest := &pairHeap{}
+	offer := func(k, v string) {
+		if k < start || !strings.HasPrefix(k, prefix) {
+			return
+		}
+		if smallest.Len() <= limit {
+			heap.Push(smallest, kvPair{k, v})
+		} else if k < (*smallest)[0].Key {
+			(*smallest)[0] = kvPair{k, v}
+			heap.Fix(smallest, 0)
 		}
 	}
 	s.mu.RLock()
-	var out []kvPair
 	for k, v := range s.kv {
-		if _, changed := s.pending[k]; !changed && strings.HasPrefix(k, prefix) {
-			out = append(out, kvPair{Key: k, Value: v})
+		if _, changed := s.pending[k]; !changed {
+			offer(k, v)
 		}
 	}
 	for k, p := range s.pending {
-		if !p.deleted && strings.HasPrefix(k, prefix) {
-			out = append(out, kvPair{Key: k, Value: p.value})
+		if !p.deleted {
+			offer(k, p.value)
 		}
 	}
 	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
+	pairs := []kvPair(*smallest)
+	slices.SortFunc(pairs, func(a, b kvPair) int { return strings.Compare(a.Key, b.Key) })
+	var size int64
+	for i, p := range pairs {
+		if size += int64(len(p.Key) + len(p.Value)); i == limit || (i > 0 && size > maxBytes) {
+			return listPage{Pairs: pairs[:i], Next: p.Key}, nil
+		}
 	}
-	return out, nil
+	return listPage{Pairs: pairs}, nil
+}
+
+// pairHeap is a max-heap of pairs by key (container/heap).
+type pairHeap []kvPair
+
+func (h pairHeap) Len() int           { return len(h) }
+func (h pairHeap) Less(i, j int) bool { return h[i].Key > h[j].Key }
+func (h pairHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *pairHeap) Push(x any)        { *h = append(*h, x.(kvPair)) }
+func (h *pairHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 func (s *kvstore) catchUpForRead(ctx context.Context) error {

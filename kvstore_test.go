@@ -483,12 +483,12 @@ func TestFrozenMapIsWrittenAsOfFreezeWhileAppliesGoOn(t *testing.T) {
 			t.Errorf("while frozen, Get(%s) = %q; want not found", k, got)
 		}
 	}
-	list, err := s.List(context.Background(), "", 0, false)
+	page, err := s.List(context.Background(), "", "", 10, 1<<20, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(list) != "[{a new-a} {c old-c} {e new-e}]" {
-		t.Errorf("while frozen, List = %v", list)
+	if list := page.Pairs; fmt.Sprint(list) != "[{a new-a} {c old-c} {e new-e}]" || page.Next != "" {
+		t.Errorf("while frozen, List = %+v", page)
 	}
 	if _, keys, digest := s.State(); keys != 3 || digest != pairDigest("a", "new-a")+pairDigest("c", "old-c")+pairDigest("e", "new-e") {
 		t.Errorf("while frozen, State keys %d digest %x, want those of %v", keys, digest, want)

@@ -176,6 +176,7 @@ func (rn *raftNode) HandOff(ctx context.Context) (to uint64, err error) {
 // raftStatus is raft's view from this node, as GET /v1/status shows it.
 type raftStatus struct {
 	ID            uint64           `json:"id"`
+	ClusterID     string           `json:"clusterID"`
 	State         string           `json:"state"` // leader, follower, candidate or pre-candidate
 	Leader        uint64           `json:"leader"`
 	Term          uint64           `json:"term"`
@@ -206,6 +207,7 @@ func (rn *raftNode) Status() raftStatus {
 	st := rn.node.Status()
 	out := raftStatus{
 		ID:            rn.cfg.id,
+		ClusterID:     formatClusterID(rn.clusterID),
 		State:         raftStateNames[st.RaftState],
 		Leader:        st.Lead,
 		Term:          st.HardState.GetTerm(),

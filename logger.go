@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log"
 	"os"
 
 	"go.uber.org/zap"
@@ -20,6 +21,17 @@ func newLogger(level string) (*zap.Logger, error) {
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), lvl)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
+}
+
+// debugLog is a standard-library logger (for http.Server.ErrorLog) that
+// writes to lg at debug level: net/http logs every TLS handshake a scanner
+// breaks off and every panic rafthttp uses to drop a connection.
+func debugLog(lg *zap.Logger) *log.Logger {
+	l, err := zap.NewStdLogAt(lg.Named("http"), zapcore.DebugLevel)
+	if err != nil {
+		panic(err) // only for an invalid level
+	}
+	return l
 }
 
 // raftLogger adapts zap to the raft library's Logger interface.

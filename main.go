@@ -40,9 +40,20 @@ type options struct {
 	logLevel        string
 	pprof           bool
 	listenPeerURL   string
+	listenClientURL string
+	clusterToken    string
+	maxClientConns  int
 	clientTLS       transport.TLSInfo
 	peerTLS         transport.TLSInfo
 }
+
+// maxHeaderBytes bounds a request's header on both ports: a key of
+// maxKeyBytes in the path fits many times over.
+const maxHeaderBytes = 64 << 10
+
+// maxValueLimit is the most --max-value-bytes may be: a batch with one such
+// value must fit in a peer message (maxPipelineBytes) with room to spare.
+const maxValueLimit = 16 << 20
 
 func parseFlags(args []string) (options, error) {
 	var o options
@@ -59,12 +70,18 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP API port (those keys are then unreachable at the root)")
 	fs.StringVar(&o.listenPeerURL, "listen-peer-url", "", "where the peer port listens, if not at this member's --cluster URL (e.g. behind a proxy)")
+	fs.StringVar(&o.listenClientURL, "listen-client-url", "", "where the HTTP API listens, as http(s)://host:port (e.g. http://127.0.0.1:9121 for this machine only); replaces --port")
+	fs.StringVar(&o.clusterToken, "cluster-token", "", "mixed into a new cluster's id, so that clusters founded with the same --cluster URLs stay apart")
+	fs.IntVar(&o.maxClientConns, "max-client-conns", 4096, "most HTTP API connections open at once; the longest-idle one is closed to make room")
 	fs.StringVar(&o.clientTLS.CertFile, "cert-file", "", "serve the HTTP API over TLS with this certificate (PEM)")
 	fs.StringVar(&o.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
 	fs.StringVar(&o.clientTLS.TrustedCAFile, "trusted-ca-file", "", "require HTTP API clients to present a certificate signed by this CA (PEM)")
 	fs.StringVar(&o.peerTLS.CertFile, "peer-cert-file", "", "certificate for peer traffic, as server and as client (PEM); needed for https:// peer URLs")
 	fs.StringVar(&o.peerTLS.KeyFile, "peer-key-file", "", "key of --peer-cert-file (PEM)")
 	fs.StringVar(&o.peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CA that signs every peer's certificate; peers without one are refused (PEM)")
+	var allowedCN, allowedHost string
+	fs.StringVar(&allowedCN, "peer-cert-allowed-cn", "", "refuse peers whose certificate's Common Name is not this (with --peer-trusted-ca-file)")
+	fs.StringVar(&allowedHost, "peer-cert-allowed-hostname", "", "refuse peers whose certificate is not valid for this host name or IP address (with --peer-trusted-ca-file)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -88,6 +105,35 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--peer-cert-file and --peer-key-file go together")
 	case o.peerTLS.TrustedCAFile != "" && o.peerTLS.CertFile == "":
 		return o, errors.New("--peer-trusted-ca-file needs --peer-cert-file and --peer-key-file")
+	case (allowedCN != "" || allowedHost != "") && o.peerTLS.TrustedCAFile == "":
+		return o, errors.New("--peer-cert-allowed-cn and --peer-cert-allowed-hostname need --peer-trusted-ca-file")
+	case allowedCN != "" && allowedHost != "":
+		return o, errors.New("--peer-cert-allowed-cn and --peer-cert-allowed-hostname are alternatives; give one")
+	case o.maxValueBytes > maxValueLimit:
+		return o, fmt.Errorf("--max-value-bytes must be at most %d", maxValueLimit)
+	case o.maxClientConns < 1:
+		return o, errors.New("--max-client-conns must be positive")
+	}
+	if allowedCN != "" {
+		o.peerTLS.AllowedCNs = []string{allowedCN}
+	}
+	if allowedHost != "" {
+		o.peerTLS.AllowedHostnames = []string{allowedHost}
+	}
+	if o.listenClientURL != "" {
+		port := false
+		fs.Visit(func(f *flag.Flag) { port = port || f.Name == "port" })
+		if port {
+			return o, errors.New("--listen-client-url replaces --port; give one")
+		}
+		u, err := parsePeerURL(o.listenClientURL) // the same form: scheme://host:port
+		if err != nil {
+			return o, fmt.Errorf("--listen-client-url: %w", err)
+		}
+		if strings.HasPrefix(u, "https://") != (o.clientTLS.CertFile != "") {
+			return o, errors.New("--listen-client-url: https:// goes with --cert-file and --key-file, http:// without them")
+		}
+		o.listenClientURL = u
 	}
 	o.clientTLS.ClientCertAuth = o.clientTLS.TrustedCAFile != ""
 	o.peerTLS.ClientCertAuth = o.peerTLS.TrustedCAFile != ""
@@ -135,6 +181,8 @@ func run(args []string) int {
 		snapCount: o.snapCount,
 		peerTLS:   o.peerTLS,
 
+		clusterToken: o.clusterToken,
+
 		listenPeerURL: o.listenPeerURL,
 	}, commitC, func() kvImage {
 		// Called only once the kvstore has applied a commit, so store is set.
@@ -155,15 +203,23 @@ func run(args []string) int {
 	}()
 
 	api := &httpAPI{lg: lg, store: store, cluster: rn, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes, pprof: o.pprof}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := listenClients(o)
 	if err != nil {
 		lg.Error("cannot listen for HTTP", zap.Error(err))
 		rn.Stop()
 		return 1
 	}
+	limited := newConnLimiter(ln, clientConnLimit(lg, o.maxClientConns), "client")
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       clientIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         limited.track,
+		ErrorLog:          debugLog(lg),
+	}
 	httpErrC := make(chan error, 1)
-	go func() { httpErrC <- srv.Serve(ln) }()
+	go func() { httpErrC <- srv.Serve(limited) }()
 	lg.Info("serving HTTP", zap.String("addr", ln.Addr().String()), zap.Uint64("id", o.id))
 
 	sigC := make(chan os.Signal, 1)
@@ -211,9 +267,41 @@ func handOff(lg *zap.Logger, rn *raftNode) {
 	}
 }
 
+// clientIdleTimeout closes a keep-alive connection a client stopped using.
+const clientIdleTimeout = 90 * time.Second
+
+// clientConnLimit is how many HTTP API connections may be open at once: at
+// most max, and always leaving most of the process's descriptors to the WAL,
+// snapshots and peers. Go raises the soft descriptor limit to the hard one
+// when it starts; this raises it too, for runtimes that do not.
+func clientConnLimit(lg *zap.Logger, most int) int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return most
+	}
+	if rl.Cur < rl.Max {
+		raised := rl
+		raised.Cur = rl.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			rl = raised
+		}
+	}
+	const reserved = 1024                                        // storage, peers (maxPeerConns and our own dials), the runtime
+	limit := min(uint64(most), max(rl.Cur, 2*reserved)-reserved) // at least reserved
+	if limit < uint64(most) {
+		lg.Warn("the descriptor limit leaves room for fewer HTTP connections than --max-client-conns",
+			zap.Uint64("limit", limit), zap.Uint64("RLIMIT_NOFILE", rl.Cur))
+	}
+	return int(limit)
+}
+
 // listenClients opens the HTTP API's port, with TLS when --cert-file is set.
 func listenClients(o options) (net.Listener, error) {
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(o.port))
+	addr := ":" + strconv.Itoa(o.port)
+	if o.listenClientURL != "" {
+		addr = strings.SplitN(o.listenClientURL, "://", 2)[1]
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil || o.clientTLS.Empty() {
 		return ln, err
 	}

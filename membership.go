@@ -4,10 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -60,6 +65,14 @@ func (m *membership) isMember(id uint64) bool {
 	return ok
 }
 
+// empty reports whether the log has not named any member yet (a joining
+// member before it has applied anything).
+func (m *membership) empty() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.members) == 0
+}
+
 func (m *membership) isRemoved(id uint64) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -69,12 +82,22 @@ func (m *membership) isRemoved(id uint64) bool {
 // check says whether cc may be applied to the current list. The raft node
 // calls it when it applies cc, and cancels cc if it fails; the decision
 // depends only on replicated state, so every replica decides the same.
+//
+// It refuses only what no version of this server ever applied (an earlier
+// one crashed on a peer URL the transport refuses), so a replica replaying
+// an old entry decides as one that applied it long ago and restored the
+// result from a snapshot. Rules that are newer than that (unique URLs, the
+// id range, quorum safety) are checked before proposing, in
+// raftNode.checkMembershipChange.
 func (m *membership) check(cc *raftpb.ConfChange) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	id := cc.GetNodeId()
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode:
+		if _, err := parsePeerURL(string(cc.GetContext())); err != nil {
+			return err
+		}
 		if m.removed[id] {
 			return errIDRemoved
 		}
@@ -107,14 +130,16 @@ func (m *membership) apply(cc *raftpb.ConfChange) {
 	}
 }
 
-// membershipState is the member list as stored inside a snapshot.
+// membershipState is the member list as stored inside a snapshot, with the
+// cluster's id (absent from snapshots taken before clusters had their own).
 type membershipState struct {
-	Members []member `json:"members"`
-	Removed []uint64 `json:"removed"`
+	ClusterID string   `json:"clusterID,omitempty"`
+	Members   []member `json:"members"`
+	Removed   []uint64 `json:"removed"`
 }
 
-func (m *membership) encode() []byte {
-	st := membershipState{Members: m.list(), Removed: []uint64{}}
+func (m *membership) encode(clusterID uint64) []byte {
+	st := membershipState{ClusterID: formatClusterID(clusterID), Members: m.list(), Removed: []uint64{}}
 	m.mu.RLock()
 	for id := range m.removed {
 		st.Removed = append(st.Removed, id)
@@ -128,12 +153,33 @@ func (m *membership) encode() []byte {
 	return data
 }
 
-// restore replaces the list with the one in data and returns the previous
-// members, so the caller can bring its peer connections in line.
-func (m *membership) restore(data []byte) (previous map[uint64]string, err error) {
+// parseMembershipState decodes and checks a member list from a snapshot:
+// restore refuses what it refuses, and a snapshot from a peer is checked
+// with it before raft may install it.
+func parseMembershipState(data []byte) (*membershipState, error) {
 	var st membershipState
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("decoding membership: %w", err)
+	}
+	seen := map[uint64]bool{}
+	for _, mb := range st.Members {
+		if mb.ID == 0 || seen[mb.ID] {
+			return nil, fmt.Errorf("decoding membership: member id %d is 0 or listed twice", mb.ID)
+		}
+		seen[mb.ID] = true
+		if _, err := parsePeerURL(mb.PeerURL); err != nil {
+			return nil, fmt.Errorf("decoding membership: member %d: %w", mb.ID, err)
+		}
+	}
+	return &st, nil
+}
+
+// restore replaces the list with the one in data and returns the previous
+// members, so the caller can bring its peer connections in line.
+func (m *membership) restore(data []byte) (previous map[uint64]string, err error) {
+	st, err := parseMembershipState(data)
+	if err != nil {
+		return nil, err
 	}
 	members := make(map[uint64]string, len(st.Members))
 	for _, mb := range st.Members {
@@ -149,32 +195,65 @@ func (m *membership) restore(data []byte) (previous map[uint64]string, err error
 	return previous, nil
 }
 
-// parseMemberID reads a member id from a URL path segment.
+// maxMemberID is the largest id a new member may have: ids stay within what
+// JSON numbers and signed 64-bit integers carry exactly.
+const maxMemberID = 1<<63 - 1
+
+// parseMemberID reads a member id (1 to maxMemberID) from a URL path segment.
 func parseMemberID(s string) (uint64, error) {
 	id, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || id == 0 {
-		return 0, fmt.Errorf("member id %q is not a positive integer", s)
+	if err != nil || id == 0 || id > maxMemberID {
+		return 0, fmt.Errorf("member id %q is not an integer from 1 to %d", s, uint64(maxMemberID))
 	}
 	return id, nil
 }
 
-// validatePeerURL accepts exactly http(s)://host:port, the form rafthttp dials.
-func validatePeerURL(s string) error {
+// parsePeerURL checks a peer URL and returns it normalised: lower-case
+// scheme and host, canonical IP address, decimal port. It accepts a URL only
+// if rafthttp's own parser (types.NewURLs, which panics inside the transport
+// on anything it refuses) accepts it, and only the one form this server
+// listens on and dials: http(s)://host:port, nothing before or after.
+//
+// Both the HTTP API (before proposing) and the apply path (before handing a
+// committed URL to the transport) call it, so a URL that gets into the log
+// cannot be one that the transport refuses.
+func parsePeerURL(s string) (string, error) {
+	bad := func(why string) (string, error) { return "", fmt.Errorf("peer URL %q %s", s, why) }
+	if _, err := types.NewURLs([]string{s}); err != nil {
+		return bad("is refused by the peer transport: " + err.Error())
+	}
 	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("peer URL %q does not parse: %v", s, err)
+	switch {
+	case err != nil:
+		return bad("does not parse")
+	case s != strings.TrimSpace(s):
+		return bad("has spaces around it")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("must start with http:// or https://")
+	case u.Opaque != "" || u.User != nil || u.Path != "" || u.RawPath != "" ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "":
+		return bad("must be only scheme://host:port, with no path (not even /), query or fragment")
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("peer URL %q must start with http:// or https://", s)
+	host, portText, err := net.SplitHostPort(u.Host)
+	if err != nil || host == "" {
+		return bad("must name a host and a port")
 	}
-	if u.Hostname() == "" || u.Port() == "" {
-		return fmt.Errorf("peer URL %q must name a host and a port", s)
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil || port == 0 {
+		return bad("has a bad port (1 to 65535)")
 	}
-	if port, err := strconv.ParseUint(u.Port(), 10, 16); err != nil || port == 0 {
-		return fmt.Errorf("peer URL %q has a bad port", s)
+	host = strings.ToLower(host)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.Zone() != "" {
+			return bad("must not name an IPv6 zone")
+		}
+		host = ip.Unmap().String()
+	} else if strings.ContainsAny(host, "%[]") {
+		return bad("has a malformed host")
 	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("peer URL %q must be only scheme://host:port", s)
+	out := u.Scheme + "://" + net.JoinHostPort(host, strconv.FormatUint(port, 10))
+	if _, err := types.NewURLs([]string{out}); err != nil {
+		return bad("cannot be normalised: " + err.Error()) // not reached; keeps the promise above explicit
 	}
-	return nil
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -67,7 +68,7 @@ func TestMembershipEncodeRestoreRoundTrips(t *testing.T) {
 	} {
 		m.apply(cc)
 	}
-	data := m.encode()
+	data := m.encode(7)
 
 	other := newMembership()
 	other.apply(mbAdd(9, "http://127.0.0.1:9"))
@@ -86,12 +87,12 @@ func TestMembershipEncodeRestoreRoundTrips(t *testing.T) {
 			t.Errorf("restored isRemoved(%d) = %v, want %v", id, !removed, removed)
 		}
 	}
-	if again := other.encode(); !bytes.Equal(again, data) {
+	if again := other.encode(7); !bytes.Equal(again, data) {
 		t.Errorf("encoding is not deterministic:\n%s\n%s", data, again)
 	}
 
 	empty := newMembership()
-	if _, err := other.restore(empty.encode()); err != nil {
+	if _, err := other.restore(empty.encode(7)); err != nil {
 		t.Fatalf("restoring an empty list: %v", err)
 	}
 	if len(other.list()) != 0 || other.isRemoved(1) {
@@ -112,49 +113,82 @@ func TestMembershipRestoreRejectsGarbageAndKeepsTheList(t *testing.T) {
 	}
 }
 
-func TestValidatePeerURL(t *testing.T) {
-	good := []string{
-		"http://127.0.0.1:1",
-		"https://host:443",
-		"http://[::1]:2380",
-		"http://127.0.0.1:65535",
-		"http://127.0.0.1:1/",
+func TestParsePeerURLAcceptsOnlyHostPortAndNormalises(t *testing.T) {
+	good := map[string]string{
+		"http://127.0.0.1:1":          "http://127.0.0.1:1",
+		"https://host:443":            "https://host:443",
+		"http://[::1]:2380":           "http://[::1]:2380",
+		"http://127.0.0.1:65535":      "http://127.0.0.1:65535",
+		"HTTP://LocalHost:0080":       "http://localhost:80",
+		"http://[0:0::1]:9":           "http://[::1]:9",
+		"http://[::ffff:127.0.0.1]:9": "http://127.0.0.1:9",
 	}
 	bad := []string{
 		"",
 		"not a url",
 		"ftp://x:1",
+		"unix://x:1",
 		"http://nohostport",
 		"http://:1",
 		"http://h:0",
 		"http://h:70000",
 		"http://h:-1",
+		"http://h:abc",
+		"http://h:1/",
+		"http://127.0.0.1:47314/",
 		"http://h:1/path",
 		"http://u@h:1",
 		"http://h:1?q=1",
+		"http://h:1?",
 		"http://h:1#frag",
+		"http://[fe80::1%25eth0]:1",
 		"127.0.0.1:1",
 		"http://h:1 ",
+		" http://h:1",
 	}
-	for _, u := range good {
-		if err := validatePeerURL(u); err != nil {
-			t.Errorf("validatePeerURL(%q) = %v, want nil", u, err)
+	for in, want := range good {
+		if got, err := parsePeerURL(in); err != nil || got != want {
+			t.Errorf("parsePeerURL(%q) = %q, %v, want %q", in, got, err, want)
 		}
 	}
 	for _, u := range bad {
-		if err := validatePeerURL(u); err == nil {
-			t.Errorf("validatePeerURL(%q) = nil, want an error", u)
+		if got, err := parsePeerURL(u); err == nil {
+			t.Errorf("parsePeerURL(%q) = %q, want an error", u, got)
 		}
 	}
 }
 
+// FuzzParsePeerURLAgreesWithTheTransport checks the promise parsePeerURL
+// makes: whatever it accepts, rafthttp's parser accepts too, both as given
+// and normalised, and normalising is idempotent. A URL that rafthttp refuses
+// panics inside the transport on every replica that applies it.
+func FuzzParsePeerURLAgreesWithTheTransport(f *testing.F) {
+	for _, s := range []string{"http://127.0.0.1:1", "http://127.0.0.1:1/", "HTTPS://[::1]:0443", "http://h:1?x", "unix://a:1", "http://%41:1", "http://h:1#"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		norm, err := parsePeerURL(s)
+		if err != nil {
+			return
+		}
+		for _, u := range []string{s, norm} {
+			if _, err := types.NewURLs([]string{u}); err != nil {
+				t.Fatalf("parsePeerURL(%q) accepted %q, which types.NewURLs refuses: %v", s, u, err)
+			}
+		}
+		if again, err := parsePeerURL(norm); err != nil || again != norm {
+			t.Fatalf("parsePeerURL(%q) = %q, but parsePeerURL of that = %q, %v", s, norm, again, err)
+		}
+	})
+}
+
 func TestParseMemberID(t *testing.T) {
-	for _, s := range []string{"0", "-1", "abc", "", "1.5", "18446744073709551616", " 7"} {
+	for _, s := range []string{"0", "-1", "abc", "", "1.5", "18446744073709551616", "18446744073709551615", "9223372036854775808", " 7"} {
 		if id, err := parseMemberID(s); err == nil {
 			t.Errorf("parseMemberID(%q) = %d, want an error", s, id)
 		}
 	}
-	for s, want := range map[string]uint64{"7": 7, "1": 1, "18446744073709551615": 18446744073709551615} {
+	for s, want := range map[string]uint64{"7": 7, "1": 1, "9223372036854775807": 9223372036854775807} {
 		if id, err := parseMemberID(s); err != nil || id != want {
 			t.Errorf("parseMemberID(%q) = %d, %v, want %d", s, id, err, want)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,4 +51,14 @@ func limitMemory(lg *zap.Logger, dataBytes func() int64, stop <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// physicalMemory is this machine's memory in bytes (or 1 TiB if it cannot be
+// read): no state larger than that can be held, so no snapshot is either.
+func physicalMemory() int64 {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil || si.Totalram == 0 {
+		return 1 << 40
+	}
+	return int64(si.Totalram) * int64(si.Unit)
 }

@@ -63,6 +63,12 @@ var (
 	metricKeys = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "raftexample_keys", Help: "Keys in the map.",
 	})
+	metricPeerMessagesRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "raftexample_peer_messages_refused_total", Help: "Peer messages and requests refused before raft saw them, by reason (term, sender, type, log, entries, snapshot, body).",
+	}, []string{"reason"})
+	metricConnsShed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "raftexample_connections_shed_total", Help: "Connections closed at the connection cap, by port (client, peer) and how (idle-closed: the longest-idle one made room; refused: the new one, when none was idle).",
+	}, []string{"port", "how"})
 	metricHTTPRequests = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "raftexample_http_requests_total", Help: "HTTP requests by route, method and status code.",
 	}, []string{"route", "method", "code"})

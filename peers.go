@@ -1,12 +1,12 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -15,7 +15,6 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
 	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
 	"go.etcd.io/raft/v3"
-	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 )
 
@@ -23,13 +22,21 @@ import (
 // transport, the peer listener, and keeping the transport's peer list in line
 // with the member list.
 
+const (
+	// maxPeerConns caps the peer port's connections: each member keeps a few
+	// streams and pipeline connections to every other.
+	maxPeerConns = 256
+	// peerIdleTimeout closes a peer's keep-alive connection it stopped using.
+	peerIdleTimeout = 2 * time.Minute
+)
+
 func (rn *raftNode) startTransport(existed bool) error {
 	ownURL := rn.cfg.peerURLs[rn.cfg.id-1]
 	rn.transport = &rafthttp.Transport{
 		Logger:      rn.lg.Named("rafthttp"),
 		ID:          types.ID(rn.cfg.id),
 		URLs:        types.MustNewURLs([]string{ownURL}),
-		ClusterID:   clusterID,
+		ClusterID:   types.ID(rn.clusterID),
 		Raft:        rn,
 		ServerStats: stats.NewServerStats("", ""),
 		LeaderStats: stats.NewLeaderStats(rn.lg, strconv.FormatUint(rn.cfg.id, 10)),
@@ -57,6 +64,11 @@ func (rn *raftNode) startTransport(existed bool) error {
 		listenURL = rn.cfg.listenPeerURL
 	}
 	u, _ := url.Parse(listenURL)
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		rn.lg.Warn("the peer port is plaintext http:// on an address other than loopback: anyone who can reach it can "+
+			"read and write the cluster's data and disrupt it; use https:// peer URLs with --peer-trusted-ca-file and "+
+			"--peer-cert-allowed-cn, or a private network (see README, Security)", zap.String("peer-url", listenURL))
+	}
 	ln, err := newStoppableListener(u.Host)
 	if err != nil {
 		rn.transport.Stop()
@@ -73,13 +85,33 @@ func (rn *raftNode) startTransport(existed bool) error {
 		}
 		serveLn = tls.NewListener(ln, cfg)
 	}
-	srv := &http.Server{Handler: rn.transport.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	limited := newConnLimiter(serveLn, maxPeerConns, "peer")
+	srv := &http.Server{
+		Handler:           &peerHTTP{rn: rn, rafthttp: rn.transport.Handler(), maxSnapshotBytes: physicalMemory()},
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       peerIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         limited.track,
+		// rafthttp ends a pipeline request it cannot process with a panic,
+		// which net/http recovers and logs with a stack: not for info level.
+		ErrorLog: debugLog(rn.lg),
+	}
 	go func() {
-		if err := srv.Serve(serveLn); err != nil && !errors.Is(err, errListenerStopped) {
+		if err := srv.Serve(limited); err != nil && !errors.Is(err, errListenerStopped) {
 			rn.lg.Error("peer server stopped", zap.Error(err))
 		}
 	}()
 	return nil
+}
+
+// isLoopback reports whether host (a name or an IP address) is this machine
+// only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (rn *raftNode) addPeer(id uint64, peerURL string) {
@@ -123,11 +155,8 @@ func containsMember(ms []member, id uint64) bool {
 	return false
 }
 
-// The rafthttp.Raft interface: how the transport hands us peers' messages.
+// The rest of the rafthttp.Raft interface (Process is in peerhttp.go).
 
-func (rn *raftNode) Process(ctx context.Context, m *raftpb.Message) error {
-	return rn.node.Step(ctx, m)
-}
 func (rn *raftNode) IsIDRemoved(id uint64) bool  { return rn.members.isRemoved(id) }
 func (rn *raftNode) ReportUnreachable(id uint64) { rn.node.ReportUnreachable(id) }
 func (rn *raftNode) ReportSnapshot(id uint64, status raft.SnapshotStatus) {

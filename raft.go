@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 const (
@@ -28,8 +29,6 @@ const (
 	// when they are large (batches of writes are): raft keeps every entry
 	// since the last snapshot in memory, and a restart replays them all.
 	maxLogBytesBetweenSnapshots = 64 << 20
-	// clusterID tags rafthttp traffic; all members of one cluster share it.
-	clusterID = 0x1000
 )
 
 // errRemoved ends a node that learned it is no longer a member.
@@ -47,6 +46,9 @@ type raftConfig struct {
 	snapdir   string
 	snapCount uint64            // applied entries between snapshots
 	peerTLS   transport.TLSInfo // empty for plain http:// peers
+	// clusterToken tells apart clusters founded with the same URLs; see
+	// deriveClusterID.
+	clusterToken string
 	// listenPeerURL, when set, is where the peer port listens; peers still
 	// reach this node at its --cluster URL (through a proxy, say).
 	listenPeerURL string
@@ -67,10 +69,15 @@ type raftNode struct {
 	disk      *diskStorage
 	transport *rafthttp.Transport
 	peerLn    *stoppableListener
+	clusterID uint64 // set at start, from the WAL or for a new member
+	guard     *peerGuard
 	members   *membership
-	ids       *requestIDs
-	waits     *waitRegistry // proposals waiting to be applied, shared with the kvstore
-	reads     *linearizableReads
+	// confChangeInFlight is held by the one membership change this node
+	// is proposing; see proposeConfChange.
+	confChangeInFlight atomic.Bool
+	ids                *requestIDs
+	waits              *waitRegistry // proposals waiting to be applied, shared with the kvstore
+	reads              *linearizableReads
 	// readStatesC carries raft's answers to ReadIndex requests from the Ready
 	// loop to the read loop. Buffered so the Ready loop never waits on it.
 	readStatesC chan raft.ReadState
@@ -116,13 +123,16 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, freeze
 	if cfg.id == 0 || cfg.id > uint64(len(cfg.peerURLs)) {
 		return nil, fmt.Errorf("--id %d has no entry in --cluster (%d URLs)", cfg.id, len(cfg.peerURLs))
 	}
-	for _, u := range cfg.peerURLs {
-		if err := validatePeerURL(u); err != nil {
+	urls := make([]string, len(cfg.peerURLs))
+	for i, u := range cfg.peerURLs {
+		var err error
+		if urls[i], err = parsePeerURL(u); err != nil {
 			return nil, fmt.Errorf("--cluster: %w", err)
 		}
 	}
+	cfg.peerURLs = urls
 	if cfg.listenPeerURL != "" {
-		if err := validatePeerURL(cfg.listenPeerURL); err != nil {
+		if _, err := parsePeerURL(cfg.listenPeerURL); err != nil {
 			return nil, fmt.Errorf("--listen-peer-url: %w", err)
 		}
 	}
@@ -143,16 +153,33 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, freeze
 		stopc:        make(chan struct{}),
 		donec:        make(chan struct{}),
 	}
-	disk, state, err := openDiskStorage(lg, cfg.id, cfg.waldir, cfg.snapdir)
+	disk, state, err := openDiskStorage(lg, cfg.id, cfg.waldir, cfg.snapdir, func() (uint64, error) {
+		if cfg.join {
+			return learnClusterID(lg, cfg.peerURLs, cfg.id, cfg.peerTLS)
+		}
+		return deriveClusterID(cfg.peerURLs, cfg.clusterToken), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	rn.disk = disk
+	rn.disk, rn.clusterID = disk, state.clusterID
+	seeds := make([]uint64, len(cfg.peerURLs))
+	for i := range seeds {
+		seeds[i] = uint64(i + 1)
+	}
+	rn.guard = &peerGuard{lg: lg, self: cfg.id, members: rn.members, seeds: seeds, view: &logView{},
+		remotes: &remotePeers{ids: map[uint64]bool{}}, logEvery: rate.Sometimes{Interval: time.Second}}
 	rn.reads = newLinearizableReads(rn.stopc)
 	if err := rn.restore(state); err != nil {
 		disk.close()
 		return nil, err
 	}
+	if hs := state.hardState; hs != nil {
+		rn.guard.view.term.Store(hs.GetTerm())
+		rn.guard.view.commit.Store(hs.GetCommit())
+	}
+	last, _ := rn.storage.LastIndex()
+	rn.guard.view.last.Store(last)
 	c := &raft.Config{
 		ID:                        cfg.id,
 		ElectionTick:              electionTicks,
@@ -290,7 +317,10 @@ func (rn *raftNode) loop() error {
 
 // handleReady processes one Ready in the order raft's documentation lays down.
 func (rn *raftNode) handleReady(rd raft.Ready) error {
-	// 0. Volatile news: who leads, and answers to ReadIndex requests.
+	// 0. Volatile news: who leads, and answers to ReadIndex requests. The
+	// peer guard learns the log's new extent before any message of this
+	// Ready can make a peer refer to it.
+	rn.guard.view.observe(rd)
 	rn.noteLeader(rd.SoftState, rd.HardState)
 	if rd.HardState != nil {
 		metricTerm.Set(float64(rd.HardState.GetTerm()))
@@ -388,6 +418,8 @@ func (rn *raftNode) persist(rd raft.Ready) error {
 		if err := rn.disk.saveSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
+		// The .snap file now refers to the data rafthttp received.
+		rn.disk.inFlight.done(rd.Snapshot.GetMetadata().GetIndex())
 	}
 	if err := rn.disk.save(rd.HardState, rd.Entries); err != nil {
 		return fmt.Errorf("writing WAL: %w", err)
@@ -418,12 +450,8 @@ func (rn *raftNode) applyEntries(ents []*raftpb.Entry) error {
 			if len(e.GetData()) > 0 { // empty entries are new leaders' no-ops
 				data = append(data, e.GetData())
 			}
-		case raftpb.EntryConfChange:
-			removed, err := rn.applyConfChange(e)
-			if err != nil {
-				return err
-			}
-			removedSelf = removedSelf || removed
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			removedSelf = rn.applyConfChange(e) || removedSelf
 		}
 		rn.appliedIndex = e.GetIndex()
 		rn.logBytes += len(e.GetData())

@@ -349,7 +349,8 @@ func TestProposalsMadeOnCommitDoNotStallCluster(t *testing.T) {
 			for cm := range commitC {
 				tl.mu.Lock()
 				for _, e := range cm.entries {
-					tl.seen = append(tl.seen, string(e))
+					cmd, _ := decodeCommand(e)
+					tl.seen = append(tl.seen, cmd.key)
 				}
 				n := len(tl.seen)
 				tl.mu.Unlock()
@@ -359,7 +360,9 @@ func TestProposalsMadeOnCommitDoNotStallCluster(t *testing.T) {
 						break
 					}
 					proposed++
-					data := []byte(fmt.Sprintf("node%d-%d", id, proposed))
+					// A command, as a forwarded proposal must be: the leader
+					// refuses entries that would not apply.
+					data := encodeCommand(command{op: opPut, key: fmt.Sprintf("node%d-%d", id, proposed)})
 					for time.Now().Before(giveUp) {
 						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 						err := rn.Propose(ctx, data)
@@ -389,7 +392,7 @@ func TestProposalsMadeOnCommitDoNotStallCluster(t *testing.T) {
 	ipEventually(t, 10*time.Second, "seed proposal accepted", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return c.nodes[1].rn.Propose(ctx, []byte("seed"))
+		return c.nodes[1].rn.Propose(ctx, encodeCommand(command{op: opPut, key: "seed"}))
 	})
 
 	ipEventually(t, 60*time.Second, fmt.Sprintf("every node sees %d committed entries", want), func() error {

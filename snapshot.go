@@ -65,7 +65,7 @@ func (rn *raftNode) maybeSnapshot() error {
 		return fmt.Errorf("term of applied index %d: %w", rn.appliedIndex, err)
 	}
 	s := &raftpb.Snapshot{
-		Data: encodeSnapshotData(rn.members.encode()),
+		Data: encodeSnapshotData(rn.members.encode(rn.clusterID)),
 		Metadata: &raftpb.SnapshotMetadata{
 			Index:     new(rn.appliedIndex),
 			Term:      new(term),
@@ -75,8 +75,10 @@ func (rn *raftNode) maybeSnapshot() error {
 	index, image := rn.appliedIndex, rn.freezeKV()
 	rn.snapshotting, rn.snapshotWanted, rn.logBytes = true, false, 0
 	rn.snapshotWG.Add(1)
+	rn.disk.inFlight.add(index) // retention must leave the data file alone until its .snap exists
 	go func() {
 		defer rn.snapshotWG.Done()
+		defer rn.disk.inFlight.done(index)
 		start := time.Now()
 		// The kvstore's file is durable before the .snap file that refers to
 		// it, and both before the WAL records the snapshot (saveSnapshot).
@@ -203,6 +205,62 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 		return errRemoved
 	}
 	return nil
+}
+
+// checkSnapshotData checks a snapshot a peer sent before raft may see it:
+// raft panics on a configuration it cannot restore, and this node fails on a
+// member list or data it cannot load, at once and after every restart. With
+// withData, the kvstore's part (saved by rafthttp) is read through too.
+func (rn *raftNode) checkSnapshotData(s *raftpb.Snapshot, withData bool) error {
+	md := s.GetMetadata()
+	if md.GetIndex() == 0 || md.GetTerm() == 0 || md.GetIndex() > maxLogIndex || md.GetTerm() > maxTerm {
+		return fmt.Errorf("snapshot at index %d, term %d", md.GetIndex(), md.GetTerm())
+	}
+	cs := md.GetConfState()
+	if len(cs.GetVotersOutgoing()) > 0 || len(cs.GetLearnersNext()) > 0 || cs.GetAutoLeave() || len(cs.GetVoters()) == 0 {
+		return errors.New("snapshot configuration is joint or has no voters")
+	}
+	ids := map[uint64]bool{}
+	for _, id := range slices.Concat(cs.GetVoters(), cs.GetLearners()) {
+		if id == 0 || ids[id] {
+			return fmt.Errorf("snapshot configuration lists member %d twice or as 0", id)
+		}
+		ids[id] = true
+	}
+	if !ids[rn.cfg.id] {
+		return fmt.Errorf("snapshot configuration does not list this member (%d)", rn.cfg.id)
+	}
+	membersData, inline, err := decodeSnapshotData(s.GetData())
+	if err != nil {
+		return err
+	}
+	st, err := parseMembershipState(membersData)
+	if err != nil {
+		return err
+	}
+	if len(st.Members) != len(ids) {
+		return fmt.Errorf("snapshot lists %d members and a configuration of %d", len(st.Members), len(ids))
+	}
+	for _, m := range st.Members {
+		if !ids[m.ID] {
+			return fmt.Errorf("snapshot lists member %d, which its configuration does not", m.ID)
+		}
+	}
+	if st.ClusterID != "" && st.ClusterID != formatClusterID(rn.clusterID) {
+		return fmt.Errorf("snapshot of cluster %s, not of this one (%s)", st.ClusterID, formatClusterID(rn.clusterID))
+	}
+	if !withData {
+		return nil
+	}
+	if inline != nil {
+		return verifyKVSnapshot(bytes.NewReader(inline), int64(len(inline)))
+	}
+	f, size, err := rn.disk.openKV(md.GetIndex())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return verifyKVSnapshot(f, size)
 }
 
 // openSnapshot returns the member list a snapshot holds and a reader of its

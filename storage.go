@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
@@ -33,31 +34,53 @@ type diskStorage struct {
 	snapdir     string
 	wal         *wal.WAL
 	snapshotter *snap.Snapshotter
+	// inFlight are the indexes of snapshot data files that no .snap file
+	// refers to yet but will: one being written by the snapshot writer, or
+	// received from the leader and on its way through raft. Retention
+	// deletes every other unreferenced data file.
+	inFlight inFlightFiles
 }
 
 // diskState is what a node finds on disk when it starts.
 type diskState struct {
 	existed   bool             // false for a brand-new node
+	clusterID uint64           // of the cluster this member belongs to
 	snapshot  *raftpb.Snapshot // newest usable snapshot, or nil
 	hardState *raftpb.HardState
 	entries   []*raftpb.Entry // entries after the snapshot
 }
 
+// The WAL's metadata names the member and its cluster:
+//
+//	member id (uvarint) | cluster id (uvarint)
+//
+// WALs written before clusters had their own ids hold only the member id;
+// their cluster keeps the id every cluster shared then.
+const legacyClusterID = 0x1000
+
 // openDiskStorage opens the WAL and snapshot directories of node id, creating
-// them for a new node, and reads back everything a restart needs.
-func openDiskStorage(lg *zap.Logger, id uint64, waldir, snapdir string) (*diskStorage, *diskState, error) {
+// them for a new node (which belongs to the cluster newClusterID names), and
+// reads back everything a restart needs.
+func openDiskStorage(lg *zap.Logger, id uint64, waldir, snapdir string, newClusterID func() (uint64, error)) (*diskStorage, *diskState, error) {
 	if err := os.MkdirAll(snapdir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("creating snapshot dir: %w", err)
 	}
 	d := &diskStorage{lg: lg, waldir: waldir, snapdir: snapdir, snapshotter: snap.New(lg, snapdir)}
 	if !wal.Exist(waldir) {
-		w, err := wal.Create(lg, waldir, binary.AppendUvarint(nil, id))
+		cid, err := newClusterID()
+		if err != nil {
+			return nil, nil, err
+		}
+		w, err := wal.Create(lg, waldir, binary.AppendUvarint(binary.AppendUvarint(nil, id), cid))
 		if err != nil {
 			return nil, nil, fmt.Errorf("creating WAL: %w", err)
 		}
 		d.wal = w
-		return d, &diskState{}, nil
+		return d, &diskState{clusterID: cid}, nil
 	}
+	// Nothing is in flight before the node runs: an unreferenced data file is
+	// left over from a crash, or was sent by someone raft never accepted.
+	d.removeUnreferencedDataFiles()
 
 	// The newest snapshot file that the WAL has a record for is where replay
 	// starts; a newer file without a record was orphaned by a crash.
@@ -78,12 +101,20 @@ func openDiskStorage(lg *zap.Logger, id uint64, waldir, snapdir string) (*diskSt
 	if err != nil {
 		return nil, nil, err
 	}
-	if owner, n := binary.Uvarint(meta); n <= 0 || owner != id {
+	owner, n := binary.Uvarint(meta)
+	if n <= 0 || owner != id {
 		w.Close()
 		return nil, nil, fmt.Errorf("WAL in %s belongs to member %d, not %d", waldir, owner, id)
 	}
+	cid := uint64(legacyClusterID)
+	if len(meta) > n {
+		if cid, n = binary.Uvarint(meta[n:]); n <= 0 || cid == 0 {
+			w.Close()
+			return nil, nil, fmt.Errorf("WAL in %s has a damaged cluster id", waldir)
+		}
+	}
 	d.wal = w
-	return d, &diskState{existed: true, snapshot: snapshot, hardState: st, entries: ents}, nil
+	return d, &diskState{existed: true, clusterID: cid, snapshot: snapshot, hardState: st, entries: ents}, nil
 }
 
 // readWAL opens the WAL at walSnap and reads it to the end. A crash in the
@@ -211,8 +242,8 @@ func (d *diskStorage) openKV(index uint64) (io.ReadCloser, int64, error) {
 // purge deletes snapshot files and WAL segments beyond the retention. A WAL
 // segment is deleted only once the WAL released its lock on it, i.e. once a
 // durable snapshot covers all of its entries. A snapshot's data file goes
-// with its .snap file; one newer than every .snap file may be a snapshot
-// from the leader still on its way to raft, and stays.
+// with its .snap file, and so does one that no .snap file refers to, unless
+// it is in flight.
 func (d *diskStorage) purge() {
 	snaps, err := listFiles(d.snapdir, ".snap")
 	if err != nil {
@@ -222,21 +253,7 @@ func (d *diskStorage) purge() {
 		d.remove(snaps[0])
 		snaps = snaps[1:]
 	}
-	if len(snaps) > 0 {
-		oldest := strings.TrimSuffix(filepath.Base(snaps[0]), ".snap")
-		dataFiles, err := listFiles(d.snapdir, ".snap.db")
-		if err != nil {
-			d.lg.Warn("listing snapshot data files", zap.Error(err))
-		}
-		// Names are <16 hex digits of the term>-<16 of the index>.snap and
-		// <16 of the index>.snap.db, so the index parts compare as strings.
-		_, oldestIndex, _ := strings.Cut(oldest, "-")
-		for _, f := range dataFiles {
-			if strings.TrimSuffix(filepath.Base(f), ".snap.db") < oldestIndex {
-				d.remove(f)
-			}
-		}
-	}
+	d.removeUnreferencedDataFiles()
 	wals, err := listFiles(d.waldir, ".wal")
 	if err != nil {
 		d.lg.Warn("listing WAL files", zap.Error(err))
@@ -250,6 +267,80 @@ func (d *diskStorage) purge() {
 		l.Close()
 		wals = wals[1:]
 	}
+}
+
+// removeUnreferencedDataFiles deletes the snapshot data files that no .snap
+// file refers to and that are not in flight, and what rafthttp left of
+// snapshots it was receiving when the process stopped.
+func (d *diskStorage) removeUnreferencedDataFiles() {
+	names, err := fileutil.ReadDir(d.snapdir)
+	if err != nil {
+		d.lg.Warn("listing snapshot files", zap.Error(err))
+		return
+	}
+	// Names are <16 hex digits of the term>-<16 of the index>.snap and
+	// <16 of the index>.snap.db.
+	referenced := map[string]bool{}
+	for _, n := range names {
+		if _, index, ok := strings.Cut(strings.TrimSuffix(n, ".snap"), "-"); ok && strings.HasSuffix(n, ".snap") {
+			referenced[index] = true
+		}
+	}
+	for _, n := range names {
+		index, isData := strings.CutSuffix(n, ".snap.db")
+		switch {
+		case isData && !referenced[index] && !d.inFlight.has(index):
+			d.remove(filepath.Join(d.snapdir, n))
+		case strings.HasPrefix(n, "tmp") && d.inFlight.none():
+			d.remove(filepath.Join(d.snapdir, n)) // snap.SaveDBFrom's temporary file
+		}
+	}
+}
+
+// refersTo reports whether a .snap file refers to the data file at index.
+func (d *diskStorage) refersTo(index uint64) bool {
+	matches, _ := filepath.Glob(filepath.Join(d.snapdir, fmt.Sprintf("*-%016x.snap", index)))
+	return len(matches) > 0
+}
+
+// inFlightFiles is a set of snapshot data file indexes, safe for concurrent
+// use (the snapshot writer, the peer port and the Ready loop all use it).
+type inFlightFiles struct {
+	mu      sync.Mutex
+	indexes map[string]int // index as in the file name -> holders
+}
+
+func dataFileIndex(index uint64) string { return fmt.Sprintf("%016x", index) }
+
+func (f *inFlightFiles) add(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.indexes == nil {
+		f.indexes = map[string]int{}
+	}
+	f.indexes[dataFileIndex(index)]++
+}
+
+func (f *inFlightFiles) done(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if k := dataFileIndex(index); f.indexes[k] > 1 {
+		f.indexes[k]--
+	} else {
+		delete(f.indexes, k)
+	}
+}
+
+func (f *inFlightFiles) has(index string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.indexes[index] > 0
+}
+
+func (f *inFlightFiles) none() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.indexes) == 0
 }
 
 func (d *diskStorage) remove(path string) {

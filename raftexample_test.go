@@ -53,7 +53,7 @@ func (b *ipLogBuffer) String() string {
 	return b.buf.String()
 }
 
-func ipLogger(t *testing.T) *zap.Logger {
+func ipLogger(t testing.TB) (*zap.Logger, *ipLogBuffer) {
 	b := &ipLogBuffer{}
 	core := zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), b, zapcore.InfoLevel)
 	t.Cleanup(func() {
@@ -65,12 +65,12 @@ func ipLogger(t *testing.T) *zap.Logger {
 			t.Logf("server log:\n%s", s)
 		}
 	})
-	return zap.New(core)
+	return zap.New(core), b
 }
 
 // ipFreePeerURLs returns n peer URLs on distinct loopback ports that were free
 // a moment ago. All listeners are held open together so the ports differ.
-func ipFreePeerURLs(t *testing.T, n int) []string {
+func ipFreePeerURLs(t testing.TB, n int) []string {
 	t.Helper()
 	urls := make([]string, n)
 	lns := make([]net.Listener, 0, n)
@@ -152,8 +152,9 @@ func ipServerGoroutines() []string {
 // ipCluster is a set of in-process nodes sharing a data directory. The first
 // `initial` peer URLs form the bootstrap cluster; the rest are for joiners.
 type ipCluster struct {
-	t         *testing.T
+	t         testing.TB
 	lg        *zap.Logger
+	logs      *ipLogBuffer // what lg wrote
 	dir       string
 	urls      []string
 	initial   int
@@ -171,11 +172,13 @@ type ipNode struct {
 	consumed chan struct{} // closed when the commit consumer returned
 }
 
-func newIPCluster(t *testing.T, initial, total int, snapCount uint64) *ipCluster {
+func newIPCluster(t testing.TB, initial, total int, snapCount uint64) *ipCluster {
 	t.Helper()
+	lg, logs := ipLogger(t)
 	return &ipCluster{
 		t:         t,
-		lg:        ipLogger(t),
+		lg:        lg,
+		logs:      logs,
 		dir:       t.TempDir(), // before any node, so it is removed after they stop
 		urls:      ipFreePeerURLs(t, total),
 		initial:   initial,
@@ -243,7 +246,7 @@ func (c *ipCluster) startKV(id uint64, join bool) *ipNode {
 
 // stop stops the node, failing the test if that or the end of its commit
 // consumer takes too long. It may be called more than once.
-func (n *ipNode) stop(t *testing.T) {
+func (n *ipNode) stop(t testing.TB) {
 	t.Helper()
 	if !ipWithin(20*time.Second, n.rn.Stop) {
 		t.Errorf("node %d: Stop did not return within 20s; server goroutines:\n%s", n.id, strings.Join(ipServerGoroutines(), "\n\n"))
@@ -278,7 +281,7 @@ func (c *ipCluster) waitLeader(nodes ...*ipNode) uint64 {
 }
 
 // ipPut writes key=value through s, retrying while there is no leader.
-func ipPut(t *testing.T, s *kvstore, key, value string) {
+func ipPut(t testing.TB, s *kvstore, key, value string) {
 	t.Helper()
 	ipEventually(t, 30*time.Second, "PUT "+key, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -288,7 +291,7 @@ func ipPut(t *testing.T, s *kvstore, key, value string) {
 }
 
 // ipExpectValue polls until s holds key=value.
-func ipExpectValue(t *testing.T, id uint64, s *kvstore, key, value string) {
+func ipExpectValue(t testing.TB, id uint64, s *kvstore, key, value string) {
 	t.Helper()
 	ipEventually(t, 30*time.Second, fmt.Sprintf("node %d holds %s", id, key), func() error {
 		v, ok := s.Lookup(key)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.uber.org/zap"
 )
 
@@ -50,11 +51,13 @@ const clusterInfoPath = "/raftexample/cluster"
 
 // clusterInfo is what a joining member needs to know before it talks raft.
 type clusterInfo struct {
-	ClusterID string   `json:"clusterID"` // 16 hex digits
+	ClusterID string   `json:"clusterID"` // see formatClusterID
 	Members   []member `json:"members"`
 }
 
-func formatClusterID(id uint64) string { return fmt.Sprintf("%016x", id) }
+// formatClusterID writes a cluster id as rafthttp's X-Etcd-Cluster-ID header
+// carries it: hexadecimal, without leading zeros.
+func formatClusterID(id uint64) string { return types.ID(id).String() }
 
 func (rn *raftNode) serveClusterInfo(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -72,13 +75,9 @@ func (rn *raftNode) serveClusterInfo(w http.ResponseWriter, r *http.Request) {
 // running a version without cluster ids answer 404; their cluster has the
 // legacy id.
 func learnClusterID(lg *zap.Logger, peerURLs []string, self uint64, tlsInfo transport.TLSInfo) (uint64, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
-	if !tlsInfo.Empty() {
-		cfg, err := tlsInfo.ClientConfig()
-		if err != nil {
-			return 0, fmt.Errorf("peer TLS: %w", err)
-		}
-		client.Transport = &http.Transport{TLSClientConfig: cfg}
+	client, err := newPeerClient(tlsInfo)
+	if err != nil {
+		return 0, err
 	}
 	ownURL := peerURLs[self-1]
 	var lastErr error
@@ -107,6 +106,8 @@ func learnClusterID(lg *zap.Logger, peerURLs []string, self uint64, tlsInfo tran
 }
 
 func askClusterID(ctx context.Context, client *http.Client, peerURL string, self uint64, ownURL string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL+clusterInfoPath, nil)
 	if err != nil {
 		return 0, err

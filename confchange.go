@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"strings"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/raft/v3"
@@ -40,11 +45,32 @@ func (rn *raftNode) RemoveMember(ctx context.Context, id uint64) error {
 	return rn.proposeConfChange(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: &id})
 }
 
-// proposeConfChange checks cc and proposes it. One change at a time: raft
-// itself drops a conf change proposed while another is unapplied (it turns it
-// into an empty entry, which nobody waits for), so a second one here is
-// refused at once instead of timing out.
+// proposeConfChange makes the membership change cc and returns once it is
+// applied here. Changes are made by the leader, one at a time: raft itself
+// drops a conf change proposed while another is unapplied (it turns it into
+// an empty entry, which nobody waits for), so the leader refuses a second one
+// at once instead, and it is also the member that knows which members are
+// active. A follower asks the leader on its peer port (askLeader).
 func (rn *raftNode) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	if err := rn.awaitLeader(ctx); err != nil {
+		return err
+	}
+	id := rn.ids.next()
+	cc.Id = &id
+	lead := rn.Leader()
+	if lead == rn.cfg.id {
+		return rn.leadConfChange(ctx, cc)
+	}
+	// The entry may be applied here before the leader's answer arrives, so
+	// the wait is registered first.
+	return rn.waits.proposeAndWait(ctx, id, rn.donec, func(ctx context.Context) error {
+		return rn.askLeader(ctx, lead, cc)
+	})
+}
+
+// leadConfChange checks cc and proposes it, on the leader, and returns once
+// it is applied here.
+func (rn *raftNode) leadConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
 	if !rn.confChangeInFlight.CompareAndSwap(false, true) {
 		return errChangeInFlight
 	}
@@ -52,12 +78,89 @@ func (rn *raftNode) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange
 	if err := rn.checkMembershipChange(cc); err != nil {
 		return err
 	}
-	id := rn.ids.next()
-	cc.Id = &id
-	return rn.waits.proposeAndWait(ctx, id, rn.donec, func(ctx context.Context) error {
+	return rn.waits.proposeAndWait(ctx, cc.GetId(), rn.donec, func(ctx context.Context) error {
 		return rn.propose(ctx, func(ctx context.Context) error { return rn.node.ProposeConfChange(ctx, cc) })
 	})
 }
+
+// confChangePath is where the leader takes membership changes from the
+// other members, on the peer port.
+const confChangePath = "/raftexample/confchange"
+
+// leaderAnswer is the leader's refusal of a membership change a follower
+// asked for, with the status the follower answers its client.
+type leaderAnswer struct {
+	code int
+	msg  string
+}
+
+func (e *leaderAnswer) Error() string { return e.msg }
+
+// askLeader has the leader make cc (leadConfChange), and returns once the
+// leader applied it.
+func (rn *raftNode) askLeader(ctx context.Context, lead uint64, cc *raftpb.ConfChange) error {
+	leaderURL := rn.members.peerURL(lead)
+	if leaderURL == "" {
+		return errNoLeader // a leader we do not know yet; retry once we do
+	}
+	body, err := proto.Marshal(cc)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, leaderURL+confChangePath, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Etcd-Cluster-ID", formatClusterID(rn.clusterID))
+	req.Header.Set("X-Server-From", types.ID(rn.cfg.id).String())
+	resp, err := rn.peerClient.Do(req)
+	if err != nil {
+		return errOutcomeUnknown // the leader may have proposed it
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return &leaderAnswer{code: resp.StatusCode, msg: "the leader answered: " + strings.TrimSpace(string(msg))}
+}
+
+// serveConfChange is the leader's side of askLeader.
+func (rn *raftNode) serveConfChange(w http.ResponseWriter, r *http.Request) {
+	from, err := types.IDFromString(r.Header.Get("X-Server-From"))
+	switch {
+	case r.Method != http.MethodPost:
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	case r.Header.Get("X-Etcd-Cluster-ID") != formatClusterID(rn.clusterID):
+		http.Error(w, "cluster ID mismatch", http.StatusPreconditionFailed)
+		return
+	case err != nil || !rn.members.isMember(uint64(from)) || uint64(from) == rn.cfg.id:
+		http.Error(w, "membership changes are taken only from members", http.StatusForbidden)
+		return
+	case rn.Leader() != rn.cfg.id:
+		http.Error(w, errNoLeader.Error()+" (this member no longer leads)", http.StatusServiceUnavailable)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBodyBytes))
+	cc := &raftpb.ConfChange{}
+	if err != nil || proto.Unmarshal(body, cc) != nil || cc.GetId() == 0 {
+		http.Error(w, "not a conf change", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), maxConfChangeWait)
+	defer cancel()
+	if err := rn.leadConfChange(ctx, cc); err != nil {
+		http.Error(w, err.Error(), statusFor(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// maxConfChangeWait bounds how long the leader works on a follower's
+// request; the follower's own request timeout usually ends it first.
+const maxConfChangeWait = time.Minute
 
 // checkMembershipChange applies, before proposing, the rules that keep a
 // membership change from hurting the cluster (etcd's strict reconfiguration
@@ -125,19 +228,15 @@ func (rn *raftNode) confChangePending() bool {
 	return false
 }
 
-// activeMembers is the set of members this node believes are up: itself,
-// and on the leader the followers it heard from within the last election
-// timeout, elsewhere the peers its transport is connected to.
+// activeMembers is the set of members the leader believes are up: itself,
+// and the followers it heard from within the last election timeout. (On a
+// member that just lost the lead it is just itself, so no change passes.)
 func (rn *raftNode) activeMembers() map[uint64]bool {
 	active := map[uint64]bool{rn.cfg.id: true}
 	st := rn.node.Status()
-	for _, m := range rn.members.list() {
-		if st.RaftState == raft.StateLeader {
-			if pr, ok := st.Progress[m.ID]; ok && pr.RecentActive {
-				active[m.ID] = true
-			}
-		} else if m.ID != rn.cfg.id && !rn.transport.ActiveSince(types.ID(m.ID)).IsZero() {
-			active[m.ID] = true
+	for id, pr := range st.Progress {
+		if st.RaftState == raft.StateLeader && pr.RecentActive && rn.members.isMember(id) {
+			active[id] = true
 		}
 	}
 	return active

@@ -314,24 +314,38 @@ func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, id uint64
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// fail maps why a request did not complete to a status: 503 when the cluster
-// could not (or could not be shown to) do it now, 4xx when it was refused.
+// fail answers why a request did not complete, with statusFor's code.
 func (h *httpAPI) fail(w http.ResponseWriter, err error, reply errorStyle) {
+	code := statusFor(err)
+	if code == http.StatusInternalServerError {
+		h.lg.Error("request failed", zap.Error(err))
+		reply(w, code, "internal error: "+err.Error())
+		return
+	}
+	reply(w, code, err.Error())
+}
+
+// statusFor maps why a request did not complete to a status: 503 when the
+// cluster could not (or could not be shown to) do it now, 4xx when it was
+// refused.
+func statusFor(err error) int {
+	var remote *leaderAnswer
 	switch {
+	case errors.As(err, &remote):
+		return remote.code
 	case errors.Is(err, errNoLeader), errors.Is(err, errOutcomeUnknown), errors.Is(err, errLeaderLost),
 		errors.Is(err, errStopped), errors.Is(err, errReadUnconfirmed), errors.Is(err, errApplyBehind),
 		errors.Is(err, errTransferTimeout):
-		reply(w, http.StatusServiceUnavailable, err.Error())
+		return http.StatusServiceUnavailable
 	case errors.Is(err, errNotMember):
-		reply(w, http.StatusNotFound, err.Error())
+		return http.StatusNotFound
 	case errors.Is(err, errBadMemberID):
-		reply(w, http.StatusBadRequest, err.Error())
+		return http.StatusBadRequest
 	case errors.Is(err, errMemberExists), errors.Is(err, errIDRemoved), errors.Is(err, errLastMember),
 		errors.Is(err, errPeerURLInUse), errors.Is(err, errChangeInFlight), errors.Is(err, errWouldLoseQuorum):
-		reply(w, http.StatusConflict, err.Error())
+		return http.StatusConflict
 	default:
-		h.lg.Error("request failed", zap.Error(err))
-		reply(w, http.StatusInternalServerError, "internal error: "+err.Error())
+		return http.StatusInternalServerError
 	}
 }
 

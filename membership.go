@@ -65,6 +65,13 @@ func (m *membership) isMember(id uint64) bool {
 	return ok
 }
 
+// peerURL is member id's peer URL, "" if it is not a member.
+func (m *membership) peerURL(id uint64) string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.members[id]
+}
+
 // empty reports whether the log has not named any member yet (a joining
 // member before it has applied anything).
 func (m *membership) empty() bool {

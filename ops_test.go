@@ -201,8 +201,8 @@ func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
 		}
 	}
 	code, hdr, body, err := opsDo(c.Node(1), http.MethodPost, "/v1/status", "")
-	if err != nil || code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET" {
-		t.Errorf("POST /v1/status: status %d Allow %q err %v (%s), want 405 with Allow: GET", code, hdr.Get("Allow"), err, strings.TrimSpace(body))
+	if err != nil || code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /v1/status: status %d Allow %q err %v (%s), want 405 with Allow: GET, HEAD", code, hdr.Get("Allow"), err, strings.TrimSpace(body))
 	}
 
 	sts := opsSettledStatuses(t, c)
@@ -424,8 +424,8 @@ func TestHealthAndReadyz(t *testing.T) {
 		opsExpectHealth(t, n, "/readyz", "ready", http.StatusOK, true)
 	}
 	code, hdr, body, err := opsDo(c.Node(1), http.MethodPost, "/health", "")
-	if err != nil || code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET" {
-		t.Errorf("POST /health: status %d Allow %q err %v (%s), want 405 with Allow: GET", code, hdr.Get("Allow"), err, strings.TrimSpace(body))
+	if err != nil || code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /health: status %d Allow %q err %v (%s), want 405 with Allow: GET, HEAD", code, hdr.Get("Allow"), err, strings.TrimSpace(body))
 	}
 
 	// The leader survives alone: it must notice it lost the quorum (check

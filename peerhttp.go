@@ -59,6 +59,8 @@ func (h *peerHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveSnapshot(w, r)
 	case clusterInfoPath:
 		h.rn.serveClusterInfo(w, r)
+	case confChangePath:
+		h.rn.serveConfChange(w, r)
 	default:
 		h.rafthttp.ServeHTTP(w, r)
 	}
@@ -119,6 +121,10 @@ func (h *peerHTTP) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		h.rafthttp.ServeHTTP(w, r)
 		return
 	}
+	if r.Header.Get("X-Etcd-Cluster-ID") != formatClusterID(h.rn.clusterID) {
+		h.rafthttp.ServeHTTP(w, r) // rafthttp refuses it (412) before reading the body
+		return
+	}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(peerBodyIdleTimeout))
 	var size [8]byte
@@ -150,18 +156,21 @@ func (h *peerHTTP) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.uploading.Unlock()
 	index := m.GetSnapshot().GetMetadata().GetIndex()
-	// In flight from here until raft decides: receiveSnapshot keeps it so
-	// if raft takes the snapshot, and persist lets go once the .snap file
-	// refers to the data.
+	// In flight from here until raft decides. If raft takes the snapshot,
+	// receiveSnapshot holds it on until persist has written the .snap file
+	// that refers to the data; otherwise the data goes as soon as this
+	// request is over.
 	h.rn.disk.inFlight.add(index)
-	defer h.rn.disk.inFlight.done(index)
-	rest := &idleDeadlineReader{r: io.LimitReader(r.Body, h.maxSnapshotBytes+1), rc: rc}
+	defer func() {
+		h.rn.disk.inFlight.done(index)
+		h.rn.disk.removeUnreferencedDataFiles()
+	}()
+	rest := &maxBytes{r: &idleDeadlineReader{r: r.Body, rc: rc}, n: h.maxSnapshotBytes}
 	r.Body = struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(bytes.NewReader(size[:]), bytes.NewReader(envelope), &maxBytes{r: rest, n: h.maxSnapshotBytes}), r.Body}
+	}{io.MultiReader(bytes.NewReader(size[:]), bytes.NewReader(envelope), rest), r.Body}
 	h.rafthttp.ServeHTTP(w, r)
-	h.rn.disk.removeUnreferencedDataFiles() // raft did not take it, or it was refused
 }
 
 // idleDeadlineReader moves the connection's read deadline on with every read,

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
 	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
@@ -102,6 +103,21 @@ func (rn *raftNode) startTransport(existed bool) error {
 		}
 	}()
 	return nil
+}
+
+// newPeerClient is an HTTP client for this server's own requests to other
+// members' peer ports (clusterInfoPath, confChangePath), with the peer
+// certificate when the peers use TLS.
+func newPeerClient(tlsInfo transport.TLSInfo) (*http.Client, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: peerIdleTimeout}
+	if !tlsInfo.Empty() {
+		cfg, err := tlsInfo.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("peer TLS: %w", err)
+		}
+		tr.TLSClientConfig = cfg
+	}
+	return &http.Client{Transport: tr}, nil
 }
 
 // isLoopback reports whether host (a name or an IP address) is this machine

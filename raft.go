@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,16 +65,17 @@ type raftNode struct {
 	commitC  chan<- commit
 	freezeKV func() kvImage // the kvstore's state, held still for a snapshot; see maybeSnapshot
 
-	node      raft.Node
-	storage   *raft.MemoryStorage // what raft reads: the snapshot and the log after it
-	disk      *diskStorage
-	transport *rafthttp.Transport
-	peerLn    *stoppableListener
-	clusterID uint64 // set at start, from the WAL or for a new member
-	guard     *peerGuard
-	members   *membership
+	node       raft.Node
+	storage    *raft.MemoryStorage // what raft reads: the snapshot and the log after it
+	disk       *diskStorage
+	transport  *rafthttp.Transport
+	peerLn     *stoppableListener
+	peerClient *http.Client // for asking other members (askLeader)
+	clusterID  uint64       // set at start, from the WAL or for a new member
+	guard      *peerGuard
+	members    *membership
 	// confChangeInFlight is held by the one membership change this node
-	// is proposing; see proposeConfChange.
+	// is making as the leader; see leadConfChange.
 	confChangeInFlight atomic.Bool
 	ids                *requestIDs
 	waits              *waitRegistry // proposals waiting to be applied, shared with the kvstore
@@ -163,6 +165,10 @@ func startRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, freeze
 		return nil, err
 	}
 	rn.disk, rn.clusterID = disk, state.clusterID
+	if rn.peerClient, err = newPeerClient(cfg.peerTLS); err != nil {
+		disk.close()
+		return nil, err
+	}
 	seeds := make([]uint64, len(cfg.peerURLs))
 	for i := range seeds {
 		seeds[i] = uint64(i + 1)

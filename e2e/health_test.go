@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	tc "raftexample/internal/testcluster"
 )
@@ -19,7 +20,7 @@ func expectHealthy(t *testing.T, nodes ...*tc.Node) {
 	t.Helper()
 	for _, n := range nodes {
 		if !n.Running() {
-			code, _ := n.Wait(0)
+			code, _ := n.Wait(time.Second)
 			t.Fatalf("%v is not running (exit code %d); its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
 		}
 	}

@@ -23,7 +23,7 @@ import (
 // Status is GET /v1/status as the server answers it.
 type Status struct {
 	ID            uint64     `json:"id"`
-	ClusterID     string     `json:"clusterID"` // 16 hex digits
+	ClusterID     string     `json:"clusterID"` // hex, as rafthttp's X-Etcd-Cluster-ID header carries it
 	State         string     `json:"state"`
 	Leader        uint64     `json:"leader"`
 	Term          uint64     `json:"term"`

@@ -102,6 +102,10 @@ type peerGuard struct {
 	// members added since (even from a new leader) and must answer them.
 	remotes  *remotePeers
 	logEvery rate.Sometimes
+	// receiving is the index of the snapshot being received on
+	// /raft/snapshot, 0 if none: a MsgSnap is taken only from there, after
+	// its data was checked.
+	receiving atomic.Uint64
 }
 
 // check returns nil if m is a message a correct member could have sent us.

@@ -161,7 +161,9 @@ func (h *peerHTTP) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	// that refers to the data; otherwise the data goes as soon as this
 	// request is over.
 	h.rn.disk.inFlight.add(index)
+	h.rn.guard.receiving.Store(index)
 	defer func() {
+		h.rn.guard.receiving.Store(0)
 		h.rn.disk.inFlight.done(index)
 		h.rn.disk.removeUnreferencedDataFiles()
 	}()
@@ -243,7 +245,7 @@ func (rn *raftNode) Process(ctx context.Context, m *raftpb.Message) error {
 // load, now and after every restart.
 func (rn *raftNode) receiveSnapshot(ctx context.Context, m *raftpb.Message) error {
 	index := m.GetSnapshot().GetMetadata().GetIndex()
-	if !rn.disk.inFlight.has(dataFileIndex(index)) {
+	if index == 0 || rn.guard.receiving.Load() != index {
 		err := refuse("type", "snapshots are taken only on %s", rafthttp.RaftSnapshotPrefix)
 		rn.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), err)
 		return err

@@ -1,0 +1,638 @@
+package e2e
+
+// Peer certificate names: with --peer-cert-allowed-cn or
+// --peer-cert-allowed-hostname the peer port refuses, in the TLS handshake, a
+// certificate signed by the peer CA that carries another name — such as the
+// client certificate tools/devcerts issues from the same CA for the HTTP API.
+// The pipeline and stream requests are built with peerclient_test.go's
+// helpers and sent over TLS here.
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	tc "raftexample/internal/testcluster"
+)
+
+// devcertsPeerCN is the Common Name of tools/devcerts' peer certificate.
+const devcertsPeerCN = "raftexample-peer"
+
+// runDevcerts makes certificates as the README does, with
+// `go run ./tools/devcerts -dir <dir>` at the module's root, and returns the
+// directory.
+func runDevcerts(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "certs")
+	cmd := exec.Command("go", "run", "./tools/devcerts", "-dir", dir)
+	cmd.Dir = ".." // e2e sits at the module's root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run ./tools/devcerts -dir %s: %v\n%s", dir, err, out)
+	}
+	if want := "--peer-cert-allowed-cn " + devcertsPeerCN; !strings.Contains(string(out), want) {
+		t.Errorf("devcerts printed no %q:\n%s", want, out)
+	}
+	return dir
+}
+
+// loadPair loads a certificate and key for a tls.Config.
+func loadPair(t *testing.T, certFile, keyFile string) tls.Certificate {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
+// loadPool is a cert pool holding the PEM certificates in file.
+func loadPool(t *testing.T, file string) *x509.CertPool {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		t.Fatalf("no certificate in %s", file)
+	}
+	return p
+}
+
+// presenting is a TLS client config trusting roots that presents cert
+// whatever CAs the server asks for (with Certificates alone, Go sends no
+// certificate when the server's acceptable CAs do not match it).
+func presenting(roots *x509.CertPool, cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		RootCAs:              roots,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Requests to the peer port over TLS
+
+// peerPortClient is an HTTPS client for peer ports, presenting cert.
+func peerPortClient(roots *x509.CertPool, cert tls.Certificate) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: presenting(roots, cert), DisableKeepAlives: true}}
+}
+
+// peerProbe is one rafthttp request to a member's peer port.
+type peerProbe struct {
+	what   string
+	method string
+	url    string
+	header http.Header
+	body   []byte
+}
+
+// send sends the probe with hc. A stream's 200 body never ends: only its
+// header is read.
+func (p peerProbe) send(hc *http.Client) peerAnswer {
+	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, p.method, p.url, bytes.NewReader(p.body))
+	if err != nil {
+		return peerAnswer{Err: err}
+	}
+	req.Header = p.header.Clone()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return peerAnswer{Err: err}
+	}
+	defer resp.Body.Close()
+	a := peerAnswer{Code: resp.StatusCode}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		a.Body = string(b)
+	}
+	return a
+}
+
+// strangerID is a sender that is no member: a stream it asks for is
+// answered (404) without taking over any member's stream.
+const strangerID = 0x63
+
+// peerProbes are rafthttp requests as member from would send them to
+// target: a pipeline heartbeat at term (commit 0: from the leader, raft
+// accepts it and nothing changes) and a request for a stream (from a
+// stranger, so that no member's stream is taken over).
+func peerProbes(t *testing.T, clusterID string, from, target *tc.Node, term uint64) []peerProbe {
+	t.Helper()
+	b, err := proto.Marshal(heartbeat(uint64(from.ID), uint64(target.ID), term))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := peerHeader(clusterID, strangerID, "")
+	stream.Del("Content-Type")
+	stream.Set("X-Raft-To", strconv.FormatUint(uint64(target.ID), 16))
+	return []peerProbe{
+		{
+			what: fmt.Sprintf("pipeline heartbeat %d→%d", from.ID, target.ID), method: http.MethodPost,
+			url: target.PeerURL + "/raft", header: peerHeader(clusterID, uint64(from.ID), "application/protobuf"), body: b,
+		},
+		{
+			what: fmt.Sprintf("message stream to %d", target.ID), method: http.MethodGet,
+			url: fmt.Sprintf("%s/raft/stream/message/%x", target.PeerURL, strangerID), header: stream,
+		},
+	}
+}
+
+// expectRefusedInTLS checks that a peer port gave no HTTP answer at all and
+// the error is the server's TLS alert.
+func expectRefusedInTLS(t *testing.T, what string, a peerAnswer) {
+	t.Helper()
+	switch {
+	case a.Err == nil:
+		t.Errorf("%s: answered %v; want the certificate refused in the TLS handshake, no HTTP answer", what, a)
+	case !strings.Contains(a.Err.Error(), "tls:"):
+		t.Errorf("%s: failed with %v; want a TLS alert refusing the certificate", what, a.Err)
+	default:
+		t.Logf("%s: refused: %v", what, a.Err)
+	}
+}
+
+// expectReachedRafthttp checks that a peer port answered over HTTP.
+func expectReachedRafthttp(t *testing.T, what string, a peerAnswer) {
+	t.Helper()
+	if a.Err != nil {
+		t.Errorf("%s: %v; want an HTTP answer (the certificate is allowed)", what, a.Err)
+		return
+	}
+	t.Logf("%s: answered %v", what, a)
+}
+
+// expectPipelineServed sends a heartbeat from the leader to a follower with
+// hc until it is answered 204 (raft took it): a certificate with the allowed
+// name gets through to raft. status reads a node's /v1/status.
+func expectPipelineServed(t *testing.T, hc *http.Client, status func(*tc.Node) (tc.Status, error), nodes ...*tc.Node) {
+	t.Helper()
+	tc.Eventually(t, tc.Timeout, func() error {
+		sts := make([]tc.Status, len(nodes))
+		for i, n := range nodes {
+			var err error
+			if sts[i], err = status(n); err != nil {
+				return err
+			}
+		}
+		id, err := tc.Agreement(sts)
+		if err != nil {
+			return err
+		}
+		var leader, follower *tc.Node
+		for _, n := range nodes {
+			if uint64(n.ID) == id {
+				leader = n
+			} else if follower == nil {
+				follower = n
+			}
+		}
+		if leader == nil || follower == nil {
+			return fmt.Errorf("no leader and follower among the nodes: %s", tc.Summary(sts))
+		}
+		p := peerProbes(t, rafthttpClusterID(t, sts[0]), leader, follower, sts[0].Term)[0]
+		if a := p.send(hc); a.Err != nil || a.Code != http.StatusNoContent {
+			return fmt.Errorf("%s at term %d: %v, want 204", p.what, sts[0].Term, a)
+		}
+		t.Logf("%s at term %d: answered 204", p.what, sts[0].Term)
+		return nil
+	})
+}
+
+// rafthttpClusterID is st's cluster ID as rafthttp writes it (hex without
+// leading zeros), or the old constant if st has none.
+func rafthttpClusterID(t *testing.T, st tc.Status) string {
+	t.Helper()
+	if st.ClusterID == "" {
+		return oldClusterID
+	}
+	id, err := strconv.ParseUint(st.ClusterID, 16, 64)
+	if err != nil {
+		t.Fatalf("cluster ID %q is not hex: %v", st.ClusterID, err)
+	}
+	return strconv.FormatUint(id, 16)
+}
+
+// expectNoErrorLogged checks the nodes' current runs logged nothing at error
+// level and no panic.
+func expectNoErrorLogged(t *testing.T, nodes ...*tc.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if bad := tc.ErrorLines(n.RunLog()); len(bad) > 0 {
+			t.Errorf("%v logged errors:\n%s", n, strings.Join(bad, "\n"))
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP API over HTTPS (the harness's Node methods speak plain http)
+
+// httpsStatus is n's GET /v1/status through api.
+func httpsStatus(api *tc.Client, n *tc.Node) (tc.Status, error) {
+	var st tc.Status
+	code, body, err := api.Do(n, http.MethodGet, "/v1/status", "")
+	if err != nil {
+		return st, fmt.Errorf("GET /v1/status on %v: %w", n, err)
+	}
+	if code != http.StatusOK {
+		return st, fmt.Errorf("GET /v1/status on %v: status %d: %s", n, code, strings.TrimSpace(body))
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		return st, fmt.Errorf("GET /v1/status on %v: %v in %q", n, err, body)
+	}
+	return st, nil
+}
+
+func httpsStatuses(api *tc.Client, nodes ...*tc.Node) ([]tc.Status, error) {
+	sts := make([]tc.Status, len(nodes))
+	for i, n := range nodes {
+		var err error
+		if sts[i], err = httpsStatus(api, n); err != nil {
+			return nil, err
+		}
+	}
+	return sts, nil
+}
+
+// httpsWaitLeader is tc.WaitLeader through api.
+func httpsWaitLeader(t *testing.T, api *tc.Client, nodes ...*tc.Node) *tc.Node {
+	t.Helper()
+	var leader *tc.Node
+	tc.Eventually(t, tc.Timeout, func() error {
+		sts, err := httpsStatuses(api, nodes...)
+		if err != nil {
+			return err
+		}
+		id, err := tc.Agreement(sts)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if uint64(n.ID) == id {
+				leader = n
+				return nil
+			}
+		}
+		return fmt.Errorf("leader %d is none of the nodes: %s", id, tc.Summary(sts))
+	})
+	return leader
+}
+
+// httpsMustPut is n.MustPut through api.
+func httpsMustPut(t *testing.T, api *tc.Client, n *tc.Node, key, val string) {
+	t.Helper()
+	tc.Eventually(t, tc.Timeout, func() error {
+		code, body, err := api.Do(n, http.MethodPut, "/"+key, val)
+		if err != nil || code != http.StatusNoContent {
+			return fmt.Errorf("PUT /%s over HTTPS on %v: status %d %q err %v", key, n, code, strings.TrimSpace(body), err)
+		}
+		return nil
+	})
+}
+
+// httpsExpectValue is tc.ExpectValue through api (linearizable GETs).
+func httpsExpectValue(t *testing.T, api *tc.Client, key, val string, nodes ...*tc.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		tc.Eventually(t, tc.Timeout, func() error {
+			code, body, err := api.Do(n, http.MethodGet, "/"+key, "")
+			if err != nil || code != http.StatusOK || body != val {
+				return fmt.Errorf("GET /%s over HTTPS on %v: status %d %q err %v; want 200 %q", key, n, code, body, err, val)
+			}
+			return nil
+		})
+	}
+}
+
+// expectHealthyOverHTTPS is expectHealthy for a cluster whose HTTP API is
+// HTTPS, through api.
+func expectHealthyOverHTTPS(t *testing.T, api *tc.Client, nodes ...*tc.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if !n.Running() {
+			code, _ := n.Wait(time.Second)
+			t.Fatalf("%v is not running (exit code %d); its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
+		}
+	}
+	seq := healthSeq.Add(1)
+	for _, n := range nodes {
+		key := fmt.Sprintf("health-%d-%d", seq, n.ID)
+		httpsMustPut(t, api, n, key, key)
+		httpsExpectValue(t, api, key, key, nodes...)
+	}
+	tc.Eventually(t, tc.Timeout, func() error {
+		sts, err := httpsStatuses(api, nodes...)
+		if err != nil {
+			return err
+		}
+		if _, err := tc.Agreement(sts); err != nil {
+			return err
+		}
+		for _, st := range sts[1:] {
+			if st.Applied != sts[0].Applied || st.Digest != sts[0].Digest {
+				return fmt.Errorf("replicas differ: %s", tc.Summary(sts))
+			}
+		}
+		return nil
+	})
+}
+
+// expectHealthyAfterRestartOverHTTPS is expectHealthyAfterRestart through
+// api.
+func expectHealthyAfterRestartOverHTTPS(t *testing.T, api *tc.Client, nodes ...*tc.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if code := n.Stop(); code != 0 {
+			t.Fatalf("%v exited with code %d on SIGTERM, want 0; its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
+		}
+	}
+	for _, n := range nodes {
+		n.Start()
+	}
+	for _, n := range nodes {
+		if err := n.WaitServing(tc.Timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectHealthyOverHTTPS(t, api, nodes...)
+	expectNoErrorLogged(t, nodes...)
+}
+
+// ---------------------------------------------------------------------------
+
+func TestPeerPortRefusesAClientCertificateWhenTheNameIsPinned(t *testing.T) {
+	certs := runDevcerts(t)
+	f := func(name string) string { return filepath.Join(certs, name) }
+
+	c := tc.New(t, 3)
+	c.StartCustom("https", func(*tc.Node) []string {
+		return []string{
+			"--peer-cert-file", f("peer.pem"), "--peer-key-file", f("peer-key.pem"),
+			"--peer-trusted-ca-file", f("ca.pem"), "--peer-cert-allowed-cn", devcertsPeerCN,
+			"--cert-file", f("server.pem"), "--key-file", f("server-key.pem"), "--trusted-ca-file", f("ca.pem"),
+		}
+	})
+	roots := loadPool(t, f("ca.pem"))
+	clientCert := loadPair(t, f("client.pem"), f("client-key.pem"))
+	peerCert := loadPair(t, f("peer.pem"), f("peer-key.pem"))
+	api := tc.NewTLSClient(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}}, 10*time.Second)
+
+	// The members reach each other with the peer certificate, pinned to its
+	// name, and serve clients with the client certificate.
+	leader := httpsWaitLeader(t, api, c.Nodes...)
+	var follower *tc.Node
+	for _, n := range c.Nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	httpsMustPut(t, api, follower, "pinned", "yes")
+	httpsExpectValue(t, api, "pinned", "yes", c.Nodes...)
+
+	// The client certificate (same CA, client auth) on a peer port: refused
+	// in the handshake by every member, for the pipeline and the stream.
+	st, err := httpsStatus(api, leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid := rafthttpClusterID(t, st)
+	intruder := peerPortClient(roots, clientCert)
+	for _, target := range c.Nodes {
+		// A heartbeat from the leader, or to the leader from a follower.
+		from := leader
+		if target == leader {
+			from = follower
+		}
+		for _, p := range peerProbes(t, cid, from, target, st.Term) {
+			expectRefusedInTLS(t, fmt.Sprintf("%s with the client certificate (CN raftexample-client)", p.what), p.send(intruder))
+		}
+	}
+
+	// The very same requests with the peer certificate get through: the
+	// pipeline to raft, the stream to rafthttp.
+	member := peerPortClient(roots, peerCert)
+	expectPipelineServed(t, member, func(n *tc.Node) (tc.Status, error) { return httpsStatus(api, n) }, c.Nodes...)
+	for _, p := range peerProbes(t, cid, leader, follower, st.Term)[1:] {
+		expectReachedRafthttp(t, p.what+" with the peer certificate", p.send(member))
+	}
+
+	expectHealthyOverHTTPS(t, api, c.Nodes...)
+	expectNoErrorLogged(t, c.Nodes...)
+	expectHealthyAfterRestartOverHTTPS(t, api, c.Nodes...)
+}
+
+func TestPeerCertAllowedHostnameRefusesOtherNames(t *testing.T) {
+	dir := t.TempDir()
+	ca := newSigningCA(t, dir)
+	loopback := []net.IP{net.ParseIP("127.0.0.1")}
+	type pair struct{ cert, key string }
+	own := map[int]pair{}
+	for id := 1; id <= 3; id++ {
+		cert, key := ca.issue(t, fmt.Sprintf("member%d", id), fmt.Sprintf("member-%d", id), loopback, []string{"localhost"})
+		own[id] = pair{cert, key}
+	}
+
+	c := tc.New(t, 3)
+	c.StartCustom("https", func(n *tc.Node) []string {
+		return []string{
+			"--peer-cert-file", own[n.ID].cert, "--peer-key-file", own[n.ID].key,
+			"--peer-trusted-ca-file", ca.certFile, "--peer-cert-allowed-hostname", "127.0.0.1",
+		}
+	})
+	leader, sts := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
+	follower := c.Nodes[0]
+	if follower == leader {
+		follower = c.Nodes[1]
+	}
+	follower.MustPut("pinned-to-127.0.0.1", "yes")
+	tc.ExpectValue(t, "pinned-to-127.0.0.1", "yes", c.Nodes...)
+	st := sts[leader.ID-1]
+	cid := rafthttpClusterID(t, st)
+
+	// Certificates from the peer CA, good for server and client, that are not
+	// valid for 127.0.0.1: refused in the handshake.
+	for i, bad := range []struct {
+		what, cn string
+		ips      []net.IP
+		dns      []string
+	}{
+		{"a certificate for localhost and ::1 only", "member-9", []net.IP{net.ParseIP("::1")}, []string{"localhost"}},
+		{"a certificate with CN 127.0.0.1 and no SAN", "127.0.0.1", nil, nil},
+		{"a certificate for 127.0.0.2", "member-9", []net.IP{net.ParseIP("127.0.0.2")}, nil},
+	} {
+		cert, key := ca.issue(t, fmt.Sprintf("intruder%d", i), bad.cn, bad.ips, bad.dns)
+		hc := peerPortClient(ca.pool(), loadPair(t, cert, key))
+		for _, p := range peerProbes(t, cid, leader, follower, st.Term) {
+			expectRefusedInTLS(t, fmt.Sprintf("%s with %s", p.what, bad.what), p.send(hc))
+		}
+	}
+
+	// A certificate valid for 127.0.0.1, whatever its CN, gets through.
+	cert, key := ca.issue(t, "other-cn", "not-a-member-name", loopback, nil)
+	hc := peerPortClient(ca.pool(), loadPair(t, cert, key))
+	expectPipelineServed(t, hc, (*tc.Node).Status, c.Nodes...)
+	for _, p := range peerProbes(t, cid, leader, follower, st.Term)[1:] {
+		expectReachedRafthttp(t, p.what+" with a certificate for 127.0.0.1", p.send(hc))
+	}
+
+	expectHealthy(t, c.Nodes...)
+	expectNoErrorLogged(t, c.Nodes...)
+	expectHealthyAfterRestart(t, c.Nodes...)
+}
+
+func TestPeerCertAllowedNameFlagsNeedThePeerTrustedCA(t *testing.T) {
+	bin := tc.Build(t)
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		what string
+		args []string
+	}{
+		{"--peer-cert-allowed-cn without any peer TLS flag", []string{"--peer-cert-allowed-cn", devcertsPeerCN}},
+		{"--peer-cert-allowed-cn with a peer certificate but no peer CA", []string{
+			"--peer-cert-file", "peer.pem", "--peer-key-file", "peer-key.pem", "--peer-cert-allowed-cn", devcertsPeerCN}},
+		{"--peer-cert-allowed-hostname with a peer certificate but no peer CA", []string{
+			"--peer-cert-file", "peer.pem", "--peer-key-file", "peer-key.pem", "--peer-cert-allowed-hostname", "127.0.0.1"}},
+	} {
+		ports, err := tc.FreePorts(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dataDir := filepath.Join(dir, strconv.Itoa(ports[0]))
+		args := append([]string{
+			"--id", "1", "--cluster", fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+			"--port", strconv.Itoa(ports[1]), "--data-dir", dataDir,
+		}, tt.args...)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err = cmd.Run()
+		cancel()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Errorf("%s: %v (stderr %q), want exit code 2", tt.what, err, stderr.String())
+			continue
+		}
+		msg := strings.TrimSuffix(stderr.String(), "\n")
+		if msg == "" || strings.Contains(msg, "\n") || !strings.Contains(msg, "--peer-trusted-ca-file") {
+			t.Errorf("%s: stderr %q, want one line naming --peer-trusted-ca-file", tt.what, stderr.String())
+		}
+		if stdout.Len() > 0 {
+			t.Errorf("%s: printed %q on stdout", tt.what, stdout.String())
+		}
+		if _, err := os.Stat(filepath.Join(dataDir, "raftexample-1")); err == nil {
+			t.Errorf("%s: created its WAL directory before refusing the flags", tt.what)
+		}
+		t.Logf("%s: exit 2: %s", tt.what, msg)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// A CA that can sign certificates with any names (testcluster's always
+// carry 127.0.0.1)
+
+type signingCA struct {
+	dir      string
+	certFile string
+	cert     *x509.Certificate
+	key      *ecdsa.PrivateKey
+}
+
+func newSigningCA(t *testing.T, dir string) *signingCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := certTemplate(t, "peer-name-ca")
+	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &signingCA{dir: dir, certFile: filepath.Join(dir, "ca.pem"), cert: cert, key: key}
+	writePEMFile(t, ca.certFile, "CERTIFICATE", der)
+	return ca
+}
+
+func (ca *signingCA) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// issue writes <file>.pem and <file>-key.pem: a certificate for server and
+// client authentication with Common Name cn, valid for exactly ips and dns.
+func (ca *signingCA) issue(t *testing.T, file, cn string, ips []net.IP, dns []string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := certTemplate(t, cn)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	tmpl.IPAddresses, tmpl.DNSNames = ips, dns
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(ca.dir, file+".pem"), filepath.Join(ca.dir, file+"-key.pem")
+	writePEMFile(t, certFile, "CERTIFICATE", der)
+	writePEMFile(t, keyFile, "PRIVATE KEY", keyDER)
+	return certFile, keyFile
+}
+
+func certTemplate(t *testing.T, cn string) *x509.Certificate {
+	t.Helper()
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &x509.Certificate{
+		SerialNumber: serial.Add(serial, big.NewInt(1)),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+}
+
+func writePEMFile(t *testing.T, path, kind string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

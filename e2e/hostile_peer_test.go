@@ -476,9 +476,9 @@ func TestGarbageSnapshotUploadIsRefusedAndLeavesNoFile(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		var over atomic.Bool
-		stopRSS := watchRSS(r.n, rssLimit, func() { over.Store(true); cancel() })
+		mem := watchMemory(r.n, rssLimit, func() { over.Store(true); cancel() })
 		a := sendSnapshot(ctx, t, r.n, m, data, size)
-		peak := stopRSS()
+		peak := mem.Stop()
 		cancel()
 		t.Logf("%s: answered %v, peak RSS %d MiB", u.name, a, peak>>20)
 		// A huge upload may also be refused by closing the connection early.
@@ -530,11 +530,11 @@ func TestOversizedPipelineBodyIsRefusedWithBoundedMemory(t *testing.T) {
 		g := newGarbageReader(size)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		var over atomic.Bool
-		stopRSS := watchRSS(n, rssLimit, func() { over.Store(true); cancel() })
+		mem := watchMemory(n, rssLimit, func() { over.Store(true); cancel() })
 		start := time.Now()
 		a := sendPipelineBody(ctx, t, n, idOf(s.leader), g, tt.length)
 		took := time.Since(start)
-		peak := stopRSS()
+		peak := mem.Stop()
 		cancel()
 		t.Logf("%s: %v after %v, %d MiB sent, peak RSS %d MiB", tt.name, a, took.Round(time.Millisecond), g.Sent()>>20, peak>>20)
 		switch {

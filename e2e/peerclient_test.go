@@ -17,7 +17,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -279,55 +278,4 @@ func (g *garbageReader) Sent() int64 { return g.sent.Load() }
 func (g *garbageReader) cutOff(a peerAnswer) bool {
 	return a.Err != nil && !errors.Is(a.Err, context.DeadlineExceeded) && !errors.Is(a.Err, context.Canceled) &&
 		g.Sent() < g.size
-}
-
-// rssBytes is the resident set size of process pid (VmRSS).
-func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS line")
-}
-
-// watchRSS samples n's resident memory every 20 ms until the returned stop
-// is called, which returns the peak seen. If the peak passes limit, over is
-// called once (e.g. to cancel the request that feeds it, before the machine
-// runs out of memory).
-func watchRSS(n *tc.Node, limit int64, over func()) (stop func() int64) {
-	pid := n.PID()
-	var peak atomic.Int64
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		fired := false
-		for {
-			if rss, err := rssBytes(pid); err == nil && rss > peak.Load() {
-				peak.Store(rss)
-				if rss > limit && !fired {
-					fired = true
-					over()
-				}
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() int64 {
-		close(done)
-		<-finished
-		return peak.Load()
-	}
 }

@@ -335,63 +335,6 @@ func limitMemberFiles(t *testing.T, n *tc.Node, limit uint64) {
 	}
 }
 
-// residentMemory is VmRSS of process pid, in bytes.
-func residentMemory(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS line")
-}
-
-// memoryWatch samples a member's resident memory every 50 ms.
-type memoryWatch struct {
-	peak atomic.Int64
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-// watchMemory starts sampling n; over is called once if it passes bound.
-func watchMemory(n *tc.Node, bound int64, over func()) *memoryWatch {
-	w := &memoryWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	pid := n.PID()
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		fired := false
-		for {
-			if rss, err := residentMemory(pid); err == nil && rss > w.peak.Load() {
-				w.peak.Store(rss)
-				if rss > bound && !fired {
-					fired = true
-					over()
-				}
-			}
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return w
-}
-
-// Stop ends the sampling and returns the peak.
-func (w *memoryWatch) Stop() int64 {
-	w.once.Do(func() { close(w.stop) })
-	<-w.done
-	return w.peak.Load()
-}
-
 // ---------------------------------------------------------------------------
 // Connections held open
 

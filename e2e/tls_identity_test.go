@@ -16,7 +16,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -187,16 +186,13 @@ func expectReachedRafthttp(t *testing.T, what string, a peerAnswer) {
 
 // expectPipelineServed sends a heartbeat from the leader to a follower with
 // hc until it is answered 204 (raft took it): a certificate with the allowed
-// name gets through to raft. status reads a node's /v1/status.
-func expectPipelineServed(t *testing.T, hc *http.Client, status func(*tc.Node) (tc.Status, error), nodes ...*tc.Node) {
+// name gets through to raft.
+func expectPipelineServed(t *testing.T, hc *http.Client, nodes ...*tc.Node) {
 	t.Helper()
 	tc.Eventually(t, tc.Timeout, func() error {
-		sts := make([]tc.Status, len(nodes))
-		for i, n := range nodes {
-			var err error
-			if sts[i], err = status(n); err != nil {
-				return err
-			}
+		sts, err := tc.Statuses(nodes...)
+		if err != nil {
+			return err
 		}
 		id, err := tc.Agreement(sts)
 		if err != nil {
@@ -248,140 +244,6 @@ func expectNoErrorLogged(t *testing.T, nodes ...*tc.Node) {
 }
 
 // ---------------------------------------------------------------------------
-// The HTTP API over HTTPS (the harness's Node methods speak plain http)
-
-// httpsStatus is n's GET /v1/status through api.
-func httpsStatus(api *tc.Client, n *tc.Node) (tc.Status, error) {
-	var st tc.Status
-	code, body, err := api.Do(n, http.MethodGet, "/v1/status", "")
-	if err != nil {
-		return st, fmt.Errorf("GET /v1/status on %v: %w", n, err)
-	}
-	if code != http.StatusOK {
-		return st, fmt.Errorf("GET /v1/status on %v: status %d: %s", n, code, strings.TrimSpace(body))
-	}
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
-		return st, fmt.Errorf("GET /v1/status on %v: %v in %q", n, err, body)
-	}
-	return st, nil
-}
-
-func httpsStatuses(api *tc.Client, nodes ...*tc.Node) ([]tc.Status, error) {
-	sts := make([]tc.Status, len(nodes))
-	for i, n := range nodes {
-		var err error
-		if sts[i], err = httpsStatus(api, n); err != nil {
-			return nil, err
-		}
-	}
-	return sts, nil
-}
-
-// httpsWaitLeader is tc.WaitLeader through api.
-func httpsWaitLeader(t *testing.T, api *tc.Client, nodes ...*tc.Node) *tc.Node {
-	t.Helper()
-	var leader *tc.Node
-	tc.Eventually(t, tc.Timeout, func() error {
-		sts, err := httpsStatuses(api, nodes...)
-		if err != nil {
-			return err
-		}
-		id, err := tc.Agreement(sts)
-		if err != nil {
-			return err
-		}
-		for _, n := range nodes {
-			if uint64(n.ID) == id {
-				leader = n
-				return nil
-			}
-		}
-		return fmt.Errorf("leader %d is none of the nodes: %s", id, tc.Summary(sts))
-	})
-	return leader
-}
-
-// httpsMustPut is n.MustPut through api.
-func httpsMustPut(t *testing.T, api *tc.Client, n *tc.Node, key, val string) {
-	t.Helper()
-	tc.Eventually(t, tc.Timeout, func() error {
-		code, body, err := api.Do(n, http.MethodPut, "/"+key, val)
-		if err != nil || code != http.StatusNoContent {
-			return fmt.Errorf("PUT /%s over HTTPS on %v: status %d %q err %v", key, n, code, strings.TrimSpace(body), err)
-		}
-		return nil
-	})
-}
-
-// httpsExpectValue is tc.ExpectValue through api (linearizable GETs).
-func httpsExpectValue(t *testing.T, api *tc.Client, key, val string, nodes ...*tc.Node) {
-	t.Helper()
-	for _, n := range nodes {
-		tc.Eventually(t, tc.Timeout, func() error {
-			code, body, err := api.Do(n, http.MethodGet, "/"+key, "")
-			if err != nil || code != http.StatusOK || body != val {
-				return fmt.Errorf("GET /%s over HTTPS on %v: status %d %q err %v; want 200 %q", key, n, code, body, err, val)
-			}
-			return nil
-		})
-	}
-}
-
-// expectHealthyOverHTTPS is expectHealthy for a cluster whose HTTP API is
-// HTTPS, through api.
-func expectHealthyOverHTTPS(t *testing.T, api *tc.Client, nodes ...*tc.Node) {
-	t.Helper()
-	for _, n := range nodes {
-		if !n.Running() {
-			code, _ := n.Wait(time.Second)
-			t.Fatalf("%v is not running (exit code %d); its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
-		}
-	}
-	seq := healthSeq.Add(1)
-	for _, n := range nodes {
-		key := fmt.Sprintf("health-%d-%d", seq, n.ID)
-		httpsMustPut(t, api, n, key, key)
-		httpsExpectValue(t, api, key, key, nodes...)
-	}
-	tc.Eventually(t, tc.Timeout, func() error {
-		sts, err := httpsStatuses(api, nodes...)
-		if err != nil {
-			return err
-		}
-		if _, err := tc.Agreement(sts); err != nil {
-			return err
-		}
-		for _, st := range sts[1:] {
-			if st.Applied != sts[0].Applied || st.Digest != sts[0].Digest {
-				return fmt.Errorf("replicas differ: %s", tc.Summary(sts))
-			}
-		}
-		return nil
-	})
-}
-
-// expectHealthyAfterRestartOverHTTPS is expectHealthyAfterRestart through
-// api.
-func expectHealthyAfterRestartOverHTTPS(t *testing.T, api *tc.Client, nodes ...*tc.Node) {
-	t.Helper()
-	for _, n := range nodes {
-		if code := n.Stop(); code != 0 {
-			t.Fatalf("%v exited with code %d on SIGTERM, want 0; its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
-		}
-	}
-	for _, n := range nodes {
-		n.Start()
-	}
-	for _, n := range nodes {
-		if err := n.WaitServing(tc.Timeout); err != nil {
-			t.Fatal(err)
-		}
-	}
-	expectHealthyOverHTTPS(t, api, nodes...)
-	expectNoErrorLogged(t, nodes...)
-}
-
-// ---------------------------------------------------------------------------
 
 func TestPeerPortRefusesAClientCertificateWhenTheNameIsPinned(t *testing.T) {
 	certs := runDevcerts(t)
@@ -398,11 +260,13 @@ func TestPeerPortRefusesAClientCertificateWhenTheNameIsPinned(t *testing.T) {
 	roots := loadPool(t, f("ca.pem"))
 	clientCert := loadPair(t, f("client.pem"), f("client-key.pem"))
 	peerCert := loadPair(t, f("peer.pem"), f("peer-key.pem"))
-	api := tc.NewTLSClient(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}}, 10*time.Second)
+	for _, n := range c.Nodes {
+		n.UseTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}})
+	}
 
 	// The members reach each other with the peer certificate, pinned to its
 	// name, and serve clients with the client certificate.
-	leader := httpsWaitLeader(t, api, c.Nodes...)
+	leader, _ := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
 	var follower *tc.Node
 	for _, n := range c.Nodes {
 		if n != leader {
@@ -410,12 +274,12 @@ func TestPeerPortRefusesAClientCertificateWhenTheNameIsPinned(t *testing.T) {
 			break
 		}
 	}
-	httpsMustPut(t, api, follower, "pinned", "yes")
-	httpsExpectValue(t, api, "pinned", "yes", c.Nodes...)
+	follower.MustPut("pinned", "yes")
+	tc.ExpectValue(t, "pinned", "yes", c.Nodes...)
 
 	// The client certificate (same CA, client auth) on a peer port: refused
 	// in the handshake by every member, for the pipeline and the stream.
-	st, err := httpsStatus(api, leader)
+	st, err := leader.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,14 +299,15 @@ func TestPeerPortRefusesAClientCertificateWhenTheNameIsPinned(t *testing.T) {
 	// The very same requests with the peer certificate get through: the
 	// pipeline to raft, the stream to rafthttp.
 	member := peerPortClient(roots, peerCert)
-	expectPipelineServed(t, member, func(n *tc.Node) (tc.Status, error) { return httpsStatus(api, n) }, c.Nodes...)
+	expectPipelineServed(t, member, c.Nodes...)
 	for _, p := range peerProbes(t, cid, leader, follower, st.Term)[1:] {
 		expectReachedRafthttp(t, p.what+" with the peer certificate", p.send(member))
 	}
 
-	expectHealthyOverHTTPS(t, api, c.Nodes...)
+	expectHealthy(t, c.Nodes...)
 	expectNoErrorLogged(t, c.Nodes...)
-	expectHealthyAfterRestartOverHTTPS(t, api, c.Nodes...)
+	expectHealthyAfterRestart(t, c.Nodes...)
+	expectNoErrorLogged(t, c.Nodes...)
 }
 
 func TestPeerCertAllowedHostnameRefusesOtherNames(t *testing.T) {
@@ -494,7 +359,7 @@ func TestPeerCertAllowedHostnameRefusesOtherNames(t *testing.T) {
 	// A certificate valid for 127.0.0.1, whatever its CN, gets through.
 	cert, key := ca.issue(t, "other-cn", "not-a-member-name", loopback, nil)
 	hc := peerPortClient(ca.pool(), loadPair(t, cert, key))
-	expectPipelineServed(t, hc, (*tc.Node).Status, c.Nodes...)
+	expectPipelineServed(t, hc, c.Nodes...)
 	for _, p := range peerProbes(t, cid, leader, follower, st.Term)[1:] {
 		expectReachedRafthttp(t, p.what+" with a certificate for 127.0.0.1", p.send(hc))
 	}

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,18 @@ import (
 // URL returns the address of path (e.g. "/v1/status") on this node's HTTP
 // API.
 func (n *Node) URL(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d%s", n.HTTPPort, path)
+	scheme := "http"
+	if n.clientTLS != nil {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, n.HTTPPort, path)
+}
+
+// UseTLS makes every request of n's helpers (Do, Put, Get, Status, ...) go
+// to its HTTP API over HTTPS with cfg, for a node started with --cert-file.
+func (n *Node) UseTLS(cfg *tls.Config) {
+	n.clientTLS = cfg
+	n.client.Transport = &http.Transport{DisableKeepAlives: true, TLSClientConfig: cfg}
 }
 
 // Response is a complete HTTP answer.

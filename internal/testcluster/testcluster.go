@@ -5,6 +5,7 @@
 package testcluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -156,9 +157,10 @@ type Node struct {
 	Args     []string // command line arguments, reused by Restart
 	LogPath  string   // stdout and stderr of every run, appended
 
-	t      testing.TB
-	bin    string
-	client *http.Client
+	t         testing.TB
+	bin       string
+	client    *http.Client
+	clientTLS *tls.Config // set by UseTLS
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -317,6 +319,21 @@ func (n *Node) PID() int {
 	return n.cmd.Process.Pid
 }
 
+// RSS is the resident memory (VmRSS) of the current run's process, in bytes.
+func (n *Node) RSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.PID()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS line")
+}
+
 func (n *Node) signal(sig os.Signal) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -455,7 +472,7 @@ func Tail(s string, n int) string {
 // Do sends a request with method to path (e.g. "/key") and returns the
 // status code and body.
 func (n *Node) Do(method, path, body string) (int, string, error) {
-	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", n.HTTPPort, path), strings.NewReader(body))
+	req, err := http.NewRequest(method, n.URL(path), strings.NewReader(body))
 	if err != nil {
 		return 0, "", err
 	}

@@ -10,17 +10,11 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -312,12 +306,12 @@ func TestPeerPortRefusesAClientCertificateWhenTheNameIsPinned(t *testing.T) {
 
 func TestPeerCertAllowedHostnameRefusesOtherNames(t *testing.T) {
 	dir := t.TempDir()
-	ca := newSigningCA(t, dir)
+	ca := tc.NewCA(t, dir, "peer-name-ca")
 	loopback := []net.IP{net.ParseIP("127.0.0.1")}
 	type pair struct{ cert, key string }
 	own := map[int]pair{}
 	for id := 1; id <= 3; id++ {
-		cert, key := ca.issue(t, fmt.Sprintf("member%d", id), fmt.Sprintf("member-%d", id), loopback, []string{"localhost"})
+		cert, key := ca.IssueFor(t, fmt.Sprintf("member%d", id), fmt.Sprintf("member-%d", id), loopback, []string{"localhost"})
 		own[id] = pair{cert, key}
 	}
 
@@ -325,7 +319,7 @@ func TestPeerCertAllowedHostnameRefusesOtherNames(t *testing.T) {
 	c.StartCustom("https", func(n *tc.Node) []string {
 		return []string{
 			"--peer-cert-file", own[n.ID].cert, "--peer-key-file", own[n.ID].key,
-			"--peer-trusted-ca-file", ca.certFile, "--peer-cert-allowed-hostname", "127.0.0.1",
+			"--peer-trusted-ca-file", ca.CertFile, "--peer-cert-allowed-hostname", "127.0.0.1",
 		}
 	})
 	leader, sts := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
@@ -349,16 +343,16 @@ func TestPeerCertAllowedHostnameRefusesOtherNames(t *testing.T) {
 		{"a certificate with CN 127.0.0.1 and no SAN", "127.0.0.1", nil, nil},
 		{"a certificate for 127.0.0.2", "member-9", []net.IP{net.ParseIP("127.0.0.2")}, nil},
 	} {
-		cert, key := ca.issue(t, fmt.Sprintf("intruder%d", i), bad.cn, bad.ips, bad.dns)
-		hc := peerPortClient(ca.pool(), loadPair(t, cert, key))
+		cert, key := ca.IssueFor(t, fmt.Sprintf("intruder%d", i), bad.cn, bad.ips, bad.dns)
+		hc := peerPortClient(ca.Pool(), loadPair(t, cert, key))
 		for _, p := range peerProbes(t, cid, leader, follower, st.Term) {
 			expectRefusedInTLS(t, fmt.Sprintf("%s with %s", p.what, bad.what), p.send(hc))
 		}
 	}
 
 	// A certificate valid for 127.0.0.1, whatever its CN, gets through.
-	cert, key := ca.issue(t, "other-cn", "not-a-member-name", loopback, nil)
-	hc := peerPortClient(ca.pool(), loadPair(t, cert, key))
+	cert, key := ca.IssueFor(t, "other-cn", "not-a-member-name", loopback, nil)
+	hc := peerPortClient(ca.Pool(), loadPair(t, cert, key))
 	expectPipelineServed(t, hc, c.Nodes...)
 	for _, p := range peerProbes(t, cid, leader, follower, st.Term)[1:] {
 		expectReachedRafthttp(t, p.what+" with a certificate for 127.0.0.1", p.send(hc))
@@ -418,86 +412,3 @@ func TestPeerCertAllowedNameFlagsNeedThePeerTrustedCA(t *testing.T) {
 
 // ---------------------------------------------------------------------------
 // A CA that can sign certificates with any names (testcluster's always
-// carry 127.0.0.1)
-
-type signingCA struct {
-	dir      string
-	certFile string
-	cert     *x509.Certificate
-	key      *ecdsa.PrivateKey
-}
-
-func newSigningCA(t *testing.T, dir string) *signingCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := certTemplate(t, "peer-name-ca")
-	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &signingCA{dir: dir, certFile: filepath.Join(dir, "ca.pem"), cert: cert, key: key}
-	writePEMFile(t, ca.certFile, "CERTIFICATE", der)
-	return ca
-}
-
-func (ca *signingCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// issue writes <file>.pem and <file>-key.pem: a certificate for server and
-// client authentication with Common Name cn, valid for exactly ips and dns.
-func (ca *signingCA) issue(t *testing.T, file, cn string, ips []net.IP, dns []string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := certTemplate(t, cn)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	tmpl.IPAddresses, tmpl.DNSNames = ips, dns
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(ca.dir, file+".pem"), filepath.Join(ca.dir, file+"-key.pem")
-	writePEMFile(t, certFile, "CERTIFICATE", der)
-	writePEMFile(t, keyFile, "PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
-
-func certTemplate(t *testing.T, cn string) *x509.Certificate {
-	t.Helper()
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &x509.Certificate{
-		SerialNumber: serial.Add(serial, big.NewInt(1)),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-}
-
-func writePEMFile(t *testing.T, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}

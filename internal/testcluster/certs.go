@@ -64,19 +64,26 @@ func NewCA(t testing.TB, dir, name string) *CA {
 // and its ECDSA P-256 key to dir/<ca>-<name>.crt and .key.
 func (ca *CA) Issue(t testing.TB, name string) (certFile, keyFile string) {
 	t.Helper()
+	return ca.IssueFor(t, name, name, []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
+}
+
+// IssueFor is Issue with Common Name cn, valid for exactly ips and dns, in
+// files named after file.
+func (ca *CA) IssueFor(t testing.TB, file, cn string, ips []net.IP, dns []string) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(t),
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"raftexample tests"}},
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{"raftexample tests"}},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
+		IPAddresses:  ips,
+		DNSNames:     dns,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -86,7 +93,7 @@ func (ca *CA) Issue(t testing.TB, name string) (certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := filepath.Join(ca.dir, ca.Name+"-"+name)
+	base := filepath.Join(ca.dir, ca.Name+"-"+file)
 	certFile, keyFile = base+".crt", base+".key"
 	writePEM(t, certFile, "CERTIFICATE", der, 0o644)
 	writePEM(t, keyFile, "PRIVATE KEY", keyDER, 0o600)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,83 +39,15 @@ type httpAPI struct {
 	pprof          bool // serve Go's profiler under /debug/pprof/
 }
 
-// errorStyle writes a one-line error the way its API does.
-type errorStyle func(w http.ResponseWriter, code int, msg string)
-
-func plainError(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) }
-
-func jsonError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
-
 // contextFor bounds a request's wait for raft by --request-timeout.
 func contextFor(r *http.Request, timeout time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), timeout)
-}
-
-// maxJSONBodyBytes bounds the JSON bodies the API takes (member changes,
-// leadership transfer).
-const maxJSONBodyBytes = 4096
-
-// decodeJSONBody reads r's body as exactly one JSON object into v, refusing
-// what encoding/json would let through silently: unknown fields, a field
-// given twice (the last would win), and anything after the object.
-func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBodyBytes))
-	if err != nil {
-		return err
-	}
-	if err := checkJSONObject(body); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
-
-// checkJSONObject checks that data is one JSON object with no field given
-// twice (at its top level, where the API's bodies have all their fields),
-// and nothing after it but white space.
-func checkJSONObject(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return errors.New("not a JSON object")
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name, _ := tok.(string)
-		if seen[name] {
-			return fmt.Errorf("field %q is given twice", name)
-		}
-		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the JSON object")
-	}
-	return nil
 }
 
 // isGet reports whether r reads: GET, or HEAD, which net/http answers with
 // GET's status and headers and no body.
 func isGet(r *http.Request) bool {
 	return r.Method == http.MethodGet || r.Method == http.MethodHead
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
 }
 
 // clientBodyTimeout is how long a client may take to send a request body,
@@ -312,41 +242,6 @@ func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, id uint64
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// fail answers why a request did not complete, with statusFor's code.
-func (h *httpAPI) fail(w http.ResponseWriter, err error, reply errorStyle) {
-	code := statusFor(err)
-	if code == http.StatusInternalServerError {
-		h.lg.Error("request failed", zap.Error(err))
-		reply(w, code, "internal error: "+err.Error())
-		return
-	}
-	reply(w, code, err.Error())
-}
-
-// statusFor maps why a request did not complete to a status: 503 when the
-// cluster could not (or could not be shown to) do it now, 4xx when it was
-// refused.
-func statusFor(err error) int {
-	var remote *leaderAnswer
-	switch {
-	case errors.As(err, &remote):
-		return remote.code
-	case errors.Is(err, errNoLeader), errors.Is(err, errOutcomeUnknown), errors.Is(err, errLeaderLost),
-		errors.Is(err, errStopped), errors.Is(err, errReadUnconfirmed), errors.Is(err, errApplyBehind),
-		errors.Is(err, errTransferTimeout):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, errNotMember):
-		return http.StatusNotFound
-	case errors.Is(err, errBadMemberID):
-		return http.StatusBadRequest
-	case errors.Is(err, errMemberExists), errors.Is(err, errIDRemoved), errors.Is(err, errLastMember),
-		errors.Is(err, errPeerURLInUse), errors.Is(err, errChangeInFlight), errors.Is(err, errWouldLoseQuorum):
-		return http.StatusConflict
-	default:
-		return http.StatusInternalServerError
-	}
 }
 
 // maxHealthyApplyLag is how far the applied index may trail the commit index

@@ -61,8 +61,9 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// server's ReadTimeout, which would also cancel a request still waiting
 	// for raft once it passed.)
 	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(start.Add(h.requestTimeout + clientBodyTimeout))
-	rc.SetWriteDeadline(start.Add(h.requestTimeout + clientBodyTimeout))
+	deadline := start.Add(h.requestTimeout + clientBodyTimeout)
+	rc.SetReadDeadline(deadline)
+	rc.SetWriteDeadline(deadline.Add(5 * time.Second)) // a body that timed out still hears why
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	route := h.route(rec, r)
 	observeHTTP(route, r.Method, rec.code, start)

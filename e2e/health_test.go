@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -45,12 +46,7 @@ func expectConverged(t *testing.T, nodes ...*tc.Node) {
 		if _, err := tc.Agreement(sts); err != nil {
 			return err
 		}
-		for _, st := range sts[1:] {
-			if st.Applied != sts[0].Applied || st.Digest != sts[0].Digest {
-				return fmt.Errorf("replicas differ: %s", tc.Summary(sts))
-			}
-		}
-		return nil
+		return converged(sts)
 	})
 }
 
@@ -59,23 +55,28 @@ func expectConverged(t *testing.T, nodes ...*tc.Node) {
 // must not have left anything on disk that breaks a restart.
 func expectHealthyAfterRestart(t *testing.T, nodes ...*tc.Node) {
 	t.Helper()
-	for _, n := range nodes {
-		if code := n.Stop(); code != 0 {
-			t.Fatalf("%v exited with code %d on SIGTERM, want 0; its last lines:\n%s", n, code, tc.Tail(n.RunLog(), 30))
-		}
-	}
-	for _, n := range nodes {
-		n.Start()
-	}
-	for _, n := range nodes {
-		if err := n.WaitServing(tc.Timeout); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.RestartAll(t, nodes...)
 	expectHealthy(t, nodes...)
 	for _, n := range nodes {
 		if strings.Contains(n.RunLog(), "panic") {
 			t.Fatalf("%v logged a panic after restart:\n%s", n, tc.Tail(n.RunLog(), 30))
 		}
 	}
+}
+
+// converged checks one set of statuses: all at the same applied index with
+// the same digest (check 3 of the robustness suite).
+func converged(sts []tc.Status) error {
+	if len(sts) == 0 {
+		return errors.New("no statuses")
+	}
+	for _, st := range sts[1:] {
+		if st.Applied != sts[0].Applied || st.Digest != sts[0].Digest {
+			return fmt.Errorf("replicas differ: %s", tc.Summary(sts))
+		}
+	}
+	if sts[0].Digest == "" {
+		return fmt.Errorf("no digest: %s", tc.Summary(sts))
+	}
+	return nil
 }

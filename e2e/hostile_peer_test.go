@@ -29,15 +29,6 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-// startHostileCluster starts a 3-member cluster and waits until it has a leader.
-func startHostileCluster(t *testing.T, extra ...string) *tc.Cluster {
-	t.Helper()
-	c := tc.New(t, 3, extra...)
-	c.Start()
-	tc.WaitLeader(t, tc.Timeout, c.Nodes...)
-	return c
-}
-
 // idOf is n's raft id.
 func idOf(n *tc.Node) uint64 { return uint64(n.ID) }
 
@@ -87,7 +78,7 @@ func expectSmallTerms(t *testing.T, nodes ...*tc.Node) {
 // at every restart; at the other terms the cluster survives at the forged
 // term + 1 (2^63+1, 2^62+2, current + 2^40 + 1).
 func TestHeartbeatWithAHugeTermDoesNotKillTheCluster(t *testing.T) {
-	c := startHostileCluster(t)
+	c := tc.StartCluster(t, 3)
 	for _, tt := range []struct {
 		name string
 		term func(current uint64) uint64
@@ -281,7 +272,7 @@ func absurdMessages() []forged {
 // would act on it. They are refused, and the cluster stays healthy, case
 // after case, and after a restart.
 func TestAbsurdPeerMessagesAreRefused(t *testing.T) {
-	c := startHostileCluster(t)
+	c := tc.StartCluster(t, 3)
 	for _, f := range absurdMessages() {
 		s := lookAt(t, c)
 		to, m := f.to(s), f.msg(s)
@@ -422,7 +413,7 @@ func snapshotUploads() []upload {
 // receiver's memory.
 func TestGarbageSnapshotUploadIsRefusedAndLeavesNoFile(t *testing.T) {
 	// Frequent snapshots, so that the receiver has data files of its own.
-	c := startHostileCluster(t, "--snap-count", "10")
+	c := tc.StartCluster(t, 3, "--snap-count", "10")
 	var kvs []tc.KV
 	for i := range 30 {
 		kvs = append(kvs, tc.KV{Key: fmt.Sprintf("k%d", i), Val: "v"})
@@ -511,7 +502,7 @@ func TestGarbageSnapshotUploadIsRefusedAndLeavesNoFile(t *testing.T) {
 // it into memory. On the code before the fix rafthttp's pipeline handler
 // reads the whole body with io.ReadAll.
 func TestOversizedPipelineBodyIsRefusedWithBoundedMemory(t *testing.T) {
-	c := startHostileCluster(t)
+	c := tc.StartCluster(t, 3)
 	const (
 		size     = 1 << 30
 		rssLimit = 300 << 20
@@ -560,7 +551,7 @@ func TestOversizedPipelineBodyIsRefusedWithBoundedMemory(t *testing.T) {
 // cluster pointed at another is taken in, and if its id was removed there
 // it is told it was removed and exits.
 func TestWrongClusterIDIsRefused(t *testing.T) {
-	a := startHostileCluster(t)
+	a := tc.StartCluster(t, 3)
 	b := tc.New(t, 1)
 	b.Start()
 	tc.WaitLeader(t, tc.Timeout, b.Nodes...)
@@ -602,10 +593,7 @@ func TestWrongClusterIDIsRefused(t *testing.T) {
 	// A stray member: id 4, once a member of A and removed since, now started
 	// as a new cluster whose --cluster names A's three peer URLs and its own.
 	// It is another cluster: A must refuse it (412), not tell it "removed".
-	ports, err := tc.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := tc.FreePorts(t, 2)
 	strayURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	if code, body, err := a.Node(1).AddMember("4", strayURL); err != nil || code >= 300 {
 		t.Fatalf("adding member 4 to cluster A: %d %s %v", code, body, err)
@@ -717,7 +705,7 @@ func mismatchLogged(stray *tc.Node, marks map[*tc.Node]int) bool {
 // stream is refused (412). On the code before the fix the old constant 1000
 // is the right ID, and the forged stream is accepted (200).
 func TestForgedStreamTakeoverNeedsTheClusterID(t *testing.T) {
-	c := startHostileCluster(t)
+	c := tc.StartCluster(t, 3)
 	for _, tt := range []struct{ kind, clusterID string }{
 		{"msgapp", oldClusterID},
 		{"message", oldClusterID},

@@ -109,8 +109,8 @@ func TestConnectionsBeyondTheCapDoNotStopAMember(t *testing.T) {
 	c := tc.New(t, 3, "--snap-count", strconv.Itoa(snapCount))
 	c.Start()
 	leader, _ := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
-	n := followersOf(c, leader)[0]
-	others := followersOf(c, n)
+	n := c.Except(leader)[0]
+	others := c.Except(n)
 	limitMemberFiles(t, n, memberLimit)
 	// More than n can accept, and more than its accept queue holds.
 	conns := memberLimit + 4000
@@ -145,12 +145,10 @@ func TestConnectionsBeyondTheCapDoNotStopAMember(t *testing.T) {
 	}
 	// Informational: whether n answers anyone while the flood lasts (it
 	// need not until the idle connections are evicted or time out).
-	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	if resp, err := probe.Get(n.URL("/health")); err != nil {
+	if code, _, err := doWithin(2*time.Second, n, http.MethodGet, "/health", ""); err != nil {
 		t.Logf("GET /health on %v while flooded: %v", n, err)
 	} else {
-		resp.Body.Close()
-		t.Logf("GET /health on %v while flooded: %d", n, resp.StatusCode)
+		t.Logf("GET /health on %v while flooded: %d", n, code)
 	}
 	expectNoDescriptorShortage(t, n)
 

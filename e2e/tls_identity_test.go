@@ -90,7 +90,12 @@ func presenting(roots *x509.CertPool, cert tls.Certificate) *tls.Config {
 
 // peerPortClient is an HTTPS client for peer ports, presenting cert.
 func peerPortClient(roots *x509.CertPool, cert tls.Certificate) *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: presenting(roots, cert), DisableKeepAlives: true}}
+	return httpsClient(presenting(roots, cert))
+}
+
+// httpsClient is an HTTPS client with cfg that never reuses connections.
+func httpsClient(cfg *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 }
 
 // peerProbe is one rafthttp request to a member's peer port.
@@ -376,10 +381,7 @@ func TestPeerCertAllowedNameFlagsNeedThePeerTrustedCA(t *testing.T) {
 		{"--peer-cert-allowed-hostname with a peer certificate but no peer CA", []string{
 			"--peer-cert-file", "peer.pem", "--peer-key-file", "peer-key.pem", "--peer-cert-allowed-hostname", "127.0.0.1"}},
 	} {
-		ports, err := tc.FreePorts(2)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ports := tc.FreePorts(t, 2)
 		dataDir := filepath.Join(dir, strconv.Itoa(ports[0]))
 		args := append([]string{
 			"--id", "1", "--cluster", fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
@@ -389,7 +391,7 @@ func TestPeerCertAllowedNameFlagsNeedThePeerTrustedCA(t *testing.T) {
 		cmd := exec.CommandContext(ctx, bin, args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err = cmd.Run()
+		err := cmd.Run()
 		cancel()
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != 2 {

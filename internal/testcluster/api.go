@@ -1,14 +1,16 @@
 package testcluster
 
+// The HTTP client of a node: every request a test sends to a member's HTTP
+// API goes through Node.send, over HTTP or, after UseTLS, HTTPS.
+
 import (
+	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // URL returns the address of path (e.g. "/v1/status") on this node's HTTP
@@ -23,6 +25,7 @@ func (n *Node) URL(path string) string {
 
 // UseTLS makes every request of n's helpers (Do, Put, Get, Status, ...) go
 // to its HTTP API over HTTPS with cfg, for a node started with --cert-file.
+// UseTLS(nil) goes back to plain HTTP.
 func (n *Node) UseTLS(cfg *tls.Config) {
 	n.clientTLS = cfg
 	n.client.Transport = &http.Transport{DisableKeepAlives: true, TLSClientConfig: cfg}
@@ -35,10 +38,11 @@ type Response struct {
 	Body   string
 }
 
-// DoRequest sends method to path with body and extra headers (may be nil)
-// and returns the whole answer.
-func (n *Node) DoRequest(method, path, body string, header http.Header) (Response, error) {
-	req, err := http.NewRequest(method, n.URL(path), strings.NewReader(body))
+// send is the one place requests to a node's HTTP API are made. The
+// client never reuses connections (nodes are killed and restarted all the
+// time) and gives up after 15 s; ctx may end a request sooner.
+func (n *Node) send(ctx context.Context, method, path, body string, header http.Header) (Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, n.URL(path), strings.NewReader(body))
 	if err != nil {
 		return Response{}, err
 	}
@@ -56,9 +60,32 @@ func (n *Node) DoRequest(method, path, body string, header http.Header) (Respons
 	return Response{Code: resp.StatusCode, Header: resp.Header, Body: string(b)}, err
 }
 
-// Delete removes key through the JSON API (DELETE /v1/kv/{key}).
-func (n *Node) Delete(key string) (int, string, error) {
-	return n.Do(http.MethodDelete, "/v1/kv/"+url.PathEscape(key), "")
+// DoRequest sends method to path with body and extra headers (may be nil)
+// and returns the whole answer.
+func (n *Node) DoRequest(method, path, body string, header http.Header) (Response, error) {
+	return n.send(context.Background(), method, path, body, header)
+}
+
+// Do sends a request with method to path (e.g. "/key") and returns the
+// status code and body.
+func (n *Node) Do(method, path, body string) (int, string, error) {
+	return n.DoContext(context.Background(), method, path, body)
+}
+
+// DoContext is Do with a context, e.g. for a shorter timeout.
+func (n *Node) DoContext(ctx context.Context, method, path, body string) (int, string, error) {
+	resp, err := n.send(ctx, method, path, body, nil)
+	return resp.Code, resp.Body, err
+}
+
+// Put stores val under key through this node.
+func (n *Node) Put(key, val string) (int, string, error) {
+	return n.Do(http.MethodPut, "/"+url.PathEscape(key), val)
+}
+
+// Get reads key from this node.
+func (n *Node) Get(key string) (int, string, error) {
+	return n.Do(http.MethodGet, "/"+url.PathEscape(key), "")
 }
 
 // GetSerializable reads key from this node's local state
@@ -67,58 +94,17 @@ func (n *Node) GetSerializable(key string) (int, string, error) {
 	return n.Do(http.MethodGet, "/"+url.PathEscape(key)+"?consistency=serializable", "")
 }
 
-// FindLeader returns the running node that says it is the leader and that
-// every other running node it could ask names as their leader too, polling
-// until there is one or timeout passes. It does not fail the test, so it can
-// be used from any goroutine.
-func (c *Cluster) FindLeader(timeout time.Duration) (*Node, error) {
-	var leader *Node
-	err := Poll(timeout, func() error {
-		leader = nil
-		var candidates []*Node
-		views := map[*Node]Status{}
-		for _, n := range c.Nodes {
-			if !n.Running() {
-				continue
-			}
-			st, err := n.Status()
-			if err != nil {
-				continue // killed or restarting in the meantime
-			}
-			views[n] = st
-			if st.State == "leader" && st.Leader == st.ID {
-				candidates = append(candidates, n)
-			}
-		}
-		if len(candidates) != 1 {
-			return fmt.Errorf("%d nodes say they lead (%s)", len(candidates), c.describeViews(views))
-		}
-		cand := candidates[0]
-		for n, st := range views {
-			if st.Leader != views[cand].ID || st.Term != views[cand].Term {
-				return fmt.Errorf("%v does not follow %v yet (%s)", n, cand, c.describeViews(views))
-			}
-		}
-		leader = cand
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if leader == nil {
-		return nil, errors.New("no leader")
-	}
-	return leader, nil
+// Delete removes key through the JSON API (DELETE /v1/kv/{key}).
+func (n *Node) Delete(key string) (int, string, error) {
+	return n.Do(http.MethodDelete, "/v1/kv/"+url.PathEscape(key), "")
 }
 
-func (c *Cluster) describeViews(views map[*Node]Status) string {
-	var parts []string
-	for _, n := range c.Nodes {
-		if st, ok := views[n]; ok {
-			parts = append(parts, fmt.Sprintf("%v: %s, leader %d, term %d", n, st.State, st.Leader, st.Term))
-		} else {
-			parts = append(parts, fmt.Sprintf("%v: no answer", n))
-		}
-	}
-	return strings.Join(parts, "; ")
+// AddMember asks this node to add member id with the given peer URL.
+func (n *Node) AddMember(id, peerURL string) (int, string, error) {
+	return n.Do(http.MethodPost, "/"+id, peerURL)
+}
+
+// RemoveMember asks this node to remove member id.
+func (n *Node) RemoveMember(id string) (int, string, error) {
+	return n.Do(http.MethodDelete, "/"+id, "")
 }

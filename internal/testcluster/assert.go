@@ -110,11 +110,29 @@ func ExpectValue(t testing.TB, key, val string, nodes ...*Node) {
 	ExpectValues(t, []KV{{key, val}}, nodes...)
 }
 
-func short(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
+func short(s string) string { return Shorten(s, 40) }
+
+// Shorten cuts s to its first n bytes and "..." if it is longer, for
+// messages.
+func Shorten(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
 	}
 	return s
+}
+
+// KVs returns n keys "<prefix>-<i>" with values of about size bytes that
+// differ per key.
+func KVs(prefix string, n, size int) []KV {
+	kvs := make([]KV, n)
+	for i := range kvs {
+		v := fmt.Sprintf("%s-value-%d-", prefix, i)
+		if pad := size - len(v); pad > 0 {
+			v += strings.Repeat(string(rune('a'+i%26)), pad)
+		}
+		kvs[i] = KV{Key: fmt.Sprintf("%s-%d", prefix, i), Val: v}
+	}
+	return kvs
 }
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)

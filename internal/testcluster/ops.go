@@ -1,15 +1,12 @@
 package testcluster
 
-// Helpers for the operations endpoints (/v1/status, /metrics, /v1/leader),
-// for clusters with https:// peer URLs or per-node flags, and for talking to
-// nodes over HTTPS.
+// Helpers for the operations endpoints (/v1/status, /metrics) and for
+// per-node flags.
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -179,6 +176,20 @@ func (n *Node) Metrics() (Metrics, error) {
 	return m, nil
 }
 
+// Metric fetches n's metrics and returns the value of the first sample
+// called name whose labels include all of labels.
+func (n *Node) Metric(name string, labels map[string]string) (float64, error) {
+	m, err := n.Metrics()
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m.Value(name, labels)
+	if !ok {
+		return 0, fmt.Errorf("%v's /metrics has no sample %s%v", n, name, labels)
+	}
+	return v, nil
+}
+
 // ParseMetrics parses the Prometheus text exposition format (as served by
 // client_golang: no timestamps, no escaped quotes in names).
 func ParseMetrics(text string) (Metrics, error) {
@@ -320,34 +331,7 @@ func (m Metrics) Names(prefix string) []string {
 }
 
 // ---------------------------------------------------------------------------
-// Clusters with https:// peer URLs or per-node flags
-
-// StartCustom is Start for a cluster whose peer URLs use scheme ("http" or
-// "https") and whose nodes get flags of their own: nodeFlags(n) is appended
-// to n's command line after the cluster's Extra flags (nil for none). Like
-// Start it waits until every node serves HTTP, and if a port turned out to be
-// taken it wipes the nodes and tries again with new ports, keeping scheme
-// and flags.
-func (c *Cluster) StartCustom(scheme string, nodeFlags func(n *Node) []string) {
-	c.t.Helper()
-	c.startRetrying(func() { c.customize(scheme, nodeFlags) })
-}
-
-// customize rewrites the peer URLs to scheme and rebuilds the command lines.
-func (c *Cluster) customize(scheme string, nodeFlags func(n *Node) []string) {
-	for i, u := range c.URLs {
-		if _, rest, ok := strings.Cut(u, "://"); ok {
-			c.URLs[i] = scheme + "://" + rest
-		}
-	}
-	for i, n := range c.Nodes {
-		n.PeerURL = c.URLs[i]
-		n.Args = c.args(n, c.URLs)
-		if nodeFlags != nil {
-			n.Args = append(n.Args, nodeFlags(n)...)
-		}
-	}
-}
+// Command lines
 
 // SetFlag sets --name to value on n's command line (for its next start),
 // replacing every earlier occurrence of the flag.
@@ -365,49 +349,6 @@ func (n *Node) SetFlag(name, value string) {
 		}
 	}
 	n.Args = append(args, flag, value)
-}
-
-// ---------------------------------------------------------------------------
-// Clients with their own transport (HTTPS)
-
-// Client sends requests to nodes with a scheme and an http.Client of its
-// own, e.g. HTTPS with a client certificate.
-type Client struct {
-	Scheme string
-	HTTP   *http.Client
-}
-
-// NewTLSClient returns an HTTPS client using cfg, without connection reuse
-// and with the given request timeout.
-func NewTLSClient(cfg *tls.Config, timeout time.Duration) *Client {
-	return &Client{
-		Scheme: "https",
-		HTTP: &http.Client{
-			Timeout:   timeout,
-			Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true},
-		},
-	}
-}
-
-// Do sends a request to n's HTTP API port and returns the status code and
-// body.
-func (c *Client) Do(n *Node, method, path, body string) (int, string, error) {
-	return c.DoURL(method, fmt.Sprintf("%s://127.0.0.1:%d%s", c.Scheme, n.HTTPPort, path), body)
-}
-
-// DoURL sends a request to url and returns the status code and body.
-func (c *Client) DoURL(method, url, body string) (int, string, error) {
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
 }
 
 // nodeWithID returns the node among nodes with raft id id, or nil.

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,9 +77,20 @@ var (
 )
 
 // FreePorts returns n distinct TCP ports that were free on 127.0.0.1 and on
-// all interfaces a moment ago. Another process may still grab one before the
-// server binds it; Cluster.Start retries in that case.
-func FreePorts(n int) ([]int, error) {
+// all interfaces a moment ago, and never hands out a port twice in one test
+// binary. Another process may still grab one before the server binds it;
+// Cluster.Start retries in that case. It fails the test if it cannot find
+// enough.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := freePorts(n)
+	if err != nil {
+		t.Fatalf("picking %d free ports: %v", n, err)
+	}
+	return ports
+}
+
+func freePorts(n int) ([]int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	var ports []int
@@ -125,7 +135,8 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 }
 
 // Poll is Eventually without the test: it returns the last error of f if f
-// did not succeed within timeout.
+// did not succeed within timeout. If f returns an error made by GiveUp, Poll
+// returns the error it wraps at once.
 func Poll(timeout time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -402,6 +413,14 @@ func (n *Node) TryKill() error {
 	return nil
 }
 
+// Wipe deletes the data directory of a node that is not running.
+func (n *Node) Wipe() error {
+	if n.Running() {
+		return fmt.Errorf("%v: wiping the data of a running node", n)
+	}
+	return os.RemoveAll(n.DataDir)
+}
+
 // WaitServing waits until the current run logged "serving HTTP" or its HTTP
 // port accepts connections. It fails early if the process exits; the error
 // wraps ErrPortInUse if the log says a port was taken.
@@ -416,7 +435,7 @@ func (n *Node) WaitServing(timeout time.Duration) error {
 			if strings.Contains(n.RunLog(), "address already in use") {
 				err = fmt.Errorf("%w: %v", ErrPortInUse, err)
 			}
-			return stopPolling{err}
+			return GiveUp(err)
 		}
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.HTTPPort), time.Second)
 		if err != nil {
@@ -429,6 +448,10 @@ func (n *Node) WaitServing(timeout time.Duration) error {
 
 // ErrPortInUse is reported by WaitServing when the server could not bind.
 var ErrPortInUse = errors.New("port already in use")
+
+// GiveUp wraps err so that Poll (and Eventually) stop at once and report err:
+// for conditions that can no longer come true, such as a process that exited.
+func GiveUp(err error) error { return stopPolling{err} }
 
 // stopPolling makes Poll give up at once and return the wrapped error.
 type stopPolling struct{ err error }
@@ -464,165 +487,6 @@ func Tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// ---------------------------------------------------------------------------
-// HTTP
-
-// Do sends a request with method to path (e.g. "/key") and returns the
-// status code and body.
-func (n *Node) Do(method, path, body string) (int, string, error) {
-	req, err := http.NewRequest(method, n.URL(path), strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
-// Put stores val under key through this node.
-func (n *Node) Put(key, val string) (int, string, error) {
-	return n.Do(http.MethodPut, "/"+url.PathEscape(key), val)
-}
-
-// Get reads key from this node.
-func (n *Node) Get(key string) (int, string, error) {
-	return n.Do(http.MethodGet, "/"+url.PathEscape(key), "")
-}
-
-// AddMember asks this node to add member id with the given peer URL.
-func (n *Node) AddMember(id, peerURL string) (int, string, error) {
-	return n.Do(http.MethodPost, "/"+id, peerURL)
-}
-
-// RemoveMember asks this node to remove member id.
-func (n *Node) RemoveMember(id string) (int, string, error) {
-	return n.Do(http.MethodDelete, "/"+id, "")
-}
-
-// ---------------------------------------------------------------------------
-// Cluster: nodes started with --id/--cluster/--port/--data-dir
-
-// Cluster is a set of nodes sharing one --cluster list. Nodes[i] has id i+1.
-type Cluster struct {
-	t     testing.TB
-	bin   string
-	dir   string
-	Extra []string // extra flags given to every node (e.g. --snap-count 50)
-	URLs  []string // peer URLs; URLs[i] belongs to id i+1
-	Nodes []*Node
-}
-
-// New prepares a cluster of size nodes (not started yet) with extra flags
-// for every node.
-func New(t testing.TB, size int, extra ...string) *Cluster {
-	t.Helper()
-	c := &Cluster{t: t, bin: Build(t), dir: t.TempDir(), Extra: extra}
-	for id := 1; id <= size; id++ {
-		c.Nodes = append(c.Nodes, NewNode(t, c.bin,
-			filepath.Join(c.dir, fmt.Sprintf("node%d", id)),
-			filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), 0, nil))
-		c.Nodes[id-1].ID = id
-	}
-	c.assignPorts()
-	return c
-}
-
-// assignPorts gives every node fresh ports and rebuilds its command line.
-func (c *Cluster) assignPorts() {
-	c.t.Helper()
-	ports, err := FreePorts(2 * len(c.Nodes))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.URLs = nil
-	for i := range c.Nodes {
-		c.URLs = append(c.URLs, fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]))
-	}
-	for i, n := range c.Nodes {
-		n.PeerURL = c.URLs[i]
-		n.HTTPPort = ports[2*i+1]
-		n.Args = c.args(n, c.URLs)
-	}
-}
-
-func (c *Cluster) args(n *Node, urls []string) []string {
-	return append([]string{
-		"--id", strconv.Itoa(n.ID),
-		"--cluster", strings.Join(urls, ","),
-		"--port", strconv.Itoa(n.HTTPPort),
-		"--data-dir", n.DataDir,
-	}, c.Extra...)
-}
-
-// Start starts every node and waits until all serve HTTP. If a port turned
-// out to be taken, it wipes the nodes, picks new ports and tries again.
-func (c *Cluster) Start() {
-	c.t.Helper()
-	c.startRetrying(func() {})
-}
-
-// startRetrying runs prepare and starts every node, until all serve HTTP. If
-// a port turned out to be taken, it wipes the nodes, picks new ports and
-// tries again (prepare runs again after the new ports are assigned).
-func (c *Cluster) startRetrying(prepare func()) {
-	c.t.Helper()
-	for attempt := 1; ; attempt++ {
-		prepare()
-		for _, n := range c.Nodes {
-			n.Start()
-		}
-		var err error
-		for _, n := range c.Nodes {
-			if err = n.WaitServing(30 * time.Second); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, ErrPortInUse) || attempt == 3 {
-			c.t.Fatalf("starting cluster: %v", err)
-		}
-		c.t.Logf("starting cluster: %v; retrying with new ports", err)
-		for _, n := range c.Nodes {
-			if n.Running() {
-				n.Kill()
-			}
-			os.RemoveAll(n.DataDir)
-		}
-		c.assignPorts()
-	}
-}
-
-// Node returns the node with raft id id.
-func (c *Cluster) Node(id int) *Node { return c.Nodes[id-1] }
-
-// NewJoiner prepares (but neither announces nor starts) the next node: it
-// gets the next id, fresh ports, and a command line with --join and the
-// --cluster list of all URLs including its own. extra flags come after the
-// cluster's Extra flags. Call AddMember on an existing node before Start.
-func (c *Cluster) NewJoiner(extra ...string) *Node {
-	c.t.Helper()
-	ports, err := FreePorts(2)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	id := len(c.Nodes) + 1
-	n := NewNode(c.t, c.bin,
-		filepath.Join(c.dir, fmt.Sprintf("node%d", id)),
-		filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)), ports[1], nil)
-	n.ID = id
-	n.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	c.URLs = append(c.URLs, n.PeerURL)
-	c.Nodes = append(c.Nodes, n)
-	n.Args = append(append(c.args(n, c.URLs), "--join"), extra...)
-	return n
 }
 
 // WALDir is where the server keeps node n's WAL segments.

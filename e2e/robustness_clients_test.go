@@ -1,10 +1,9 @@
-package main
+package e2e
 
 // The robustness suite's clients, and checks 1 and 2 (see robustness_test.go).
 
 import (
 	"fmt"
-	"io"
 	"math/rand"
 	"net/http"
 	"net/url"
@@ -17,9 +16,11 @@ import (
 
 // Clients
 
-func (r *robRun) client(id int, seed int64, stop <-chan struct{}) {
+func (r *scenario) client(id int, seed int64, stop <-chan struct{}) {
 	rng := rand.New(rand.NewSource(seed))
-	hc := &http.Client{Timeout: robRequestTimeout + 3*time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	do := func(n *tc.Node, method, path, body string) (int, string, error) {
+		return doWithin(memberRequestTimeout+3*time.Second, n, method, path, body)
+	}
 	for seq := 0; ; seq++ {
 		select {
 		case <-stop:
@@ -28,8 +29,7 @@ func (r *robRun) client(id int, seed int64, stop <-chan struct{}) {
 		}
 		members := r.c.Members()
 		n := members[rng.Intn(len(members))]
-		key := robKey(rng.Intn(robKeys))
-		base := fmt.Sprintf("http://127.0.0.1:%d", n.HTTPPort)
+		key := scenarioKey(rng.Intn(scenarioKeys))
 		switch p := rng.Intn(100); {
 		case p < 35:
 			val := fmt.Sprintf("c%d-%d", id, seq)
@@ -37,39 +37,39 @@ func (r *robRun) client(id int, seed int64, stop <-chan struct{}) {
 			call := r.rec.Now()
 			r.attempts[val], r.attKey[val] = call, key
 			r.mu.Unlock()
-			code, body, err := robDo(hc, http.MethodPut, base+"/"+url.PathEscape(key), val)
+			code, body, err := do(n, http.MethodPut, "/"+url.PathEscape(key), val)
 			ok := err == nil && code == http.StatusNoContent
 			r.rec.Put(id, key, val, call, ok)
-			r.countWrite(robPut, ok, code, body, err)
+			r.countWrite(opPut, ok, code, body, err)
 		case p < 45:
 			call := r.rec.Now()
-			code, body, err := robDo(hc, http.MethodDelete, base+"/v1/kv/"+url.PathEscape(key), "")
+			code, body, err := do(n, http.MethodDelete, "/v1/kv/"+url.PathEscape(key), "")
 			ok := err == nil && code == http.StatusNoContent
 			r.rec.Delete(id, key, call, ok)
-			r.countWrite(robDelete, ok, code, body, err)
+			r.countWrite(opDelete, ok, code, body, err)
 		case p < 80:
 			call := r.rec.Now()
-			code, body, err := robDo(hc, http.MethodGet, base+"/"+url.PathEscape(key), "")
+			code, body, err := do(n, http.MethodGet, "/"+url.PathEscape(key), "")
 			switch {
 			case err == nil && code == http.StatusOK:
 				r.rec.Get(id, key, body, true, call)
-				r.counts[robGet][robOK].Add(1)
+				r.counts[opGet][outcomeOK].Add(1)
 			case err == nil && code == http.StatusNotFound:
 				r.rec.Get(id, key, "", false, call)
-				r.counts[robGet][robOK].Add(1)
+				r.counts[opGet][outcomeOK].Add(1)
 			default:
-				r.counts[robGet][robFailed].Add(1)
+				r.counts[opGet][outcomeFailed].Add(1)
 			}
 		default:
-			code, body, err := robDo(hc, http.MethodGet, base+"/"+url.PathEscape(key)+"?consistency=serializable", "")
+			code, body, err := do(n, http.MethodGet, "/"+url.PathEscape(key)+"?consistency=serializable", "")
 			ret := r.rec.Now()
 			if err == nil && (code == http.StatusOK || code == http.StatusNotFound) {
 				r.mu.Lock()
-				r.serial = append(r.serial, robSerialRead{key: key, value: body, found: code == http.StatusOK, ret: ret})
+				r.serial = append(r.serial, serialRead{key: key, value: body, found: code == http.StatusOK, ret: ret})
 				r.mu.Unlock()
-				r.counts[robSGet][robOK].Add(1)
+				r.counts[opSerialGet][outcomeOK].Add(1)
 			} else {
-				r.counts[robSGet][robFailed].Add(1)
+				r.counts[opSerialGet][outcomeFailed].Add(1)
 			}
 		}
 		// A short pause keeps the history small enough to check quickly.
@@ -79,35 +79,21 @@ func (r *robRun) client(id int, seed int64, stop <-chan struct{}) {
 
 // countWrite files a write's outcome: failed when the server says nothing
 // was done (or nobody listened), unknown otherwise.
-func (r *robRun) countWrite(kind int, ok bool, code int, body string, err error) {
+func (r *scenario) countWrite(kind int, ok bool, code int, body string, err error) {
 	switch {
 	case ok:
-		r.counts[kind][robOK].Add(1)
+		r.counts[kind][outcomeOK].Add(1)
 	case err != nil && strings.Contains(err.Error(), "connection refused"),
 		err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "nothing was done"):
-		r.counts[kind][robFailed].Add(1)
+		r.counts[kind][outcomeFailed].Add(1)
 	default:
-		r.counts[kind][robUnknown].Add(1)
+		r.counts[kind][outcomeUnknown].Add(1)
 	}
-}
-
-func robDo(hc *http.Client, method, u, body string) (int, string, error) {
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
 }
 
 // waitWrites waits until k more writes have been acknowledged.
-func (r *robRun) waitWrites(k int64, timeout time.Duration) error {
-	acked := func() int64 { return r.counts[robPut][robOK].Load() + r.counts[robDelete][robOK].Load() }
+func (r *scenario) waitWrites(k int64, timeout time.Duration) error {
+	acked := func() int64 { return r.counts[opPut][outcomeOK].Load() + r.counts[opDelete][outcomeOK].Load() }
 	want := acked() + k
 	return tc.Poll(timeout, func() error {
 		if got := acked(); got < want {
@@ -118,45 +104,46 @@ func (r *robRun) waitWrites(k int64, timeout time.Duration) error {
 }
 
 // probeWrites is check 5: a PUT through some member succeeds within
-// robWriteRecovery of the last heal.
-func (r *robRun) probeWrites() error {
-	hc := &http.Client{Timeout: robRequestTimeout + time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for i := 0; ; i++ {
+// writeRecovery of the last heal.
+func (r *scenario) probeWrites() error {
+	i := 0
+	err := tc.Poll(time.Until(r.lastHeal.Add(writeRecovery+5*time.Second)), func() error {
 		members := r.c.Members()
 		n := members[i%len(members)]
-		code, _, err := robDo(hc, http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/rob-probe", n.HTTPPort), fmt.Sprint(i))
-		took := time.Since(r.lastHeal)
+		code, _, err := doWithin(memberRequestTimeout+time.Second, n, http.MethodPut, "/rob-probe", fmt.Sprint(i))
+		i++
 		if err == nil && code == http.StatusNoContent {
-			r.event("writes accepted %v after the last heal", took.Round(time.Millisecond))
-			if took > robWriteRecovery {
-				return fmt.Errorf("first write accepted %v after the last heal", took)
-			}
 			return nil
 		}
-		if took > robWriteRecovery+5*time.Second {
-			return fmt.Errorf("no write accepted within %v of the last heal (last try on %v: %d %v)", took, n, code, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("last try on %v: %d %v", n, code, err)
+	})
+	took := time.Since(r.lastHeal)
+	if err != nil {
+		return fmt.Errorf("no write accepted within %v of the last heal (%v)", took, err)
 	}
+	r.event("writes accepted %v after the last heal", took.Round(time.Millisecond))
+	if took > writeRecovery {
+		return fmt.Errorf("first write accepted %v after the last heal", took)
+	}
+	return nil
 }
 
-// finalReads reads every key linearizably, as client robClients.
-func (r *robRun) finalReads() error {
-	hc := &http.Client{Timeout: robRequestTimeout + 3*time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for i := 0; i < robKeys; i++ {
-		key := robKey(i)
+// finalReads reads every key linearizably, as client scenarioClients.
+func (r *scenario) finalReads() error {
+	for i := 0; i < scenarioKeys; i++ {
+		key := scenarioKey(i)
 		try := 0
 		err := tc.Poll(30*time.Second, func() error {
 			members := r.c.Members()
 			n := members[try%len(members)]
 			try++
 			call := r.rec.Now()
-			code, body, err := robDo(hc, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/%s", n.HTTPPort, key), "")
+			code, body, err := doWithin(memberRequestTimeout+3*time.Second, n, http.MethodGet, "/"+url.PathEscape(key), "")
 			switch {
 			case err != nil:
 				return err
 			case code == http.StatusOK || code == http.StatusNotFound:
-				r.rec.Get(robClients, key, body, code == http.StatusOK, call)
+				r.rec.Get(scenarioClients, key, body, code == http.StatusOK, call)
 				return nil
 			}
 			return fmt.Errorf("GET %s on %v: %d %s", key, n, code, body)
@@ -170,7 +157,7 @@ func (r *robRun) finalReads() error {
 
 // checkSerializable checks that every serializable read returned a value
 // that a PUT on that key had tried to write before the read returned.
-func (r *robRun) checkSerializable() error {
+func (r *scenario) checkSerializable() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var bad []string
@@ -189,11 +176,11 @@ func (r *robRun) checkSerializable() error {
 	return nil
 }
 
-// robCheckLastWrites is the explicit part of check 2. For each key, take the
+// checkLastWrites is the explicit part of check 2. For each key, take the
 // acknowledged write that returned last; if every other write on the key
 // returned before it was called (so none may take effect after it), the
 // final read (by client finalClient) must show what it left.
-func robCheckLastWrites(history []lincheck.Op, finalClient int) error {
+func checkLastWrites(history []lincheck.Op, finalClient int) error {
 	final := map[string]lincheck.Op{}
 	writes := map[string][]lincheck.Op{}
 	for _, op := range history {

@@ -1,10 +1,9 @@
-package main
+package e2e
 
 // The robustness suite's status sampler, and checks 3 and 4 (see robustness_test.go).
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -17,8 +16,7 @@ import (
 
 // The sampler and checks 3 and 4
 
-func (r *robRun) sample(stop <-chan struct{}) {
-	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+func (r *scenario) sample(stop <-chan struct{}) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -32,23 +30,24 @@ func (r *robRun) sample(stop <-chan struct{}) {
 			wg.Add(1)
 			go func(n *tc.Node) {
 				defer wg.Done()
-				st, err := robStatus(hc, n)
+				st, err := sampleStatus(n)
 				if err != nil {
 					return
 				}
 				r.smu.Lock()
 				defer r.smu.Unlock()
 				r.samples++
-				robRecordStatus(r.leaders, r.digests, st)
+				recordStatus(r.leaders, r.digests, st)
 			}(n)
 		}
 		wg.Wait()
 	}
 }
 
-func robStatus(hc *http.Client, n *tc.Node) (tc.Status, error) {
+// sampleStatus is n.Status within the sampler's short timeout.
+func sampleStatus(n *tc.Node) (tc.Status, error) {
 	var st tc.Status
-	code, body, err := robDo(hc, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/v1/status", n.HTTPPort), "")
+	code, body, err := doWithin(500*time.Millisecond, n, http.MethodGet, "/v1/status", "")
 	if err != nil {
 		return st, err
 	}
@@ -58,9 +57,9 @@ func robStatus(hc *http.Client, n *tc.Node) (tc.Status, error) {
 	return st, json.Unmarshal([]byte(body), &st)
 }
 
-// robRecordStatus notes who claims leadership in which term, and which
+// recordStatus notes who claims leadership in which term, and which
 // digest each applied index had.
-func robRecordStatus(leaders map[uint64]map[uint64]bool, digests map[uint64]map[string]uint64, st tc.Status) {
+func recordStatus(leaders map[uint64]map[uint64]bool, digests map[uint64]map[string]uint64, st tc.Status) {
 	if st.State == "leader" {
 		if leaders[st.Term] == nil {
 			leaders[st.Term] = map[uint64]bool{}
@@ -75,8 +74,8 @@ func robRecordStatus(leaders map[uint64]map[uint64]bool, digests map[uint64]map[
 	}
 }
 
-// robCheckLeaders is check 4.
-func robCheckLeaders(leaders map[uint64]map[uint64]bool) error {
+// checkLeaders is check 4.
+func checkLeaders(leaders map[uint64]map[uint64]bool) error {
 	var bad []string
 	for term, ids := range leaders {
 		if len(ids) > 1 {
@@ -95,8 +94,8 @@ func robCheckLeaders(leaders map[uint64]map[uint64]bool) error {
 	return nil
 }
 
-// robCheckDigests reports applied indexes seen with different digests.
-func robCheckDigests(digests map[uint64]map[string]uint64) error {
+// checkDigests reports applied indexes seen with different digests.
+func checkDigests(digests map[uint64]map[string]uint64) error {
 	var bad []string
 	for applied, ds := range digests {
 		if len(ds) > 1 {
@@ -115,25 +114,8 @@ func robCheckDigests(digests map[uint64]map[string]uint64) error {
 	return nil
 }
 
-func (r *robRun) digestConflicts() error {
+func (r *scenario) digestConflicts() error {
 	r.smu.Lock()
 	defer r.smu.Unlock()
-	return robCheckDigests(r.digests)
-}
-
-// robConverged is check 3 on one set of statuses: all at the same applied
-// index with the same digest.
-func robConverged(sts []tc.Status) error {
-	if len(sts) == 0 {
-		return errors.New("no statuses")
-	}
-	for _, st := range sts[1:] {
-		if st.Applied != sts[0].Applied || st.Digest != sts[0].Digest {
-			return fmt.Errorf("replicas differ: %s", tc.Summary(sts))
-		}
-	}
-	if sts[0].Digest == "" {
-		return fmt.Errorf("no digest: %s", tc.Summary(sts))
-	}
-	return nil
+	return checkDigests(r.digests)
 }

@@ -1,10 +1,10 @@
-package main
+package e2e
 
-// Cross-process tests: each test builds nothing itself but runs the real
-// binary (built once per `go test` run by testcluster.Build) as separate
-// processes with real data directories and real HTTP. Helpers in this file
-// carry a "proc" prefix so they cannot clash with the server's own names in
-// package main.
+// Cross-process tests of the basics: each test builds nothing itself but
+// runs the real binary (built once per `go test` run by testcluster.Build)
+// as separate processes with real data directories and real HTTP: writes
+// and reads through any node, restarts, snapshots, membership changes,
+// signals and the Procfile.
 
 import (
 	"fmt"
@@ -24,59 +24,9 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	tc.RemoveBuild()
-	os.Exit(code)
-}
-
-// procStartCluster starts size nodes with extra flags and waits until they
-// serve HTTP and have a leader (a PUT through node 1 succeeds).
-func procStartCluster(t *testing.T, size int, extra ...string) *tc.Cluster {
-	t.Helper()
-	c := tc.New(t, size, extra...)
-	c.Start()
-	c.Node(1).MustPut("procStartCluster", "ready")
-	return c
-}
-
-// procKVs returns n keys "<prefix>-<i>" with values of about size bytes
-// that differ per key.
-func procKVs(prefix string, n, size int) []tc.KV {
-	kvs := make([]tc.KV, n)
-	for i := range kvs {
-		v := fmt.Sprintf("%s-value-%d-", prefix, i)
-		if pad := size - len(v); pad > 0 {
-			v += strings.Repeat(string(rune('a'+i%26)), pad)
-		}
-		kvs[i] = tc.KV{Key: fmt.Sprintf("%s-%d", prefix, i), Val: v}
-	}
-	return kvs
-}
-
-func procExpectStatus(t *testing.T, what string, code int, body string, err error, want int) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	if code != want {
-		t.Fatalf("%s: status %d (%s), want %d", what, code, strings.TrimSpace(body), want)
-	}
-}
-
-func procExpectLog(t *testing.T, n *tc.Node, text string) {
-	t.Helper()
-	tc.Eventually(t, 10*time.Second, func() error {
-		if !strings.Contains(n.RunLog(), text) {
-			return fmt.Errorf("%v's log (this run) has no %q", n, text)
-		}
-		return nil
-	})
-}
-
-// procExpectRemovedExit waits for a removed node to exit by itself with code
+// expectRemovedExit waits for a removed node to exit by itself with code
 // 0 after logging that it was removed.
-func procExpectRemovedExit(t *testing.T, n *tc.Node) {
+func expectRemovedExit(t *testing.T, n *tc.Node) {
 	t.Helper()
 	code, ok := n.Wait(20 * time.Second)
 	if !ok {
@@ -93,7 +43,7 @@ func procExpectRemovedExit(t *testing.T, n *tc.Node) {
 // ---------------------------------------------------------------------------
 
 func TestPutOnAnyNodeIsReadableOnAll(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	for _, n := range c.Nodes {
 		key, val := fmt.Sprintf("via-%d", n.ID), fmt.Sprintf("written through node %d", n.ID)
 		n.MustPut(key, val)
@@ -103,22 +53,22 @@ func TestPutOnAnyNodeIsReadableOnAll(t *testing.T) {
 		tc.ExpectValue(t, "shared", val, c.Nodes...)
 	}
 	code, _, err := c.Node(2).Get("never-written")
-	procExpectStatus(t, "GET of a missing key", code, "", err, http.StatusNotFound)
+	expectStatus(t, "GET of a missing key", code, "", err, http.StatusNotFound)
 }
 
 func TestNodeRestartedAfterSIGTERMKeepsDataAndCatchesUp(t *testing.T) {
-	procRestartCatchesUp(t, false)
+	restartCatchesUp(t, false)
 }
 
 func TestNodeRestartedAfterSIGKILLKeepsDataAndCatchesUp(t *testing.T) {
-	procRestartCatchesUp(t, true)
+	restartCatchesUp(t, true)
 }
 
-func procRestartCatchesUp(t *testing.T, kill bool) {
-	c := procStartCluster(t, 3)
+func restartCatchesUp(t *testing.T, kill bool) {
+	c := tc.StartCluster(t, 3)
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 
-	before := procKVs("before", 20, 30)
+	before := tc.KVs("before", 20, 30)
 	tc.PutMany(t, before, c.Nodes...)
 	tc.ExpectValues(t, before, n3)
 
@@ -128,7 +78,7 @@ func procRestartCatchesUp(t *testing.T, kill bool) {
 		t.Fatalf("node 3 exited with code %d after SIGTERM, want 0", code)
 	}
 
-	missed := procKVs("missed", 20, 30)
+	missed := tc.KVs("missed", 20, 30)
 	tc.PutMany(t, missed, n1, n2)
 	before[0].Val = "overwritten while node 3 was down"
 	n1.MustPut(before[0].Key, before[0].Val)
@@ -141,8 +91,8 @@ func procRestartCatchesUp(t *testing.T, kill bool) {
 	tc.ExpectValue(t, "after-restart", "hello from node 3", n1, n2)
 }
 
-// procFiles lists the names in dir matching the glob pattern.
-func procFiles(t *testing.T, dir, pattern string) []string {
+// filesIn lists the names in dir matching the glob pattern.
+func filesIn(t *testing.T, dir, pattern string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, pattern))
 	if err != nil {
@@ -155,10 +105,10 @@ func procFiles(t *testing.T, dir, pattern string) []string {
 }
 
 func TestSnapshotsAreTakenRetainedAndSentToLaggingFollower(t *testing.T) {
-	c := procStartCluster(t, 3, "--snap-count", "50", "--wal-segment-bytes", "65536")
+	c := tc.StartCluster(t, 3, "--snap-count", "50", "--wal-segment-bytes", "65536")
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 
-	early := procKVs("early", 10, 100)
+	early := tc.KVs("early", 10, 100)
 	tc.PutMany(t, early, c.Nodes...)
 	tc.ExpectValues(t, early, n3)
 	if code := n3.Stop(); code != 0 {
@@ -167,7 +117,7 @@ func TestSnapshotsAreTakenRetainedAndSentToLaggingFollower(t *testing.T) {
 
 	// About 700 KB of values: a dozen 64 KiB WAL segments, a snapshot every
 	// 50 entries, and the leader's log compacted far past node 3's.
-	bulk := procKVs("bulk", 700, 1000)
+	bulk := tc.KVs("bulk", 700, 1000)
 	tc.PutMany(t, bulk, n1, n2)
 	all := append(early, bulk...)
 	tc.ExpectValues(t, all, n1, n2)
@@ -176,9 +126,9 @@ func TestSnapshotsAreTakenRetainedAndSentToLaggingFollower(t *testing.T) {
 	for _, n := range []*tc.Node{n1, n2} {
 		// Purging may run in the background: poll for it.
 		tc.Eventually(t, 45*time.Second, func() error {
-			snaps := procFiles(t, n.SnapDir(), "*.snap")
-			dataFiles := procFiles(t, n.SnapDir(), "*.snap.db")
-			wals := procFiles(t, n.WALDir(), "*.wal")
+			snaps := filesIn(t, n.SnapDir(), "*.snap")
+			dataFiles := filesIn(t, n.SnapDir(), "*.snap.db")
+			wals := filesIn(t, n.WALDir(), "*.wal")
 			switch {
 			case len(snaps) == 0:
 				return fmt.Errorf("%v: no .snap files in %s", n, n.SnapDir())
@@ -205,54 +155,42 @@ func TestSnapshotsAreTakenRetainedAndSentToLaggingFollower(t *testing.T) {
 	// Node 3 slept through the compaction: it must get a snapshot.
 	n3.Restart()
 	tc.ExpectValues(t, all, n3)
-	procExpectLog(t, n3, "installed snapshot from leader")
+	expectLogged(t, n3, "installed snapshot from leader")
 
 	// Whole-cluster restart: every node rebuilds its state from its own
 	// snapshot + WAL (no node is left that could send it anything else).
-	for _, n := range c.Nodes {
-		if code := n.Stop(); code != 0 {
-			t.Fatalf("%v exited with code %d after SIGTERM, want 0", n, code)
-		}
-	}
-	for _, n := range c.Nodes {
-		n.Start()
-	}
-	for _, n := range c.Nodes {
-		if err := n.WaitServing(tc.Timeout); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.RestartAll(t, c.Nodes...)
 	tc.ExpectValues(t, all, c.Nodes...)
 	n2.MustPut("after-full-restart", "ok")
 	tc.ExpectValue(t, "after-full-restart", "ok", c.Nodes...)
 }
 
-// procAddFourRemoveThree runs the membership scenario on a fresh three-node
+// addFourRemoveThree runs the membership scenario on a fresh three-node
 // cluster: node 4 is added and catches up by snapshot, then node 3 is
 // removed and exits. It returns the cluster and the values written so far.
-func procAddFourRemoveThree(t *testing.T) (*tc.Cluster, []tc.KV) {
+func addFourRemoveThree(t *testing.T) (*tc.Cluster, []tc.KV) {
 	t.Helper()
-	c := procStartCluster(t, 3, "--snap-count", "50")
+	c := tc.StartCluster(t, 3, "--snap-count", "50")
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 
-	pre := procKVs("pre", 200, 50)
+	pre := tc.KVs("pre", 200, 50)
 	tc.PutMany(t, pre, n1, n2, n3)
 
 	n4 := c.NewJoiner()
 	code, body, err := n1.AddMember("4", n4.PeerURL)
-	procExpectStatus(t, "POST /4 "+n4.PeerURL, code, body, err, http.StatusNoContent)
+	expectStatus(t, "POST /4 "+n4.PeerURL, code, body, err, http.StatusNoContent)
 	n4.Start() // --join, --cluster with all four URLs
 	if err := n4.WaitServing(tc.Timeout); err != nil {
 		t.Fatal(err)
 	}
 	tc.ExpectValues(t, pre, n4)
-	procExpectLog(t, n4, "installed snapshot from leader")
+	expectLogged(t, n4, "installed snapshot from leader")
 
 	code, body, err = n2.RemoveMember("3")
-	procExpectStatus(t, "DELETE /3", code, body, err, http.StatusNoContent)
-	procExpectRemovedExit(t, n3)
+	expectStatus(t, "DELETE /3", code, body, err, http.StatusNoContent)
+	expectRemovedExit(t, n3)
 
-	post := procKVs("post", 3, 20)
+	post := tc.KVs("post", 3, 20)
 	for i, n := range []*tc.Node{n1, n2, n4} {
 		n.MustPut(post[i].Key, post[i].Val)
 	}
@@ -261,35 +199,23 @@ func procAddFourRemoveThree(t *testing.T) (*tc.Cluster, []tc.KV) {
 }
 
 func TestAddedMemberCatchesUpAndRemovedMemberExits(t *testing.T) {
-	c, _ := procAddFourRemoveThree(t)
+	c, _ := addFourRemoveThree(t)
 	// Ids are never reused: neither a removed id nor a current one can be added.
 	code, body, err := c.Node(1).AddMember("3", c.Node(3).PeerURL)
-	procExpectStatus(t, "POST /3 after removing 3", code, body, err, http.StatusConflict)
+	expectStatus(t, "POST /3 after removing 3", code, body, err, http.StatusConflict)
 	code, body, err = c.Node(4).AddMember("4", c.Node(4).PeerURL)
-	procExpectStatus(t, "POST /4 when 4 is a member", code, body, err, http.StatusConflict)
+	expectStatus(t, "POST /4 when 4 is a member", code, body, err, http.StatusConflict)
 }
 
 func TestMembershipChangesSurviveRestarts(t *testing.T) {
-	c, kvs := procAddFourRemoveThree(t)
+	c, kvs := addFourRemoveThree(t)
 	n1, n2, n4 := c.Node(1), c.Node(2), c.Node(4)
 	survivors := []*tc.Node{n1, n2, n4}
 
 	// All three down at once, then up again: nodes 1 and 2 still have their
 	// original three-URL --cluster, so node 4 can only be known from what
 	// they persisted.
-	for _, n := range survivors {
-		if code := n.Stop(); code != 0 {
-			t.Fatalf("%v exited with code %d after SIGTERM, want 0", n, code)
-		}
-	}
-	for _, n := range survivors {
-		n.Start()
-	}
-	for _, n := range survivors {
-		if err := n.WaitServing(tc.Timeout); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.RestartAll(t, survivors...)
 	tc.ExpectValues(t, kvs, survivors...)
 	for _, n := range survivors {
 		key := fmt.Sprintf("after-restart-via-%d", n.ID)
@@ -301,9 +227,9 @@ func TestMembershipChangesSurviveRestarts(t *testing.T) {
 	}
 }
 
-// procWriter PUTs distinct keys through the given nodes in turn, one after
+// backgroundWriter PUTs distinct keys through the given nodes in turn, one after
 // another, until stopped, and records every PUT that did not get 204.
-type procWriter struct {
+type backgroundWriter struct {
 	ok      atomic.Int64
 	stop    chan struct{}
 	done    chan struct{}
@@ -312,8 +238,8 @@ type procWriter struct {
 	written []tc.KV
 }
 
-func procStartWriter(prefix string, nodes ...*tc.Node) *procWriter {
-	w := &procWriter{stop: make(chan struct{}), done: make(chan struct{})}
+func startBackgroundWriter(prefix string, nodes ...*tc.Node) *backgroundWriter {
+	w := &backgroundWriter{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		for i := 0; ; i++ {
@@ -342,7 +268,7 @@ func procStartWriter(prefix string, nodes ...*tc.Node) *procWriter {
 }
 
 // waitMore waits until k more PUTs succeeded.
-func (w *procWriter) waitMore(t *testing.T, k int64) {
+func (w *backgroundWriter) waitMore(t *testing.T, k int64) {
 	t.Helper()
 	target := w.ok.Load() + k
 	tc.Eventually(t, tc.Timeout, func() error {
@@ -353,7 +279,7 @@ func (w *procWriter) waitMore(t *testing.T, k int64) {
 	})
 }
 
-func (w *procWriter) finish(t *testing.T) []tc.KV {
+func (w *backgroundWriter) finish(t *testing.T) []tc.KV {
 	t.Helper()
 	close(w.stop)
 	<-w.done
@@ -364,8 +290,8 @@ func (w *procWriter) finish(t *testing.T) []tc.KV {
 	return w.written
 }
 
-// procCopyDir copies the regular files under src to dst.
-func procCopyDir(t *testing.T, src, dst string) {
+// copyDir copies the regular files under src to dst.
+func copyDir(t *testing.T, src, dst string) {
 	t.Helper()
 	err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
 		if err != nil {
@@ -397,10 +323,10 @@ func procCopyDir(t *testing.T, src, dst string) {
 }
 
 func TestRemovedNodeRestartedFromOldDataExitsWithoutDisturbingCluster(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 
-	kvs := procKVs("k", 20, 30)
+	kvs := tc.KVs("k", 20, 30)
 	tc.PutMany(t, kvs, c.Nodes...)
 	tc.ExpectValues(t, kvs, n3)
 
@@ -409,14 +335,14 @@ func TestRemovedNodeRestartedFromOldDataExitsWithoutDisturbingCluster(t *testing
 		t.Fatalf("node 3 exited with code %d after SIGTERM, want 0", code)
 	}
 	memberCopy := filepath.Join(t.TempDir(), "node3-member")
-	procCopyDir(t, n3.DataDir, memberCopy)
+	copyDir(t, n3.DataDir, memberCopy)
 	n3.Restart()
 	n3.MustPut("node3-back", "yes")
 	tc.ExpectValue(t, "node3-back", "yes", n1, n2)
 
 	code, body, err := n1.RemoveMember("3")
-	procExpectStatus(t, "DELETE /3", code, body, err, http.StatusNoContent)
-	procExpectRemovedExit(t, n3)
+	expectStatus(t, "DELETE /3", code, body, err, http.StatusNoContent)
+	expectRemovedExit(t, n3)
 
 	for vi, variant := range []struct {
 		name    string
@@ -427,15 +353,15 @@ func TestRemovedNodeRestartedFromOldDataExitsWithoutDisturbingCluster(t *testing
 			if err := os.RemoveAll(n3.DataDir); err != nil {
 				t.Fatal(err)
 			}
-			procCopyDir(t, memberCopy, n3.DataDir)
+			copyDir(t, memberCopy, n3.DataDir)
 		}},
 	} {
 		t.Logf("restarting removed node 3 from %s", variant.name)
 		variant.prepare()
-		w := procStartWriter(fmt.Sprintf("during-%d", vi), n1, n2)
+		w := startBackgroundWriter(fmt.Sprintf("during-%d", vi), n1, n2)
 		w.waitMore(t, 5)
 		n3.Start()
-		procExpectRemovedExit(t, n3)
+		expectRemovedExit(t, n3)
 		w.waitMore(t, 10)
 		written := w.finish(t)
 		tc.ExpectValues(t, written, n1, n2)
@@ -443,7 +369,7 @@ func TestRemovedNodeRestartedFromOldDataExitsWithoutDisturbingCluster(t *testing
 }
 
 func TestBadMembershipRequestsAreRejectedAndHarmless(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	n := func(i int) *tc.Node { return c.Nodes[i%len(c.Nodes)] } // spread requests over all nodes
 	// A well-formed URL that is never contacted: every request below is refused.
 	goodURL := "http://127.0.0.1:1"
@@ -453,7 +379,7 @@ func TestBadMembershipRequestsAreRejectedAndHarmless(t *testing.T) {
 		node := n(req)
 		req++
 		code, respBody, err := node.Do(method, path, body)
-		procExpectStatus(t, fmt.Sprintf("%s %s %q on %v", method, path, body, node), code, respBody, err, want)
+		expectStatus(t, fmt.Sprintf("%s %s %q on %v", method, path, body, node), code, respBody, err, want)
 	}
 
 	for _, bad := range []string{"not a url", "ftp://x:1", "http://nohostport", "", "127.0.0.1:2380"} {
@@ -470,36 +396,24 @@ func TestBadMembershipRequestsAreRejectedAndHarmless(t *testing.T) {
 	check(http.MethodDelete, "/0", "", http.StatusBadRequest)
 
 	for _, path := range []string{"/somekey", "/1"} {
-		code, hdr, err := procDoWithHeader(n(req), "PATCH", path)
+		resp, err := n(req).DoRequest("PATCH", path, "x", nil)
 		req++
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code != http.StatusMethodNotAllowed || hdr.Get("Allow") == "" {
-			t.Fatalf("PATCH %s: status %d, Allow %q; want 405 with an Allow header", path, code, hdr.Get("Allow"))
+		if resp.Code != http.StatusMethodNotAllowed || resp.Header.Get("Allow") == "" {
+			t.Fatalf("PATCH %s: status %d, Allow %q; want 405 with an Allow header", path, resp.Code, resp.Header.Get("Allow"))
 		}
 	}
 
-	single := procStartCluster(t, 1)
+	single := tc.StartCluster(t, 1)
 	code, body, err := single.Node(1).RemoveMember("1")
-	procExpectStatus(t, "DELETE /1 on a one-node cluster", code, body, err, http.StatusConflict)
+	expectStatus(t, "DELETE /1 on a one-node cluster", code, body, err, http.StatusConflict)
 
 	// Nothing of the above may have reached the raft log in a harmful way:
 	// every node restarts fine and both clusters still work.
 	for _, cl := range []*tc.Cluster{c, single} {
-		for _, node := range cl.Nodes {
-			if code := node.Stop(); code != 0 {
-				t.Fatalf("%v exited with code %d after SIGTERM, want 0", node, code)
-			}
-		}
-		for _, node := range cl.Nodes {
-			node.Start()
-		}
-		for _, node := range cl.Nodes {
-			if err := node.WaitServing(tc.Timeout); err != nil {
-				t.Fatal(err)
-			}
-		}
+		tc.RestartAll(t, cl.Nodes...)
 		for _, node := range cl.Nodes {
 			key := fmt.Sprintf("after-restart-%d", node.ID)
 			node.MustPut(key, "fine")
@@ -513,27 +427,14 @@ func TestBadMembershipRequestsAreRejectedAndHarmless(t *testing.T) {
 	}
 	// The membership is still exactly what it was: 3 is a member, 4 is not.
 	code, body, err = c.Node(1).RemoveMember("4")
-	procExpectStatus(t, "DELETE /4 after the restart", code, body, err, http.StatusNotFound)
+	expectStatus(t, "DELETE /4 after the restart", code, body, err, http.StatusNotFound)
 	code, body, err = c.Node(2).AddMember("3", goodURL)
-	procExpectStatus(t, "POST /3 after the restart", code, body, err, http.StatusConflict)
-}
-
-func procDoWithHeader(n *tc.Node, method, path string) (int, http.Header, error) {
-	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", n.HTTPPort, path), strings.NewReader("x"))
-	if err != nil {
-		return 0, nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, resp.Header, nil
+	expectStatus(t, "POST /3 after the restart", code, body, err, http.StatusConflict)
 }
 
 func TestSIGTERMAndSIGINTExitCleanlyAndKeepData(t *testing.T) {
-	c := procStartCluster(t, 3)
-	kvs := procKVs("k", 30, 100)
+	c := tc.StartCluster(t, 3)
+	kvs := tc.KVs("k", 30, 100)
 	tc.PutMany(t, kvs, c.Nodes...)
 	tc.ExpectValues(t, kvs, c.Nodes...)
 
@@ -556,10 +457,10 @@ func TestSIGTERMAndSIGINTExitCleanlyAndKeepData(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Procfile
 
-var procURLPort = regexp.MustCompile(`(://[^/,:]+:)(\d+)`)
+var urlPort = regexp.MustCompile(`(://[^/,:]+:)(\d+)`)
 
-// procParseProcfile reads "name: command args..." lines.
-func procParseProcfile(t *testing.T, path string) map[string][]string {
+// parseProcfile reads "name: command args..." lines.
+func parseProcfile(t *testing.T, path string) map[string][]string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -581,7 +482,7 @@ func procParseProcfile(t *testing.T, path string) map[string][]string {
 }
 
 func TestProcfileStartsAWorkingCluster(t *testing.T) {
-	procs := procParseProcfile(t, "Procfile")
+	procs := parseProcfile(t, "../Procfile") // the tests run in e2e/; the Procfile is at the module's root
 	if len(procs) < 2 {
 		t.Fatalf("Procfile has %d processes, want a cluster of at least 2", len(procs))
 	}
@@ -591,11 +492,7 @@ func TestProcfileStartsAWorkingCluster(t *testing.T) {
 	ports := map[string]string{}
 	mapPort := func(p string) string {
 		if _, ok := ports[p]; !ok {
-			free, err := tc.FreePorts(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ports[p] = strconv.Itoa(free[0])
+			ports[p] = strconv.Itoa(tc.FreePorts(t, 1)[0])
 		}
 		return ports[p]
 	}
@@ -622,8 +519,8 @@ func TestProcfileStartsAWorkingCluster(t *testing.T) {
 			case i > 0 && (args[i-1] == "--id" || args[i-1] == "-id"):
 				id, _ = strconv.Atoi(a)
 			default:
-				args[i] = procURLPort.ReplaceAllStringFunc(a, func(m string) string {
-					sub := procURLPort.FindStringSubmatch(m)
+				args[i] = urlPort.ReplaceAllStringFunc(a, func(m string) string {
+					sub := urlPort.FindStringSubmatch(m)
 					return sub[1] + mapPort(sub[2])
 				})
 			}
@@ -637,14 +534,7 @@ func TestProcfileStartsAWorkingCluster(t *testing.T) {
 		t.Logf("%s: raftexample %s", name, strings.Join(args, " "))
 	}
 
-	for _, n := range nodes {
-		n.Start()
-	}
-	for _, n := range nodes {
-		if err := n.WaitServing(tc.Timeout); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.StartAll(t, nodes...)
 	for _, n := range nodes {
 		key := fmt.Sprintf("procfile-%d", n.HTTPPort)
 		val := fmt.Sprintf("written through %v", n)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The robustness suite's faults (see robustness_test.go). Each applies
 // itself, holds, and heals itself before returning.
@@ -19,7 +19,7 @@ import (
 // Faults
 
 // pause holds a fault for between lo and hi.
-func (r *robRun) pause(lo, hi time.Duration) time.Duration {
+func (r *scenario) pause(lo, hi time.Duration) time.Duration {
 	d := lo + time.Duration(r.rng.Int63n(int64(hi-lo)+1))
 	time.Sleep(d)
 	return d
@@ -27,7 +27,7 @@ func (r *robRun) pause(lo, hi time.Duration) time.Duration {
 
 // leader polls the members that answer until one of them leads and a
 // majority of the members name it as leader in its term.
-func (r *robRun) leader() (*tc.Node, error) {
+func (r *scenario) leader() (*tc.Node, error) {
 	var leader *tc.Node
 	err := tc.Poll(20*time.Second, func() error {
 		nodes := r.c.Members()
@@ -71,7 +71,7 @@ func (r *robRun) leader() (*tc.Node, error) {
 }
 
 // pick returns the leader, or a follower chosen by the seed.
-func (r *robRun) pick(leader bool) (*tc.Node, error) {
+func (r *scenario) pick(leader bool) (*tc.Node, error) {
 	l, err := r.leader()
 	if err != nil || leader {
 		return l, err
@@ -85,7 +85,7 @@ func (r *robRun) pick(leader bool) (*tc.Node, error) {
 	return fs[r.rng.Intn(len(fs))], nil
 }
 
-func (r *robRun) role(n *tc.Node, leader bool) string {
+func (r *scenario) role(n *tc.Node, leader bool) string {
 	if leader {
 		return fmt.Sprintf("leader %d", n.ID)
 	}
@@ -94,7 +94,7 @@ func (r *robRun) role(n *tc.Node, leader bool) string {
 
 // healAll removes every network fault, resumes stopped nodes and restarts
 // members that are down.
-func (r *robRun) healAll() {
+func (r *scenario) healAll() {
 	r.c.Net.Heal()
 	r.mu.Lock()
 	stopped := r.stopped
@@ -111,14 +111,13 @@ func (r *robRun) healAll() {
 	}
 }
 
-func (r *robRun) kill(leader bool) error {
+func (r *scenario) kill(leader bool) error {
 	n, err := r.pick(leader)
 	if err != nil {
 		return err
 	}
-	n.Signal(syscall.SIGKILL)
-	if _, ok := n.Wait(10 * time.Second); !ok {
-		return fmt.Errorf("%v survived SIGKILL", n)
+	if err := n.TryKill(); err != nil {
+		return err
 	}
 	r.event("SIGKILL %s", r.role(n, leader))
 	d := r.pause(500*time.Millisecond, 2*time.Second)
@@ -130,7 +129,7 @@ func (r *robRun) kill(leader bool) error {
 	return nil
 }
 
-func (r *robRun) sigstopLeader() error {
+func (r *scenario) sigstopLeader() error {
 	n, err := r.leader()
 	if err != nil {
 		return err
@@ -149,7 +148,7 @@ func (r *robRun) sigstopLeader() error {
 	return nil
 }
 
-func (r *robRun) partition(leader bool) error {
+func (r *scenario) partition(leader bool) error {
 	n, err := r.pick(leader)
 	if err != nil {
 		return err
@@ -159,7 +158,7 @@ func (r *robRun) partition(leader bool) error {
 	return r.holdThenHeal(2*time.Second, 3*time.Second)
 }
 
-func (r *robRun) oneWay() error {
+func (r *scenario) oneWay() error {
 	l, err := r.leader()
 	if err != nil {
 		return err
@@ -172,21 +171,21 @@ func (r *robRun) oneWay() error {
 	if r.rng.Intn(2) == 0 {
 		from, to = f, l
 	}
-	r.c.Net.Set(uint64(from.ID), uint64(to.ID), faultproxyCut)
+	r.c.Net.Set(uint64(from.ID), uint64(to.ID), cutLink)
 	r.event("cut traffic %d -> %d only (leader %d)", from.ID, to.ID, l.ID)
 	return r.holdThenHeal(2*time.Second, 3*time.Second)
 }
 
 // holdThenHeal keeps the network faults in force for between lo and hi,
 // then removes them all.
-func (r *robRun) holdThenHeal(lo, hi time.Duration) error {
+func (r *scenario) holdThenHeal(lo, hi time.Duration) error {
 	d := r.pause(lo, hi)
 	r.c.Net.Heal()
 	r.event("heal after %v", d.Round(time.Millisecond))
 	return nil
 }
 
-func (r *robRun) allLinks(f func(from, to uint64)) {
+func (r *scenario) allLinks(f func(from, to uint64)) {
 	ids := r.c.IDs()
 	for _, a := range ids {
 		for _, b := range ids {
@@ -197,21 +196,21 @@ func (r *robRun) allLinks(f func(from, to uint64)) {
 	}
 }
 
-func (r *robRun) delay() error {
-	r.allLinks(func(a, b uint64) { r.c.Net.Set(a, b, faultproxyDelay) })
+func (r *scenario) delay() error {
+	r.allLinks(func(a, b uint64) { r.c.Net.Set(a, b, slowLink) })
 	r.event("delay all peer traffic 100ms +/- 50ms")
 	return r.holdThenHeal(3*time.Second, 4*time.Second)
 }
 
-func (r *robRun) drop() error {
-	r.allLinks(func(a, b uint64) { r.c.Net.Set(a, b, faultproxyDrop) })
+func (r *scenario) drop() error {
+	r.allLinks(func(a, b uint64) { r.c.Net.Set(a, b, lossyLink) })
 	r.event("drop 30%% of peer traffic")
 	return r.holdThenHeal(3*time.Second, 4*time.Second)
 }
 
 // snapshotCatchUp cuts a follower off until the leader has compacted its
 // log past the follower, heals, and expects it to catch up by snapshot.
-func (r *robRun) snapshotCatchUp() error {
+func (r *scenario) snapshotCatchUp() error {
 	l, err := r.leader()
 	if err != nil {
 		return err
@@ -262,7 +261,7 @@ func (r *robRun) snapshotCatchUp() error {
 
 // replaceMember removes a follower, wipes its data, and adds it back under
 // a new id.
-func (r *robRun) replaceMember() error {
+func (r *scenario) replaceMember() error {
 	f, err := r.pick(false)
 	if err != nil {
 		return err
@@ -270,7 +269,7 @@ func (r *robRun) replaceMember() error {
 	return r.replace(f)
 }
 
-func (r *robRun) replace(old *tc.Node) error {
+func (r *scenario) replace(old *tc.Node) error {
 	if err := tc.Poll(30*time.Second, func() error {
 		l, err := r.leader()
 		if err != nil {
@@ -284,11 +283,10 @@ func (r *robRun) replace(old *tc.Node) error {
 	if old.Running() {
 		if _, ok := old.Wait(20 * time.Second); !ok {
 			r.event("removed member %d did not exit by itself; killing it", old.ID)
-			old.Signal(syscall.SIGKILL)
-			old.Wait(10 * time.Second)
+			old.TryKill()
 		}
 	}
-	if err := r.c.Wipe(old); err != nil {
+	if err := old.Wipe(); err != nil {
 		return err
 	}
 	l, err := r.leader()
@@ -305,7 +303,7 @@ func (r *robRun) replace(old *tc.Node) error {
 
 // caughtUp waits until n has applied what the leader had committed. It
 // gives up at once if n exits.
-func (r *robRun) caughtUp(n *tc.Node) error {
+func (r *scenario) caughtUp(n *tc.Node) error {
 	l, err := r.leader()
 	if err != nil {
 		return err
@@ -314,40 +312,35 @@ func (r *robRun) caughtUp(n *tc.Node) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	return tc.Poll(30*time.Second, func() error {
 		if !n.Running() {
-			return fmt.Errorf("%v exited", n)
+			return tc.GiveUp(fmt.Errorf("%v exited", n))
 		}
 		st, err := n.Status()
-		if err == nil && st.Applied >= lst.Commit {
-			r.event("node %d caught up (applied %d)", n.ID, st.Applied)
-			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("%v applied %d, want >= %d", n, st.Applied, lst.Commit)
-		}
-		if time.Now().After(deadline) {
+		if err != nil {
 			return err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		if st.Applied < lst.Commit {
+			return fmt.Errorf("%v applied %d, want >= %d", n, st.Applied, lst.Commit)
+		}
+		r.event("node %d caught up (applied %d)", n.ID, st.Applied)
+		return nil
+	})
 }
 
 // walDamage kills a node mid-writes, damages the tail of its newest WAL
 // file, and restarts it: it must repair and rejoin, or refuse to start with
 // an error (then it is replaced by a fresh member).
-func (r *robRun) walDamage() error {
+func (r *scenario) walDamage() error {
 	n, err := r.pick(r.rng.Intn(2) == 0)
 	if err != nil {
 		return err
 	}
-	n.Signal(syscall.SIGKILL)
-	if _, ok := n.Wait(10 * time.Second); !ok {
-		return fmt.Errorf("%v survived SIGKILL", n)
+	if err := n.TryKill(); err != nil {
+		return err
 	}
 	r.event("SIGKILL node %d", n.ID)
-	what, err := robDamageWAL(n.WALDir(), r.rng)
+	what, err := damageWAL(n.WALDir(), r.rng)
 	if err != nil {
 		return err
 	}
@@ -365,7 +358,7 @@ func (r *robRun) walDamage() error {
 		return err
 	}
 	code, _ := n.Wait(5 * time.Second)
-	line := robErrorLine(n.RunLog())
+	line := firstErrorLine(n.RunLog())
 	if code == 0 || line == "" {
 		return fmt.Errorf("node %d exited with code %d after WAL damage without a clear error (%v); log:\n%s", n.ID, code, err, tc.Tail(n.RunLog(), 20))
 	}
@@ -373,8 +366,8 @@ func (r *robRun) walDamage() error {
 	return r.replace(n)
 }
 
-// robErrorLine returns the first line of log that reports an error or panic.
-func robErrorLine(log string) string {
+// firstErrorLine returns the first line of log that reports an error or panic.
+func firstErrorLine(log string) string {
 	for _, l := range strings.Split(log, "\n") {
 		if strings.Contains(l, "\"level\":\"error\"") || strings.Contains(l, "\"level\":\"fatal\"") ||
 			strings.Contains(l, "\tERROR\t") || strings.Contains(l, "\tFATAL\t") || strings.Contains(l, "\tPANIC\t") || strings.HasPrefix(l, "panic:") ||
@@ -388,10 +381,10 @@ func robErrorLine(log string) string {
 	return ""
 }
 
-// robDamageWAL damages the newest WAL file in dir: the file is preallocated
+// damageWAL damages the newest WAL file in dir: the file is preallocated
 // and zero past its data, so the data ends at the last non-zero byte. Either
 // a few bytes before that end are cut off, or the page holding it is zeroed.
-func robDamageWAL(dir string, rng *rand.Rand) (string, error) {
+func damageWAL(dir string, rng *rand.Rand) (string, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.wal"))
 	if err != nil || len(files) == 0 {
 		return "", fmt.Errorf("no WAL files in %s (%v)", dir, err)

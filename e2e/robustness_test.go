@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The robustness suite: a three-member cluster of real processes whose peer
 // traffic goes through a fault-injecting proxy, eight clients doing reads,
@@ -22,7 +22,6 @@ package main
 // kind; TestRobustnessSoak runs random schedules for -robustness.soak.
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand"
@@ -44,51 +43,51 @@ import (
 )
 
 var (
-	robSeedFlag = flag.Int64("robustness.seed", 0, "seed of the robustness runs (0: a random one per run); a failing run prints its seed")
-	robSoakFlag = flag.Duration("robustness.soak", 0, "run TestRobustnessSoak for this long (0: skip it)")
+	seedFlag = flag.Int64("robustness.seed", 0, "seed of the robustness runs (0: a random one per run); a failing run prints its seed")
+	soakFlag = flag.Duration("robustness.soak", 0, "run TestRobustnessSoak for this long (0: skip it)")
 )
 
 const (
-	robClients        = 8
-	robKeys           = 8
-	robRequestTimeout = 2 * time.Second
-	robWriteRecovery  = 10 * time.Second // check 5
+	scenarioClients      = 8
+	scenarioKeys         = 8
+	memberRequestTimeout = 2 * time.Second  // --request-timeout of the members
+	writeRecovery        = 10 * time.Second // check 5
 )
 
 var (
-	faultproxyCut   = faultproxy.Fault{Cut: true}
-	faultproxyDelay = faultproxy.Fault{Delay: 100 * time.Millisecond, Jitter: 50 * time.Millisecond}
-	faultproxyDrop  = faultproxy.Fault{DropRate: 0.3}
+	cutLink   = faultproxy.Fault{Cut: true}
+	slowLink  = faultproxy.Fault{Delay: 100 * time.Millisecond, Jitter: 50 * time.Millisecond}
+	lossyLink = faultproxy.Fault{DropRate: 0.3}
 )
 
-// robFaults maps each fault kind to its function. A fault applies itself,
+// faultKinds maps each fault kind to its function. A fault applies itself,
 // holds, and heals itself before returning.
-var robFaults = map[string]func(r *robRun) error{
-	"kill-leader":        func(r *robRun) error { return r.kill(true) },
-	"kill-follower":      func(r *robRun) error { return r.kill(false) },
-	"sigstop-leader":     (*robRun).sigstopLeader,
-	"partition-leader":   func(r *robRun) error { return r.partition(true) },
-	"partition-follower": func(r *robRun) error { return r.partition(false) },
-	"one-way-partition":  (*robRun).oneWay,
-	"delay":              (*robRun).delay,
-	"drop":               (*robRun).drop,
-	"snapshot-catchup":   (*robRun).snapshotCatchUp,
-	"replace-member":     (*robRun).replaceMember,
-	"wal-damage":         (*robRun).walDamage,
+var faultKinds = map[string]func(r *scenario) error{
+	"kill-leader":        func(r *scenario) error { return r.kill(true) },
+	"kill-follower":      func(r *scenario) error { return r.kill(false) },
+	"sigstop-leader":     (*scenario).sigstopLeader,
+	"partition-leader":   func(r *scenario) error { return r.partition(true) },
+	"partition-follower": func(r *scenario) error { return r.partition(false) },
+	"one-way-partition":  (*scenario).oneWay,
+	"delay":              (*scenario).delay,
+	"drop":               (*scenario).drop,
+	"snapshot-catchup":   (*scenario).snapshotCatchUp,
+	"replace-member":     (*scenario).replaceMember,
+	"wal-damage":         (*scenario).walDamage,
 }
 
-func robFaultNames() []string {
+func faultNames() []string {
 	var names []string
-	for n := range robFaults {
+	for n := range faultKinds {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
 }
 
-func robSeed() int64 {
-	if *robSeedFlag != 0 {
-		return *robSeedFlag
+func pickSeed() int64 {
+	if *seedFlag != 0 {
+		return *seedFlag
 	}
 	return time.Now().UnixNano()
 }
@@ -114,9 +113,9 @@ func TestRobustness(t *testing.T) {
 	for _, tt := range table {
 		t.Run(tt.name, func(t *testing.T) {
 			runs++
-			res := robRunScenario(t, robSeed(), tt.faults, 15*time.Second)
+			res := runScenario(t, pickSeed(), tt.faults, 15*time.Second)
 			if !res.ok() {
-				t.Errorf("replay: go test -run '^TestRobustness$/^%s$' -v . -args -robustness.seed=%d", regexp.QuoteMeta(tt.name), res.seed)
+				t.Errorf("replay: go test -run '^TestRobustness$/^%s$' -v ./e2e -args -robustness.seed=%d", regexp.QuoteMeta(tt.name), res.seed)
 			}
 		})
 	}
@@ -125,18 +124,18 @@ func TestRobustness(t *testing.T) {
 
 // TestRobustnessSoak runs random schedules back to back for -robustness.soak.
 func TestRobustnessSoak(t *testing.T) {
-	if *robSoakFlag <= 0 {
+	if *soakFlag <= 0 {
 		t.Skip("soak runs only with -robustness.soak=DURATION")
 	}
-	names := robFaultNames()
-	deadline := time.Now().Add(*robSoakFlag)
+	names := faultNames()
+	deadline := time.Now().Add(*soakFlag)
 	var (
 		runs, failures, ops, faults int
 		failed                      []string
 	)
 	for i := 1; time.Now().Before(deadline); i++ {
-		seed := robSeed()
-		if i > 1 && *robSeedFlag != 0 {
+		seed := pickSeed()
+		if i > 1 && *seedFlag != 0 {
 			seed = time.Now().UnixNano() // the given seed replays the first run
 		}
 		rng := rand.New(rand.NewSource(seed))
@@ -144,9 +143,9 @@ func TestRobustnessSoak(t *testing.T) {
 		for k := 1 + rng.Intn(3); len(kinds) < k; {
 			kinds = append(kinds, names[rng.Intn(len(names))])
 		}
-		var res *robResult
+		var res *scenarioResult
 		t.Run(fmt.Sprintf("run%d", i), func(t *testing.T) {
-			res = robRunScenario(t, seed, kinds, time.Duration(15+rng.Intn(11))*time.Second)
+			res = runScenario(t, seed, kinds, time.Duration(15+rng.Intn(11))*time.Second)
 		})
 		runs++
 		if res != nil {
@@ -160,27 +159,26 @@ func TestRobustnessSoak(t *testing.T) {
 	}
 	t.Logf("soak summary: %d runs, %d ops, %d faults injected, %d failures", runs, ops, faults, failures)
 	for _, f := range failed {
-		t.Logf("failed: %s (replay: go test -run '^TestRobustnessSoak$' -v . -args -robustness.soak=1s -robustness.seed=%s)", f, strings.Fields(f)[2])
+		t.Logf("failed: %s (replay: go test -run '^TestRobustnessSoak$' -v ./e2e -args -robustness.soak=1s -robustness.seed=%s)", f, strings.Fields(f)[2])
 	}
 }
 
 // ---------------------------------------------------------------------------
 // A run
 
-type robResult struct {
-	seed          int64
-	ops, faults   int
-	checks        []robCheck
-	artifacts     string
-	faultsSkipped bool
+type scenarioResult struct {
+	seed        int64
+	ops, faults int
+	checks      []checkOutcome
+	artifacts   string
 }
 
-type robCheck struct {
+type checkOutcome struct {
 	name string
 	err  error
 }
 
-func (res *robResult) ok() bool {
+func (res *scenarioResult) ok() bool {
 	for _, c := range res.checks {
 		if c.err != nil {
 			return false
@@ -191,44 +189,44 @@ func (res *robResult) ok() bool {
 
 // Outcome counters, per kind of client operation.
 const (
-	robPut = iota
-	robGet
-	robDelete
-	robSGet // serializable get
-	robKinds
+	opPut = iota
+	opGet
+	opDelete
+	opSerialGet // serializable get
+	opKinds
 )
 
-var robKindNames = [robKinds]string{"put", "get", "delete", "serializable-get"}
+var opKindNames = [opKinds]string{"put", "get", "delete", "serializable-get"}
 
 const (
-	robOK = iota
-	robFailed
-	robUnknown
+	outcomeOK = iota
+	outcomeFailed
+	outcomeUnknown
 )
 
-type robSerialRead struct {
+type serialRead struct {
 	key, value string
 	found      bool
 	ret        int64
 }
 
-type robRun struct {
+type scenario struct {
 	t    *testing.T
 	seed int64
-	rng  *rand.Rand // the nemesis's; used by the test goroutine only
-	c    *tc.ProxiedCluster
+	rng  *rand.Rand  // the nemesis's; used by the test goroutine only
+	c    *tc.Cluster // behind the fault proxy
 	rec  *lincheck.Recorder
 	t0   time.Time
 
 	evMu   sync.Mutex
 	events []string
 
-	counts [robKinds][3]atomic.Int64
+	counts [opKinds][3]atomic.Int64
 
 	mu       sync.Mutex
 	attempts map[string]int64 // value -> call time of the PUT that tried it
 	attKey   map[string]string
-	serial   []robSerialRead
+	serial   []serialRead
 	stopped  map[int]bool // nodes under SIGSTOP
 
 	// The sampler's findings.
@@ -239,7 +237,7 @@ type robRun struct {
 	lastHeal time.Time
 }
 
-func (r *robRun) event(format string, args ...any) {
+func (r *scenario) event(format string, args ...any) {
 	msg := fmt.Sprintf("t+%6.2fs  ", time.Since(r.t0).Seconds()) + fmt.Sprintf(format, args...)
 	r.evMu.Lock()
 	r.events = append(r.events, msg)
@@ -247,33 +245,21 @@ func (r *robRun) event(format string, args ...any) {
 	r.t.Log(msg)
 }
 
-func robKey(i int) string { return fmt.Sprintf("rob-k%d", i) }
+func scenarioKey(i int) string { return fmt.Sprintf("rob-k%d", i) }
 
-// robRunScenario runs one scenario and reports each check; a failed check
+// runScenario runs one scenario and reports each check; a failed check
 // fails t.
-func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Duration) *robResult {
-	r := &robRun{
+func runScenario(t *testing.T, seed int64, faults []string, traffic time.Duration) *scenarioResult {
+	r := &scenario{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), rec: lincheck.NewRecorder(),
 		attempts: map[string]int64{}, attKey: map[string]string{}, stopped: map[int]bool{},
 		leaders: map[uint64]map[uint64]bool{}, digests: map[uint64]map[string]uint64{},
 	}
-	res := &robResult{seed: seed, faults: len(faults)}
+	res := &scenarioResult{seed: seed, faults: len(faults)}
 	t.Logf("seed %d, faults %v, traffic %v", seed, faults, traffic)
-	for attempt := 1; ; attempt++ {
-		r.c = tc.NewProxied(t, 3, seed, "--snap-count", "50", "--request-timeout", robRequestTimeout.String())
-		err := r.c.Start()
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, tc.ErrPortInUse) || attempt == 3 {
-			t.Fatal(err)
-		}
-		t.Logf("%v; retrying with new ports", err)
-		r.c.Close()
-	}
-	if _, err := r.c.Leader(30 * time.Second); err != nil {
-		t.Fatalf("no leader after start: %v", err)
-	}
+	r.c = tc.NewProxied(t, 3, seed, "--snap-count", "50", "--request-timeout", memberRequestTimeout.String())
+	r.c.Start() // with new ports if one was taken
+	tc.WaitLeader(t, 30*time.Second, r.c.Members()...)
 	r.t0 = time.Now()
 	r.event("cluster of 3 up")
 
@@ -283,7 +269,7 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 	go func() { defer wg.Done(); r.sample(stop) }()
 	clientsStop := make(chan struct{})
 	var cwg sync.WaitGroup
-	for i := 0; i < robClients; i++ {
+	for i := 0; i < scenarioClients; i++ {
 		cwg.Add(1)
 		go func(i int) { defer cwg.Done(); r.client(i, seed+int64(i)+1, clientsStop) }(i)
 	}
@@ -303,7 +289,7 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 			break
 		}
 		r.event("fault %s: begin", f)
-		if err := robFaults[f](r); err != nil {
+		if err := faultKinds[f](r); err != nil {
 			faultErr = fmt.Errorf("fault %s: %v", f, err)
 			r.event("fault %s: FAILED: %v", f, err)
 			break
@@ -336,7 +322,7 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 		if sts, err = tc.Statuses(r.c.Members()...); err != nil {
 			return err
 		}
-		return robConverged(sts)
+		return converged(sts)
 	})
 	if convErr == nil {
 		convErr = r.digestConflicts()
@@ -350,9 +336,9 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 
 	history := r.rec.History()
 	res.ops = len(history)
-	for k := 0; k < robKinds; k++ {
-		t.Logf("ops %-16s ok %5d  failed %5d  unknown %5d", robKindNames[k],
-			r.counts[k][robOK].Load(), r.counts[k][robFailed].Load(), r.counts[k][robUnknown].Load())
+	for k := 0; k < opKinds; k++ {
+		t.Logf("ops %-16s ok %5d  failed %5d  unknown %5d", opKindNames[k],
+			r.counts[k][outcomeOK].Load(), r.counts[k][outcomeFailed].Load(), r.counts[k][outcomeUnknown].Load())
 	}
 
 	artifacts := os.Getenv("RAFTEXAMPLE_ARTIFACTS")
@@ -382,12 +368,12 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 	// Check 2: acknowledged writes survive.
 	lostErr := finalErr
 	if lostErr == nil {
-		lostErr = robCheckLastWrites(history, robClients)
+		lostErr = checkLastWrites(history, scenarioClients)
 	}
 
 	// Check 4: one leader per term.
 	r.smu.Lock()
-	leaderErr := robCheckLeaders(r.leaders)
+	leaderErr := checkLeaders(r.leaders)
 	samples, terms := r.samples, len(r.leaders)
 	r.smu.Unlock()
 	t.Logf("sampler: %d status samples, %d terms seen", samples, terms)
@@ -395,7 +381,7 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 	if faultErr != nil && recoveryErr == nil {
 		recoveryErr = faultErr
 	}
-	res.checks = []robCheck{
+	res.checks = []checkOutcome{
 		{"1 linearizable (porcupine) and serializable reads return written values", linErr},
 		{"2 no acknowledged write lost", lostErr},
 		{"3 replicas converge (same applied index, same digest)", convErr},
@@ -417,7 +403,7 @@ func robRunScenario(t *testing.T, seed int64, faults []string, traffic time.Dura
 }
 
 // saveLogs copies every node's log into dir.
-func (r *robRun) saveLogs(dir string) {
+func (r *scenario) saveLogs(dir string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		r.t.Log(err)
 		return

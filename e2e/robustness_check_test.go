@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The robustness checks must be able to fail: fed bad data, each reports it.
 
@@ -19,13 +19,13 @@ func TestRobustnessLeaderCheckCatchesTwoLeadersInATerm(t *testing.T) {
 		{ID: 2, State: "leader", Term: 3},
 		{ID: 1, State: "follower", Term: 3, Leader: 2},
 	} {
-		robRecordStatus(leaders, digests, st)
+		recordStatus(leaders, digests, st)
 	}
-	if err := robCheckLeaders(leaders); err != nil {
+	if err := checkLeaders(leaders); err != nil {
 		t.Fatalf("one leader per term, yet: %v", err)
 	}
-	robRecordStatus(leaders, digests, tc.Status{ID: 3, State: "leader", Term: 3})
-	err := robCheckLeaders(leaders)
+	recordStatus(leaders, digests, tc.Status{ID: 3, State: "leader", Term: 3})
+	err := checkLeaders(leaders)
 	if err == nil || !strings.Contains(err.Error(), "term 3: leaders [2 3]") {
 		t.Fatalf("two leaders in term 3: got %v", err)
 	}
@@ -33,18 +33,18 @@ func TestRobustnessLeaderCheckCatchesTwoLeadersInATerm(t *testing.T) {
 
 func TestRobustnessConvergenceCheckCatchesDivergence(t *testing.T) {
 	same := []tc.Status{{ID: 1, Applied: 10, Digest: "ab"}, {ID: 2, Applied: 10, Digest: "ab"}, {ID: 3, Applied: 10, Digest: "ab"}}
-	if err := robConverged(same); err != nil {
+	if err := converged(same); err != nil {
 		t.Fatalf("converged, yet: %v", err)
 	}
 	behind := []tc.Status{{ID: 1, Applied: 10, Digest: "ab"}, {ID: 2, Applied: 9, Digest: "aa"}, {ID: 3, Applied: 10, Digest: "ab"}}
-	if err := robConverged(behind); err == nil {
+	if err := converged(behind); err == nil {
 		t.Fatal("a replica behind passed as converged")
 	}
 	diverged := []tc.Status{{ID: 1, Applied: 10, Digest: "ab"}, {ID: 2, Applied: 10, Digest: "cd"}, {ID: 3, Applied: 10, Digest: "ab"}}
-	if err := robConverged(diverged); err == nil {
+	if err := converged(diverged); err == nil {
 		t.Fatal("different digests at the same applied index passed as converged")
 	}
-	if err := robConverged([]tc.Status{{ID: 1, Applied: 10}}); err == nil {
+	if err := converged([]tc.Status{{ID: 1, Applied: 10}}); err == nil {
 		t.Fatal("a status without digest passed")
 	}
 
@@ -52,13 +52,13 @@ func TestRobustnessConvergenceCheckCatchesDivergence(t *testing.T) {
 	// different times, is divergence.
 	leaders := map[uint64]map[uint64]bool{}
 	digests := map[uint64]map[string]uint64{}
-	robRecordStatus(leaders, digests, tc.Status{ID: 1, Applied: 7, Digest: "x"})
-	robRecordStatus(leaders, digests, tc.Status{ID: 2, Applied: 7, Digest: "x"})
-	if err := robCheckDigests(digests); err != nil {
+	recordStatus(leaders, digests, tc.Status{ID: 1, Applied: 7, Digest: "x"})
+	recordStatus(leaders, digests, tc.Status{ID: 2, Applied: 7, Digest: "x"})
+	if err := checkDigests(digests); err != nil {
 		t.Fatalf("same digests, yet: %v", err)
 	}
-	robRecordStatus(leaders, digests, tc.Status{ID: 3, Applied: 7, Digest: "y"})
-	if err := robCheckDigests(digests); err == nil {
+	recordStatus(leaders, digests, tc.Status{ID: 3, Applied: 7, Digest: "y"})
+	if err := checkDigests(digests); err == nil {
 		t.Fatal("two digests at applied 7 passed")
 	}
 }
@@ -72,41 +72,41 @@ func TestRobustnessLastWriteCheckCatchesLostWrite(t *testing.T) {
 		return lincheck.Op{Client: final, Kind: lincheck.Get, Key: "k", Value: v, Found: found, Call: 100, Return: 110}
 	}
 	ok := []lincheck.Op{put(0, "a", 0, 10), put(1, "b", 20, 30), read("b", true)}
-	if err := robCheckLastWrites(ok, final); err != nil {
+	if err := checkLastWrites(ok, final); err != nil {
 		t.Fatalf("intact, yet: %v", err)
 	}
 	lost := []lincheck.Op{put(0, "a", 0, 10), put(1, "b", 20, 30), read("a", true)}
-	if err := robCheckLastWrites(lost, final); err == nil {
+	if err := checkLastWrites(lost, final); err == nil {
 		t.Fatal("final read of an older value passed")
 	}
 	gone := []lincheck.Op{put(0, "a", 0, 10), read("", false)}
-	if err := robCheckLastWrites(gone, final); err == nil {
+	if err := checkLastWrites(gone, final); err == nil {
 		t.Fatal("final read finding nothing after an acknowledged put passed")
 	}
 	deleted := []lincheck.Op{put(0, "a", 0, 10),
 		{Client: 1, Kind: lincheck.Delete, Key: "k", Call: 20, Return: 30}, read("a", true)}
-	if err := robCheckLastWrites(deleted, final); err == nil {
+	if err := checkLastWrites(deleted, final); err == nil {
 		t.Fatal("a deleted value coming back passed")
 	}
 	// An unknown write may land after the last acknowledged one: no verdict.
 	unknown := []lincheck.Op{put(0, "a", 0, 10), put(1, "b", 5, lincheck.Infinity), read("b", true)}
-	if err := robCheckLastWrites(unknown, final); err != nil {
+	if err := checkLastWrites(unknown, final); err != nil {
 		t.Fatalf("unknown write, yet: %v", err)
 	}
 }
 
 func TestRobustnessSerializableCheckCatchesUnwrittenValue(t *testing.T) {
-	r := &robRun{rec: lincheck.NewRecorder(), attempts: map[string]int64{"c0-1": 5}, attKey: map[string]string{"c0-1": "k"}}
-	r.serial = []robSerialRead{{key: "k", value: "c0-1", found: true, ret: 10}, {key: "k", found: false, ret: 3}}
+	r := &scenario{rec: lincheck.NewRecorder(), attempts: map[string]int64{"c0-1": 5}, attKey: map[string]string{"c0-1": "k"}}
+	r.serial = []serialRead{{key: "k", value: "c0-1", found: true, ret: 10}, {key: "k", found: false, ret: 3}}
 	if err := r.checkSerializable(); err != nil {
 		t.Fatalf("written value, yet: %v", err)
 	}
-	for _, bad := range []robSerialRead{
+	for _, bad := range []serialRead{
 		{key: "k", value: "never", found: true, ret: 10}, // never written
 		{key: "j", value: "c0-1", found: true, ret: 10},  // written to another key
 		{key: "k", value: "c0-1", found: true, ret: 4},   // read before the write began
 	} {
-		r.serial = []robSerialRead{bad}
+		r.serial = []serialRead{bad}
 		if err := r.checkSerializable(); err == nil {
 			t.Fatalf("%+v passed", bad)
 		}

@@ -1,8 +1,9 @@
-package main
+package e2e
 
 // Cross-process tests of TLS: peer traffic over https:// with mutual
 // authentication, and the HTTP API over HTTPS with client certificates.
 // Certificates are made at test time in a t.TempDir; no key is committed.
+// Requests to peer ports are sent with tls_identity_test.go's peerProbe.
 
 import (
 	"crypto/tls"
@@ -15,35 +16,9 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-// tlsPeerFlags are the peer TLS flags for a node.
-func tlsPeerFlags(certFile, keyFile, caFile string) []string {
+// peerTLSFlags are the peer TLS flags for a node.
+func peerTLSFlags(certFile, keyFile, caFile string) []string {
 	return []string{"--peer-cert-file", certFile, "--peer-key-file", keyFile, "--peer-trusted-ca-file", caFile}
-}
-
-// tlsExpectRefused checks that a request with client fails at the transport
-// level (TLS handshake or alert), not with an HTTP status.
-func tlsExpectRefused(t *testing.T, what string, client *tc.Client, url string) {
-	t.Helper()
-	code, body, err := client.DoURL(http.MethodGet, url, "")
-	if err == nil {
-		t.Errorf("%s: GET %s answered %d %q, want the connection refused", what, url, code, strings.TrimSpace(body))
-		return
-	}
-	if !strings.Contains(err.Error(), "tls") && !strings.Contains(err.Error(), "certificate") {
-		t.Errorf("%s: GET %s failed with %v, want a TLS error", what, url, err)
-		return
-	}
-	t.Logf("%s: refused as it should be: %v", what, err)
-}
-
-// tlsPresenting is a client config trusting roots that presents cert
-// whatever CAs the server asks for. (With Certificates alone, Go's client
-// sends no certificate at all when the server's acceptable CAs don't match,
-// and the server's verification would not be exercised.)
-func tlsPresenting(roots *tls.Config, cert tls.Certificate) *tls.Config {
-	cfg := roots.Clone()
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
-	return cfg
 }
 
 func TestPeerTLSRefusesPeersWithoutValidCertificate(t *testing.T) {
@@ -59,7 +34,7 @@ func TestPeerTLSRefusesPeersWithoutValidCertificate(t *testing.T) {
 
 	c := tc.New(t, 3)
 	c.StartCustom("https", func(n *tc.Node) []string {
-		return tlsPeerFlags(good[n.ID].cert, good[n.ID].key, ca.CertFile)
+		return peerTLSFlags(good[n.ID].cert, good[n.ID].key, ca.CertFile)
 	})
 	for i, u := range c.URLs {
 		if !strings.HasPrefix(u, "https://") {
@@ -73,16 +48,16 @@ func TestPeerTLSRefusesPeersWithoutValidCertificate(t *testing.T) {
 	tc.ExpectValue(t, "from-3", "yes", n1, n2)
 
 	// The peer port speaks TLS and wants a client certificate from the peer CA.
-	probe := c.URLs[0] + "/raft/probing"
-	trusted := tc.NewTLSClient(&tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.KeyPair(t, "probe")}}, 5*time.Second)
-	code, body, err := trusted.DoURL(http.MethodGet, probe, "")
-	procExpectStatus(t, "GET /raft/probing with a peer certificate", code, body, err, http.StatusOK)
-	tlsExpectRefused(t, "peer port, no client certificate",
-		tc.NewTLSClient(&tls.Config{RootCAs: ca.Pool()}, 5*time.Second), probe)
-	tlsExpectRefused(t, "peer port, client certificate from another CA",
-		tc.NewTLSClient(tlsPresenting(&tls.Config{RootCAs: ca.Pool()}, other.KeyPair(t, "intruder")), 5*time.Second), probe)
-	plain := &tc.Client{Scheme: "http", HTTP: &http.Client{Timeout: 5 * time.Second}}
-	if code, _, err := plain.DoURL(http.MethodGet, "http://"+strings.TrimPrefix(c.URLs[0], "https://")+"/raft/probing", ""); err == nil && code == http.StatusOK {
+	probe := peerProbe{what: "GET /raft/probing", method: http.MethodGet, url: c.URLs[0] + "/raft/probing"}
+	a := probe.send(peerPortClient(ca.Pool(), ca.KeyPair(t, "probe")))
+	expectStatus(t, "GET /raft/probing with a peer certificate", a.Code, a.Body, a.Err, http.StatusOK)
+	expectRefusedInTLS(t, "peer port, no client certificate: "+probe.what,
+		probe.send(httpsClient(&tls.Config{RootCAs: ca.Pool()})))
+	expectRefusedInTLS(t, "peer port, client certificate from another CA: "+probe.what,
+		probe.send(peerPortClient(ca.Pool(), other.KeyPair(t, "intruder"))))
+	plain := peerProbe{what: "plain http GET /raft/probing", method: http.MethodGet,
+		url: "http://" + strings.TrimPrefix(c.URLs[0], "https://") + "/raft/probing"}
+	if a := plain.send(peerHTTP); a.Err == nil && a.Code == http.StatusOK {
 		t.Errorf("plain http to the peer port answered 200")
 	}
 
@@ -124,13 +99,13 @@ func TestPeerTLSRefusesPeersWithoutValidCertificate(t *testing.T) {
 		}
 		if i == 0 {
 			code, body, err := n3.Put("rogue-write", "x")
-			procExpectStatus(t, "PUT through node 3 with a certificate from another CA", code, body, err, http.StatusServiceUnavailable)
+			expectStatus(t, "PUT through node 3 with a certificate from another CA", code, body, err, http.StatusServiceUnavailable)
 		}
 	}
-	code, body, err = n3.Do(http.MethodGet, "/while-rogue-0?consistency=serializable", "")
-	procExpectStatus(t, "serializable GET on node 3 of a key written while it had a rogue certificate", code, body, err, http.StatusNotFound)
+	code, body, err := n3.Do(http.MethodGet, "/while-rogue-0?consistency=serializable", "")
+	expectStatus(t, "serializable GET on node 3 of a key written while it had a rogue certificate", code, body, err, http.StatusNotFound)
 	code, body, err = n1.Get("rogue-write")
-	procExpectStatus(t, "GET of the write tried through node 3", code, body, err, http.StatusNotFound)
+	expectStatus(t, "GET of the write tried through node 3", code, body, err, http.StatusNotFound)
 
 	// With its own certificate back, node 3 catches up: the certificate was
 	// the only thing keeping it out.
@@ -155,9 +130,12 @@ func TestClientTLSRequiresClientCertificate(t *testing.T) {
 	c.Start()
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 
-	client := tc.NewTLSClient(&tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.KeyPair(t, "client")}}, 10*time.Second)
+	trusted := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.KeyPair(t, "client")}}
+	for _, n := range c.Nodes {
+		n.UseTLS(trusted)
+	}
 	tc.Eventually(t, tc.Timeout, func() error {
-		code, body, err := client.Do(n1, http.MethodPut, "/over-https", "secret")
+		code, body, err := n1.Put("over-https", "secret")
 		if err != nil || code != http.StatusNoContent {
 			return fmt.Errorf("PUT over HTTPS on node 1: status %d %q err %v", code, strings.TrimSpace(body), err)
 		}
@@ -165,7 +143,7 @@ func TestClientTLSRequiresClientCertificate(t *testing.T) {
 	})
 	for _, n := range []*tc.Node{n2, n3} {
 		tc.Eventually(t, tc.Timeout, func() error {
-			code, body, err := client.Do(n, http.MethodGet, "/over-https", "")
+			code, body, err := n.Get("over-https")
 			if err != nil || code != http.StatusOK || body != "secret" {
 				return fmt.Errorf("GET over HTTPS on %v: status %d %q err %v", n, code, body, err)
 			}
@@ -173,21 +151,27 @@ func TestClientTLSRequiresClientCertificate(t *testing.T) {
 		})
 	}
 
-	url := fmt.Sprintf("https://127.0.0.1:%d/over-https", n2.HTTPPort)
-	tlsExpectRefused(t, "API without a client certificate",
-		tc.NewTLSClient(&tls.Config{RootCAs: ca.Pool()}, 5*time.Second), url)
-	tlsExpectRefused(t, "API with a client certificate from another CA",
-		tc.NewTLSClient(tlsPresenting(&tls.Config{RootCAs: ca.Pool()}, other.KeyPair(t, "stranger")), 5*time.Second), url)
+	// with sends one request to n2 with another client configuration (nil:
+	// plain http), then goes back to the trusted client certificate.
+	with := func(cfg *tls.Config, method, key, body string) (int, string, error) {
+		n2.UseTLS(cfg)
+		defer n2.UseTLS(trusted)
+		return n2.Do(method, "/"+key, body)
+	}
+	what := fmt.Sprintf("GET %s", n2.URL("/over-https"))
+	code, body, err := with(&tls.Config{RootCAs: ca.Pool()}, http.MethodGet, "over-https", "")
+	expectRefusedInTLS(t, "API without a client certificate: "+what, peerAnswer{Code: code, Body: body, Err: err})
+	code, body, err = with(presenting(ca.Pool(), other.KeyPair(t, "stranger")), http.MethodGet, "over-https", "")
+	expectRefusedInTLS(t, "API with a client certificate from another CA: "+what, peerAnswer{Code: code, Body: body, Err: err})
 
 	// Plain http to the HTTPS port gets no service: an error or Go's
 	// "client sent an HTTP request to an HTTPS server" 400.
-	plain := &tc.Client{Scheme: "http", HTTP: &http.Client{Timeout: 5 * time.Second}}
-	code, body, err := plain.Do(n2, http.MethodPut, "/over-https", "overwritten")
+	code, body, err = with(nil, http.MethodPut, "over-https", "overwritten")
 	if err == nil && code != http.StatusBadRequest {
 		t.Errorf("plain http PUT to the HTTPS port: status %d %q, want an error or 400", code, strings.TrimSpace(body))
 	}
 	t.Logf("plain http to the HTTPS port: status %d %q err %v", code, strings.TrimSpace(body), err)
-	code, body, err = client.Do(n2, http.MethodGet, "/over-https", "")
+	code, body, err = n2.Get("over-https")
 	if err != nil || code != http.StatusOK || body != "secret" {
 		t.Errorf("GET over HTTPS after the refused requests: status %d %q err %v, want 200 \"secret\"", code, body, err)
 	}

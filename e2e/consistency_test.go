@@ -1,9 +1,8 @@
-package main
+package e2e
 
 // Regression tests for the defects of raftexample v3.7.1, against the real
 // binary: stale reads on followers, acknowledged writes lost with the leader,
 // requests hanging without a quorum, and the HTTP API's input handling.
-// Helpers carry a "cons" prefix.
 
 import (
 	"bytes"
@@ -20,12 +19,12 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-// consExpectRead reads key through n with a linearizable GET until the node
+// expectRead reads key through n with a linearizable GET until the node
 // can answer: a 503 or a connection error (the cluster is electing, the node
 // is starting) is retried until tc.Timeout. Any answer that contradicts what
 // is expected (present with want, or absent) fails the test at once, since a
 // linearizable read must never be stale.
-func consExpectRead(t *testing.T, n *tc.Node, key string, present bool, want string) {
+func expectRead(t *testing.T, n *tc.Node, key string, present bool, want string) {
 	t.Helper()
 	var wrong string
 	err := tc.Poll(tc.Timeout, func() error {
@@ -38,7 +37,7 @@ func consExpectRead(t *testing.T, n *tc.Node, key string, present bool, want str
 		case present && code == http.StatusOK && body == want, !present && code == http.StatusNotFound:
 			return nil
 		}
-		wrong = fmt.Sprintf("GET %s on %v: status %d, body %q", key, n, code, linShort(body, 80))
+		wrong = fmt.Sprintf("GET %s on %v: status %d, body %q", key, n, code, tc.Shorten(body, 80))
 		return nil
 	})
 	if err != nil {
@@ -52,10 +51,10 @@ func consExpectRead(t *testing.T, n *tc.Node, key string, present bool, want str
 	}
 }
 
-// consPutUntilAcked PUTs key=val through n until it answers 204. 503s and
+// putUntilAcked PUTs key=val through n until it answers 204. 503s and
 // connection errors are retried (a PUT of the same value twice is
 // harmless); any other answer fails the test.
-func consPutUntilAcked(t *testing.T, n *tc.Node, key, val string) {
+func putUntilAcked(t *testing.T, n *tc.Node, key, val string) {
 	t.Helper()
 	var wrong string
 	err := tc.Poll(tc.Timeout, func() error {
@@ -79,20 +78,10 @@ func consPutUntilAcked(t *testing.T, n *tc.Node, key, val string) {
 	}
 }
 
-func consOthers(c *tc.Cluster, n *tc.Node) []*tc.Node {
-	var others []*tc.Node
-	for _, o := range c.Nodes {
-		if o != n {
-			others = append(others, o)
-		}
-	}
-	return others
-}
-
 // ---------------------------------------------------------------------------
 
 func TestReadOnAnotherNodeSeesPrecedingWrite(t *testing.T) {
-	c := procStartCluster(t, 3) // returns once a PUT succeeded: there is a leader
+	c := tc.StartCluster(t, 3) // returns once a PUT succeeded: there is a leader
 	const rounds = 500
 	const key = "read-your-write"
 	start := time.Now()
@@ -114,34 +103,34 @@ func TestReadOnAnotherNodeSeesPrecedingWrite(t *testing.T) {
 		code, body, err = b.Do(http.MethodGet, path, "")
 		if err != nil || code != http.StatusOK || body != val {
 			t.Fatalf("round %d: GET %s on %v right after PUT %s on %v: status %d %q, err %v; want 200 %q (a stale read)",
-				i, path, b, val, a, code, linShort(body, 80), err, val)
+				i, path, b, val, a, code, tc.Shorten(body, 80), err, val)
 		}
 	}
 	t.Logf("%d write-then-read-elsewhere rounds in %v", rounds, time.Since(start).Round(time.Millisecond))
 }
 
 func TestAcknowledgedWriteSurvivesLeaderKill(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	leader, err := c.FindLeader(tc.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	followers := consOthers(c, leader)
+	followers := c.Except(leader)
 	t.Logf("leader is %v", leader)
 
 	// A write the leader acknowledged just before it died: raftexample
 	// v3.7.1 answered before committing and could lose it.
 	code, body, err := leader.Put("acked-before-kill", "from the old leader")
-	procExpectStatus(t, "PUT on the leader", code, body, err, http.StatusNoContent)
+	expectStatus(t, "PUT on the leader", code, body, err, http.StatusNoContent)
 	leader.Kill()
 	for _, f := range followers {
-		consExpectRead(t, f, "acked-before-kill", true, "from the old leader")
+		expectRead(t, f, "acked-before-kill", true, "from the old leader")
 	}
 
 	// A write through a follower while (or after) a new leader is elected.
-	consPutUntilAcked(t, followers[0], "acked-after-kill", "through a follower")
+	putUntilAcked(t, followers[0], "acked-after-kill", "through a follower")
 	for _, f := range followers {
-		consExpectRead(t, f, "acked-after-kill", true, "through a follower")
+		expectRead(t, f, "acked-after-kill", true, "through a follower")
 	}
 	newLeader, err := c.FindLeader(tc.Timeout)
 	if err != nil {
@@ -152,14 +141,14 @@ func TestAcknowledgedWriteSurvivesLeaderKill(t *testing.T) {
 	// The old leader comes back from its own WAL and must not serve its
 	// stale state to a linearizable read.
 	leader.Restart()
-	consExpectRead(t, leader, "acked-after-kill", true, "through a follower")
-	consExpectRead(t, leader, "acked-before-kill", true, "from the old leader")
+	expectRead(t, leader, "acked-after-kill", true, "through a follower")
+	expectRead(t, leader, "acked-before-kill", true, "from the old leader")
 }
 
 func TestNoQuorumAnswers503Quickly(t *testing.T) {
 	const limit = 3 * time.Second
-	c := procStartCluster(t, 3) // default --request-timeout (5s): 503 must come from noticing, not from timing out
-	before := procKVs("before", 3, 20)
+	c := tc.StartCluster(t, 3) // default --request-timeout (5s): 503 must come from noticing, not from timing out
+	before := tc.KVs("before", 3, 20)
 	tc.PutMany(t, before, c.Nodes...)
 	tc.ExpectValues(t, before, c.Nodes...)
 
@@ -169,7 +158,7 @@ func TestNoQuorumAnswers503Quickly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone := consOthers(c, survivor)
+	gone := c.Except(survivor)
 	for _, n := range gone {
 		n.Kill()
 	}
@@ -221,7 +210,7 @@ func TestNoQuorumAnswers503Quickly(t *testing.T) {
 	}
 	for _, n := range c.Nodes {
 		for _, kv := range before {
-			consExpectRead(t, n, kv.Key, true, kv.Val)
+			expectRead(t, n, kv.Key, true, kv.Val)
 		}
 	}
 	for _, p := range puts {
@@ -229,11 +218,11 @@ func TestNoQuorumAnswers503Quickly(t *testing.T) {
 		case p.code == http.StatusNoContent:
 			// Acknowledged (already reported as an error above): it must be there.
 			for _, n := range c.Nodes {
-				consExpectRead(t, n, p.key, true, p.val)
+				expectRead(t, n, p.key, true, p.val)
 			}
-		case strings.HasPrefix(p.reason, "no leader: nothing was done"):
+		case strings.HasPrefix(p.reason, notProposed):
 			for _, n := range c.Nodes {
-				consExpectRead(t, n, p.key, false, "")
+				expectRead(t, n, p.key, false, "")
 			}
 		default:
 			// Outcome unknown: either is fine, but all nodes must agree,
@@ -242,7 +231,7 @@ func TestNoQuorumAnswers503Quickly(t *testing.T) {
 			t.Logf("PUT %s had an unknown outcome (%s); now: %d %q %v", p.key, strings.TrimSpace(p.reason), code, body, err)
 			if err == nil && code == http.StatusOK {
 				for _, n := range c.Nodes {
-					consExpectRead(t, n, p.key, true, p.val)
+					expectRead(t, n, p.key, true, p.val)
 				}
 			}
 		}
@@ -250,12 +239,12 @@ func TestNoQuorumAnswers503Quickly(t *testing.T) {
 }
 
 func TestDeleteThroughV1AndSharedKeyspace(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
 	do := func(n *tc.Node, method, path, body string, want int) string {
 		t.Helper()
 		code, resp, err := n.Do(method, path, body)
-		procExpectStatus(t, fmt.Sprintf("%s %s on %v", method, path, n), code, resp, err, want)
+		expectStatus(t, fmt.Sprintf("%s %s on %v", method, path, n), code, resp, err, want)
 		return resp
 	}
 
@@ -291,15 +280,8 @@ func TestDeleteThroughV1AndSharedKeyspace(t *testing.T) {
 	}
 }
 
-// consListItem is one element of GET /v1/kv/?prefix=...
-type consListItem struct {
-	Key      string `json:"key"`
-	Value    string `json:"value"`
-	Encoding string `json:"encoding"`
-}
-
-// consList lists through n and decodes the items to raw bytes.
-func consList(t *testing.T, n *tc.Node, query string) []tc.KV {
+// listKVs lists through n and decodes the items (listedItem) to raw bytes.
+func listKVs(t *testing.T, n *tc.Node, query string) []tc.KV {
 	t.Helper()
 	resp, err := n.DoRequest(http.MethodGet, "/v1/kv/?"+query, "", nil)
 	if err != nil {
@@ -311,7 +293,7 @@ func consList(t *testing.T, n *tc.Node, query string) []tc.KV {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("GET /v1/kv/?%s: Content-Type %q, want application/json", query, ct)
 	}
-	var items []consListItem
+	var items []listedItem
 	dec := json.NewDecoder(strings.NewReader(resp.Body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&items); err != nil {
@@ -322,37 +304,17 @@ func consList(t *testing.T, n *tc.Node, query string) []tc.KV {
 	}
 	kvs := make([]tc.KV, len(items))
 	for i, it := range items {
-		switch it.Encoding {
-		case "":
-			kvs[i] = tc.KV{Key: it.Key, Val: it.Value}
-		case "base64":
-			k, err1 := base64.StdEncoding.DecodeString(it.Key)
-			v, err2 := base64.StdEncoding.DecodeString(it.Value)
-			if err1 != nil || err2 != nil {
-				t.Fatalf("GET /v1/kv/?%s: item %d %+v is not valid base64 (%v, %v)", query, i, it, err1, err2)
-			}
-			kvs[i] = tc.KV{Key: string(k), Val: string(v)}
-		default:
-			t.Fatalf("GET /v1/kv/?%s: item %d has encoding %q", query, i, it.Encoding)
+		k, v, err := it.kv()
+		if err != nil {
+			t.Fatalf("GET /v1/kv/?%s: item %d %+v: %v", query, i, it, err)
 		}
+		kvs[i] = tc.KV{Key: k, Val: v}
 	}
 	return kvs
 }
 
-func consExpectList(t *testing.T, what string, got, want []tc.KV) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d items %q, want %d %q", what, len(got), got, len(want), want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("%s: item %d is %q, want %q (all: %q)", what, i, got[i], want[i], got)
-		}
-	}
-}
-
 func TestListByPrefixIsSortedAndLimited(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	binary := "\xff\xfe\x00not utf-8\x80"
 	badKey := "p/\xc3\x28" // an invalid two-byte sequence
 	kv := func(k, v string) tc.KV { return tc.KV{Key: k, Val: v} }
@@ -373,13 +335,13 @@ func TestListByPrefixIsSortedAndLimited(t *testing.T) {
 	sort.Slice(want, func(i, j int) bool { return want[i].Key < want[j].Key })
 
 	// Listing through a node is linearizable: it sees all of the above.
-	consExpectList(t, "prefix p/, no limit", consList(t, c.Node(2), "prefix="+url.QueryEscape("p/")), want)
-	consExpectList(t, "prefix p/, limit 0", consList(t, c.Node(3), "prefix="+url.QueryEscape("p/")+"&limit=0"), want)
-	consExpectList(t, "prefix p/, limit 3", consList(t, c.Node(1), "prefix="+url.QueryEscape("p/")+"&limit=3"), want[:3])
-	consExpectList(t, "prefix p/, limit 100", consList(t, c.Node(2), "prefix="+url.QueryEscape("p/")+"&limit=100"), want)
-	consExpectList(t, "prefix zzz", consList(t, c.Node(1), "prefix=zzz"), []tc.KV{})
+	expectKVs(t, "prefix p/, no limit", listKVs(t, c.Node(2), "prefix="+url.QueryEscape("p/")), want)
+	expectKVs(t, "prefix p/, limit 0", listKVs(t, c.Node(3), "prefix="+url.QueryEscape("p/")+"&limit=0"), want)
+	expectKVs(t, "prefix p/, limit 3", listKVs(t, c.Node(1), "prefix="+url.QueryEscape("p/")+"&limit=3"), want[:3])
+	expectKVs(t, "prefix p/, limit 100", listKVs(t, c.Node(2), "prefix="+url.QueryEscape("p/")+"&limit=100"), want)
+	expectKVs(t, "prefix zzz", listKVs(t, c.Node(1), "prefix=zzz"), []tc.KV{})
 
-	all := consList(t, c.Node(3), "")
+	all := listKVs(t, c.Node(3), "")
 	if !sort.SliceIsSorted(all, func(i, j int) bool { return all[i].Key < all[j].Key }) {
 		t.Errorf("listing without prefix is not sorted by key: %q", all)
 	}
@@ -421,12 +383,12 @@ func TestListByPrefixIsSortedAndLimited(t *testing.T) {
 		if resp.Code != http.StatusBadRequest {
 			t.Errorf("GET /v1/kv/?%s: status %d, want 400", bad, resp.Code)
 		}
-		consExpectJSONError(t, "GET /v1/kv/?"+bad, resp)
+		expectJSONError(t, "GET /v1/kv/?"+bad, resp)
 	}
 }
 
-// consExpectJSONError checks a /v1 error: one line of JSON {"error": "..."}.
-func consExpectJSONError(t *testing.T, what string, resp tc.Response) {
+// expectJSONError checks a /v1 error: one line of JSON {"error": "..."}.
+func expectJSONError(t *testing.T, what string, resp tc.Response) {
 	t.Helper()
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("%s: Content-Type %q, want application/json", what, ct)
@@ -445,8 +407,8 @@ func consExpectJSONError(t *testing.T, what string, resp tc.Response) {
 	}
 }
 
-// consExpectPlainError checks a root error: one line of plain text.
-func consExpectPlainError(t *testing.T, what string, resp tc.Response) {
+// expectPlainError checks a root error: one line of plain text.
+func expectPlainError(t *testing.T, what string, resp tc.Response) {
 	t.Helper()
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("%s: Content-Type %q, want text/plain", what, ct)
@@ -459,7 +421,7 @@ func consExpectPlainError(t *testing.T, what string, resp tc.Response) {
 
 func TestInputOutsideLimitsIsRejectedWithOneLineErrors(t *testing.T) {
 	const maxValue = 1024
-	c := procStartCluster(t, 3, "--max-value-bytes", fmt.Sprint(maxValue))
+	c := tc.StartCluster(t, 3, "--max-value-bytes", fmt.Sprint(maxValue))
 	longKey := strings.Repeat("k", 4097)
 	atMostKey := strings.Repeat("k", 4096)
 	tooBig := strings.Repeat("v", maxValue+1)
@@ -486,32 +448,32 @@ func TestInputOutsideLimitsIsRejectedWithOneLineErrors(t *testing.T) {
 	)
 	for i, ch := range checks {
 		n := c.Nodes[i%3]
-		what := fmt.Sprintf("%s %s (%d-byte body) on %v", ch.method, linShort(ch.path, 40), len(ch.body), n)
+		what := fmt.Sprintf("%s %s (%d-byte body) on %v", ch.method, tc.Shorten(ch.path, 40), len(ch.body), n)
 		resp, err := n.DoRequest(ch.method, ch.path, ch.body, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 		if resp.Code != ch.want {
-			t.Errorf("%s: status %d %q, want %d", what, resp.Code, linShort(resp.Body, 100), ch.want)
+			t.Errorf("%s: status %d %q, want %d", what, resp.Code, tc.Shorten(resp.Body, 100), ch.want)
 			continue
 		}
 		if strings.HasPrefix(ch.path, "/v1/") {
-			consExpectJSONError(t, what, resp)
+			expectJSONError(t, what, resp)
 		} else {
-			consExpectPlainError(t, what, resp)
+			expectPlainError(t, what, resp)
 		}
 	}
 
 	// Nothing refused was stored; the largest allowed key and value are.
-	consExpectRead(t, c.Node(1), "too-big", false, "")
+	expectRead(t, c.Node(1), "too-big", false, "")
 	c.Node(2).MustPut(atMostKey, "a 4096-byte key")
-	consExpectRead(t, c.Node(3), atMostKey, true, "a 4096-byte key")
+	expectRead(t, c.Node(3), atMostKey, true, "a 4096-byte key")
 	c.Node(3).MustPut("just-fits", justFits)
-	consExpectRead(t, c.Node(1), "just-fits", true, justFits)
+	expectRead(t, c.Node(1), "just-fits", true, justFits)
 }
 
 func TestValuesRoundTripByteForByteIncludingEmpty(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	var all bytes.Buffer
 	for i := 0; i < 2; i++ {
 		for b := 0; b < 256; b++ {
@@ -534,7 +496,7 @@ func TestValuesRoundTripByteForByteIncludingEmpty(t *testing.T) {
 				writer, reader = c.Node(3), c.Node(1)
 			}
 			code, body, err := writer.Do(http.MethodPut, api+key, val)
-			procExpectStatus(t, "PUT "+api+key, code, body, err, http.StatusNoContent)
+			expectStatus(t, "PUT "+api+key, code, body, err, http.StatusNoContent)
 			// Read back through the other API, on another node.
 			other := "/v1/kv/"
 			if api != "/" {
@@ -546,11 +508,11 @@ func TestValuesRoundTripByteForByteIncludingEmpty(t *testing.T) {
 			}
 			if resp.Code != http.StatusOK || resp.Body != val {
 				t.Errorf("GET %s%s on %v: status %d, %d bytes %q; want 200 with the %d bytes %q written",
-					other, key, reader, resp.Code, len(resp.Body), linShort(resp.Body, 40), len(val), linShort(val, 40))
+					other, key, reader, resp.Code, len(resp.Body), tc.Shorten(resp.Body, 40), len(val), tc.Shorten(val, 40))
 			}
 			// Serializable reads return the same bytes once the node has applied the write.
 			if code, got, err := reader.GetSerializable(key); err != nil || code != http.StatusOK || got != val {
-				t.Errorf("serializable GET %s on %v after a linearizable one saw it: status %d %q err %v", key, reader, code, linShort(got, 40), err)
+				t.Errorf("serializable GET %s on %v after a linearizable one saw it: status %d %q err %v", key, reader, code, tc.Shorten(got, 40), err)
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // A linearizability check of the real cluster under crashes: concurrent
 // clients read, write and delete a few keys through every node while a
@@ -29,67 +29,45 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-const (
-	linWorkload       = 30 * time.Second // how long the clients and the nemesis run
-	linHardDeadline   = 2 * time.Minute  // the whole test ends by then, whatever happens
-	linClients        = 8
-	linKeys           = 5 // few keys, so that operations conflict
-	linServerTimeout  = "2s"
-	linSnapCount      = "1000"          // snapshots, compaction and snapshot catch-up happen during the run
-	linClientTimeout  = 5 * time.Second // longer than --request-timeout
-	linCheckTimeout   = 60 * time.Second
-	linMinOKOps       = 300
-	linMinKills       = 2
-	linNoLeaderPrefix = "no leader: nothing was done"
-)
-
-// Operation kinds, as the shared checker names them.
-const (
-	linPut    = lincheck.Put
-	linGet    = lincheck.Get
-	linDelete = lincheck.Delete
-)
-
-type linInput struct {
+// opInput is one operation a client sends.
+type opInput struct {
 	Kind  lincheck.Kind
 	Key   string
 	Value string // for put
 }
 
-// linRecorder collects the history of all clients and counts outcomes.
-type linRecorder struct {
-	start time.Time // timestamps are nanoseconds since start, on the monotonic clock
+// historyRecorder collects the history of all clients (in its
+// lincheck.Recorder, whose clock gives the timestamps) and counts outcomes.
+type historyRecorder struct {
+	*lincheck.Recorder
 
 	mu         sync.Mutex
-	history    []lincheck.Op
 	counts     map[string]int // "put ok", "get failed", ...
 	unexpected []string       // answers the API does not allow
 }
 
-func newLinRecorder() *linRecorder {
-	return &linRecorder{start: time.Now(), counts: map[string]int{}}
+func newHistoryRecorder() *historyRecorder {
+	return &historyRecorder{Recorder: lincheck.NewRecorder(), counts: map[string]int{}}
 }
 
-func (r *linRecorder) now() int64 { return time.Since(r.start).Nanoseconds() }
-
-// linResult is how one request ended.
-type linResult struct {
+// opResult is how one request ended.
+type opResult struct {
 	code int
 	body string
 	err  error
 	node int
 }
 
-func (res linResult) String() string {
+func (res opResult) String() string {
 	if res.err != nil {
 		return fmt.Sprintf("node %d: %v", res.node, res.err)
 	}
-	return fmt.Sprintf("node %d: %d %s", res.node, res.code, strings.TrimSpace(linShort(res.body, 80)))
+	return fmt.Sprintf("node %d: %d %s", res.node, res.code, strings.TrimSpace(tc.Shorten(res.body, 80)))
 }
 
 // reason is the one-line message of an error answer: plain text at the
 // root, {"error": ...} under /v1.
-func (res linResult) reason() string {
+func (res opResult) reason() string {
 	var v1 struct {
 		Error string `json:"error"`
 	}
@@ -99,8 +77,8 @@ func (res linResult) reason() string {
 	return strings.TrimSpace(res.body)
 }
 
-// linErrorKind classifies a failed request for the summary.
-func linErrorKind(err error) string {
+// transportErrorKind classifies a failed request for the summary.
+func transportErrorKind(err error) string {
 	var netErr net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -113,36 +91,29 @@ func linErrorKind(err error) string {
 	return "other"
 }
 
-func linShort(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
 // record files one finished operation under the recording rules: an
 // acknowledged write or a successful read goes in with its real interval; a
 // write that was not acknowledged may still take effect, so it goes in as
 // never returning, unless it certainly did not: the server said it was never
 // proposed, or the connection was refused; a failed read changes nothing and
 // is left out.
-func (r *linRecorder) record(client int, in linInput, call, ret int64, res linResult) {
+func (r *historyRecorder) record(client int, in opInput, call, ret int64, res opResult) {
 	op := lincheck.Op{Client: client, Kind: in.Kind, Key: in.Key, Value: in.Value, Call: call, Return: ret}
 	outcome := ""
 	keep := true
 	switch {
-	case in.Kind == linGet && res.err == nil && res.code == http.StatusOK:
+	case in.Kind == lincheck.Get && res.err == nil && res.code == http.StatusOK:
 		op.Value, op.Found = res.body, true
 		outcome = "ok"
-	case in.Kind == linGet && res.err == nil && res.code == http.StatusNotFound:
+	case in.Kind == lincheck.Get && res.err == nil && res.code == http.StatusNotFound:
 		op.Value, op.Found = "", false
 		outcome = "ok (absent)"
-	case in.Kind == linGet:
+	case in.Kind == lincheck.Get:
 		keep = false
 		outcome = "failed (dropped)"
 	case res.err == nil && res.code == http.StatusNoContent:
 		outcome = "ok"
-	case res.err == nil && res.code == http.StatusServiceUnavailable && strings.HasPrefix(res.reason(), linNoLeaderPrefix):
+	case res.err == nil && res.code == http.StatusServiceUnavailable && strings.HasPrefix(res.reason(), notProposed):
 		keep = false
 		outcome = "not applied (dropped)"
 	case errors.Is(res.err, syscall.ECONNREFUSED):
@@ -157,7 +128,7 @@ func (r *linRecorder) record(client int, in linInput, call, ret int64, res linRe
 	}
 	if res.err == nil {
 		wantCodes := map[int]bool{http.StatusNoContent: true, http.StatusServiceUnavailable: true}
-		if in.Kind == linGet {
+		if in.Kind == lincheck.Get {
 			wantCodes = map[int]bool{http.StatusOK: true, http.StatusNotFound: true, http.StatusServiceUnavailable: true}
 		}
 		if !wantCodes[res.code] {
@@ -166,21 +137,21 @@ func (r *linRecorder) record(client int, in linInput, call, ret int64, res linRe
 			r.mu.Unlock()
 		}
 	}
+	if keep {
+		r.Add(op)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.counts[in.Kind.String()+" "+outcome]++
 	if res.err != nil {
-		r.counts[fmt.Sprintf("%s transport error: %s", in.Kind, linErrorKind(res.err))]++
+		r.counts[fmt.Sprintf("%s transport error: %s", in.Kind, transportErrorKind(res.err))]++
 	} else if res.code == http.StatusServiceUnavailable {
 		reason, _, _ := strings.Cut(res.reason(), ":")
 		r.counts[fmt.Sprintf("%s 503 %q", in.Kind, reason)]++
 	}
-	if keep {
-		r.history = append(r.history, op)
-	}
 }
 
-func (r *linRecorder) okOps() int {
+func (r *historyRecorder) okOps() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
@@ -192,7 +163,7 @@ func (r *linRecorder) okOps() int {
 	return n
 }
 
-func (r *linRecorder) summary() string {
+func (r *historyRecorder) summary() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var keys []string
@@ -207,81 +178,81 @@ func (r *linRecorder) summary() string {
 	return b.String()
 }
 
-// linDo runs one operation against node n.
-func linDo(ctx context.Context, client *http.Client, n *tc.Node, in linInput, viaV1 bool) linResult {
+// opTimeout bounds one operation: longer than the members' --request-timeout.
+const opTimeout = 5 * time.Second
+
+// doOp runs one operation against node n.
+func doOp(ctx context.Context, n *tc.Node, in opInput, viaV1 bool) opResult {
 	path := "/" + url.PathEscape(in.Key)
-	if viaV1 || in.Kind == linDelete {
+	if viaV1 || in.Kind == lincheck.Delete {
 		path = "/v1/kv/" + url.PathEscape(in.Key)
 	}
 	method, body := http.MethodGet, ""
 	switch in.Kind {
-	case linPut:
+	case lincheck.Put:
 		method, body = http.MethodPut, in.Value
-	case linDelete:
+	case lincheck.Delete:
 		method = http.MethodDelete
 	}
-	res := linResult{node: n.ID}
-	req, err := http.NewRequestWithContext(ctx, method, n.URL(path), strings.NewReader(body))
-	if err != nil {
-		res.err = err
-		return res
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		res.err = err
-		return res
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	res.code, res.body, res.err = resp.StatusCode, string(b), err
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	res := opResult{node: n.ID}
+	res.code, res.body, res.err = n.DoContext(ctx, method, path, body)
 	return res
 }
 
 func TestHistoryIsLinearizableUnderKillsAndRestarts(t *testing.T) {
-	hardDeadline := time.Now().Add(linHardDeadline)
+	const (
+		workload       = 30 * time.Second // how long the clients and the nemesis run
+		hardDeadlineIn = 2 * time.Minute  // the whole test ends by then, whatever happens
+		clients        = 8
+		keyCount       = 5 // few keys, so that operations conflict
+		serverTimeout  = "2s"
+		snapCount      = "1000" // snapshots, compaction and snapshot catch-up happen during the run
+		checkTimeout   = 60 * time.Second
+		minOKOps       = 300
+		minKills       = 2
+	)
+	hardDeadline := time.Now().Add(hardDeadlineIn)
 	// Nothing below waits past the hard deadline: requests carry this
 	// context, and the check's timeout is cut to what is left.
 	ctx, cancel := context.WithDeadline(context.Background(), hardDeadline.Add(-5*time.Second))
 	defer cancel()
 
-	c := procStartCluster(t, 3, "--request-timeout", linServerTimeout, "--snap-count", linSnapCount)
-	client := &http.Client{
-		Timeout:   linClientTimeout,
-		Transport: &http.Transport{DisableKeepAlives: true}, // nodes die all the time
-	}
-	keys := make([]string, linKeys)
+	c := tc.StartCluster(t, 3, "--request-timeout", serverTimeout, "--snap-count", snapCount)
+	keys := make([]string, keyCount)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("lin-%d", i)
 	}
 
-	rec := newLinRecorder()
-	workCtx, stopWork := context.WithTimeout(ctx, linWorkload)
+	rec := newHistoryRecorder()
+	workCtx, stopWork := context.WithTimeout(ctx, workload)
 	defer stopWork()
 
 	// Clients.
-	var clients sync.WaitGroup
-	for id := 0; id < linClients; id++ {
-		clients.Add(1)
+	var running sync.WaitGroup
+	for id := 0; id < clients; id++ {
+		running.Add(1)
 		go func() {
-			defer clients.Done()
+			defer running.Done()
 			rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
 			for seq := 0; workCtx.Err() == nil; seq++ {
-				in := linInput{Key: keys[rng.IntN(len(keys))]}
+				in := opInput{Key: keys[rng.IntN(len(keys))]}
 				switch p := rng.IntN(100); {
 				case p < 45:
-					in.Kind, in.Value = linPut, fmt.Sprintf("c%d-%d", id, seq) // unique in the run
+					in.Kind, in.Value = lincheck.Put, fmt.Sprintf("c%d-%d", id, seq) // unique in the run
 				case p < 90:
-					in.Kind = linGet
+					in.Kind = lincheck.Get
 				default:
-					in.Kind = linDelete
+					in.Kind = lincheck.Delete
 				}
 				n := c.Nodes[rng.IntN(len(c.Nodes))]
-				call := rec.now()
+				call := rec.Now()
 				// In-flight requests run to their end even after the
 				// workload stops (only the hard deadline cuts them), so
 				// that their outcome is known.
-				res := linDo(ctx, client, n, in, rng.IntN(2) == 0)
-				rec.record(id, in, call, rec.now(), res)
+				res := doOp(ctx, n, in, rng.IntN(2) == 0)
+				rec.record(id, in, call, rec.Now(), res)
 			}
 		}()
 	}
@@ -306,7 +277,7 @@ func TestHistoryIsLinearizableUnderKillsAndRestarts(t *testing.T) {
 			}
 		}
 		logf := func(format string, args ...any) {
-			nemesisLog = append(nemesisLog, fmt.Sprintf("%6.2fs ", time.Since(rec.start).Seconds())+fmt.Sprintf(format, args...))
+			nemesisLog = append(nemesisLog, fmt.Sprintf("%6.2fs ", time.Duration(rec.Now()).Seconds())+fmt.Sprintf(format, args...))
 		}
 		for pause(1500*time.Millisecond, 3500*time.Millisecond) {
 			victim, what := c.Nodes[rng.IntN(len(c.Nodes))], "a random node"
@@ -339,7 +310,7 @@ func TestHistoryIsLinearizableUnderKillsAndRestarts(t *testing.T) {
 		}
 	}()
 
-	clients.Wait()
+	running.Wait()
 	<-nemesisDone
 	t.Logf("nemesis:\n  %s", strings.Join(nemesisLog, "\n  "))
 	if nemesisErr != nil {
@@ -366,10 +337,10 @@ func TestHistoryIsLinearizableUnderKillsAndRestarts(t *testing.T) {
 	for _, n := range live {
 		for _, k := range keys {
 			err := tc.Poll(time.Until(finalDeadline), func() error {
-				in := linInput{Kind: linGet, Key: k}
-				call := rec.now()
-				res := linDo(ctx, client, n, in, false)
-				rec.record(linClients, in, call, rec.now(), res)
+				in := opInput{Kind: lincheck.Get, Key: k}
+				call := rec.Now()
+				res := doOp(ctx, n, in, false)
+				rec.record(clients, in, call, rec.Now(), res)
 				if res.err != nil || (res.code != http.StatusOK && res.code != http.StatusNotFound) {
 					return fmt.Errorf("final GET %s: %v", k, res)
 				}
@@ -387,24 +358,25 @@ func TestHistoryIsLinearizableUnderKillsAndRestarts(t *testing.T) {
 		}
 	}
 
-	t.Logf("operations (%d in the history; %d kills, %d of the leader):%s", len(rec.history), kills, leaderKills, rec.summary())
+	history := rec.History()
+	t.Logf("operations (%d in the history; %d kills, %d of the leader):%s", len(history), kills, leaderKills, rec.summary())
 	if len(rec.unexpected) > 0 {
 		t.Errorf("%d answers with a status the API does not allow, e.g.:\n  %s",
 			len(rec.unexpected), strings.Join(rec.unexpected[:min(10, len(rec.unexpected))], "\n  "))
 	}
-	if got := rec.okOps(); got < linMinOKOps {
-		t.Errorf("only %d operations succeeded, want at least %d: the run did too little to prove anything", got, linMinOKOps)
+	if got := rec.okOps(); got < minOKOps {
+		t.Errorf("only %d operations succeeded, want at least %d: the run did too little to prove anything", got, minOKOps)
 	}
-	if kills < linMinKills {
-		t.Errorf("only %d kills, want at least %d", kills, linMinKills)
+	if kills < minKills {
+		t.Errorf("only %d kills, want at least %d", kills, minKills)
 	}
 
-	timeout := min(linCheckTimeout, time.Until(hardDeadline)-5*time.Second)
+	timeout := min(checkTimeout, time.Until(hardDeadline)-5*time.Second)
 	if timeout <= 0 {
 		t.Fatalf("no time left to check the history before the hard deadline")
 	}
 	checkStart := time.Now()
-	result, err := lincheck.Check(rec.history, timeout, os.TempDir(),
+	result, err := lincheck.Check(history, timeout, os.TempDir(),
 		"raftexample-porcupine-"+time.Now().Format("20060102-150405.000"))
 	t.Logf("porcupine: %s in %v", result.Verdict, time.Since(checkStart).Round(time.Millisecond))
 	switch {

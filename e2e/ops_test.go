@@ -1,15 +1,14 @@
-package main
+package e2e
 
 // Cross-process tests of the operations features: GET /v1/status, /health,
 // /readyz, /metrics, POST /v1/leader and the leadership hand-off on SIGTERM.
-// Helpers here carry an "ops" prefix.
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -23,51 +22,11 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-// opsDo sends a request to n and returns the status, headers and body.
-func opsDo(n *tc.Node, method, path, body string) (int, http.Header, string, error) {
-	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", n.HTTPPort, path), strings.NewReader(body))
-	if err != nil {
-		return 0, nil, "", err
-	}
-	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b), err
-}
+var hexDigest = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
-// opsNodeByID returns the node of c with raft id id, failing the test if
-// there is none.
-func opsNodeByID(t *testing.T, c *tc.Cluster, id uint64) *tc.Node {
-	t.Helper()
-	if id == 0 || id > uint64(len(c.Nodes)) {
-		t.Fatalf("no node with id %d", id)
-	}
-	return c.Node(int(id))
-}
-
-func opsOthers(c *tc.Cluster, not ...*tc.Node) []*tc.Node {
-	var out []*tc.Node
-	for _, n := range c.Nodes {
-		skip := false
-		for _, x := range not {
-			skip = skip || n == x
-		}
-		if !skip {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-var opsHexDigest = regexp.MustCompile(`^[0-9a-f]{16}$`)
-
-// opsCheckStatuses checks the fields of the statuses of all nodes of c, which
+// checkStatuses checks the fields of the statuses of all nodes of c, which
 // must agree on leader. It returns nil if they are sane.
-func opsCheckStatuses(c *tc.Cluster, sts []tc.Status) error {
+func checkStatuses(c *tc.Cluster, sts []tc.Status) error {
 	leader, err := tc.Agreement(sts)
 	if err != nil {
 		return err
@@ -83,7 +42,7 @@ func opsCheckStatuses(c *tc.Cluster, sts []tc.Status) error {
 			return fmt.Errorf("%v reports applied %d > commit %d", n, st.Applied, st.Commit)
 		case st.SnapshotIndex > st.Applied:
 			return fmt.Errorf("%v reports snapshotIndex %d > applied %d", n, st.SnapshotIndex, st.Applied)
-		case !opsHexDigest.MatchString(st.Digest):
+		case !hexDigest.MatchString(st.Digest):
 			return fmt.Errorf("%v reports digest %q, want 16 hex digits", n, st.Digest)
 		case st.Keys < 0:
 			return fmt.Errorf("%v reports %d keys", n, st.Keys)
@@ -129,9 +88,9 @@ func opsCheckStatuses(c *tc.Cluster, sts []tc.Status) error {
 	return nil
 }
 
-// opsSettledStatuses polls until all nodes of c report statuses that agree
-// on a leader and pass opsCheckStatuses.
-func opsSettledStatuses(t *testing.T, c *tc.Cluster) []tc.Status {
+// settledStatuses polls until all nodes of c report statuses that agree
+// on a leader and pass checkStatuses.
+func settledStatuses(t *testing.T, c *tc.Cluster) []tc.Status {
 	t.Helper()
 	var sts []tc.Status
 	tc.Eventually(t, tc.Timeout, func() error {
@@ -139,14 +98,14 @@ func opsSettledStatuses(t *testing.T, c *tc.Cluster) []tc.Status {
 		if sts, err = tc.Statuses(c.Nodes...); err != nil {
 			return err
 		}
-		return opsCheckStatuses(c, sts)
+		return checkStatuses(c, sts)
 	})
 	return sts
 }
 
-// opsConverged polls until all nodes report the same applied index, then
+// convergedStatuses polls until all nodes report the same applied index, then
 // requires the same digest and key count, and returns the statuses.
-func opsConverged(t *testing.T, nodes ...*tc.Node) []tc.Status {
+func convergedStatuses(t *testing.T, nodes ...*tc.Node) []tc.Status {
 	t.Helper()
 	var sts []tc.Status
 	tc.Eventually(t, tc.Timeout, func() error {
@@ -169,24 +128,29 @@ func opsConverged(t *testing.T, nodes ...*tc.Node) []tc.Status {
 	return sts
 }
 
-// opsMetric fetches n's metrics and returns the value of the first sample
-// called name with the given labels.
-func opsMetric(n *tc.Node, name string, labels map[string]string) (float64, error) {
-	m, err := n.Metrics()
-	if err != nil {
-		return 0, err
+// pairDigest is the server's digest of one pair (pairDigest in kvstore.go,
+// the FNV-1a of len(k) as a uvarint, k, then v): the map's digest in
+// /v1/status is the sum over its pairs. Written out again here, as this
+// package sees the server only from outside.
+func pairDigest(k, v string) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for _, b := range binary.AppendUvarint(nil, uint64(len(k))) {
+		h = (h ^ uint64(b)) * prime
 	}
-	v, ok := m.Value(name, labels)
-	if !ok {
-		return 0, fmt.Errorf("%v's /metrics has no sample %s%v", n, name, labels)
+	for i := 0; i < len(k); i++ {
+		h = (h ^ uint64(k[i])) * prime
 	}
-	return v, nil
+	for i := 0; i < len(v); i++ {
+		h = (h ^ uint64(v[i])) * prime
+	}
+	return h
 }
 
 // ---------------------------------------------------------------------------
 
 func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 
 	// Every documented field is there, by its JSON name.
 	for _, n := range c.Nodes {
@@ -200,21 +164,21 @@ func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
 			}
 		}
 	}
-	code, hdr, body, err := opsDo(c.Node(1), http.MethodPost, "/v1/status", "")
-	if err != nil || code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
-		t.Errorf("POST /v1/status: status %d Allow %q err %v (%s), want 405 with Allow: GET, HEAD", code, hdr.Get("Allow"), err, strings.TrimSpace(body))
+	resp, err := c.Node(1).DoRequest(http.MethodPost, "/v1/status", "", nil)
+	if err != nil || resp.Code != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /v1/status: status %d Allow %q err %v (%s), want 405 with Allow: GET, HEAD", resp.Code, resp.Header.Get("Allow"), err, strings.TrimSpace(resp.Body))
 	}
 
-	sts := opsSettledStatuses(t, c)
-	before := opsConverged(t, c.Nodes...)
+	sts := settledStatuses(t, c)
+	before := convergedStatuses(t, c.Nodes...)
 	t.Logf("settled: %s", tc.Summary(sts))
 
 	// Writes through every node, overwrites and a delete: the replicas
 	// converge to the same applied index, digest and key count, and the
 	// digest is the one of the expected map.
-	kvs := procKVs("status", 30, 40)
+	kvs := tc.KVs("status", 30, 40)
 	tc.PutMany(t, kvs, c.Nodes...)
-	want := map[string]string{"procStartCluster": "ready"}
+	want := map[string]string{tc.ReadyKey: tc.ReadyKey}
 	for _, kv := range kvs {
 		want[kv.Key] = kv.Val
 	}
@@ -229,7 +193,7 @@ func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
 	})
 	delete(want, kvs[1].Key)
 
-	after := opsConverged(t, c.Nodes...)
+	after := convergedStatuses(t, c.Nodes...)
 	var wantDigest uint64
 	for k, v := range want {
 		wantDigest += pairDigest(k, v)
@@ -248,8 +212,8 @@ func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
 
 	// A leader change shows everywhere.
 	old, oldSts := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
-	survivors := opsOthers(c, old)
-	changesBefore, err := opsMetric(survivors[0], "raftexample_leader_changes_total", nil)
+	survivors := c.Except(old)
+	changesBefore, err := survivors[0].Metric("raftexample_leader_changes_total", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +225,7 @@ func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
 	}
 	// ...and the restarted node follows too: every status shows the change.
 	old.Restart()
-	sts = opsSettledStatuses(t, c)
+	sts = settledStatuses(t, c)
 	id, _ := tc.Agreement(sts)
 	if id != uint64(newLeader.ID) {
 		// Possible on a very noisy machine, but not expected: with pre-vote
@@ -273,22 +237,22 @@ func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
 	if sts[0].Term < survSts[0].Term {
 		t.Errorf("term %d after the restart, the survivors had %d", sts[0].Term, survSts[0].Term)
 	}
-	changesAfter, err := opsMetric(survivors[0], "raftexample_leader_changes_total", nil)
+	changesAfter, err := survivors[0].Metric("raftexample_leader_changes_total", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if changesAfter <= changesBefore {
 		t.Errorf("%v: raftexample_leader_changes_total %v after the leader change, was %v", survivors[0], changesAfter, changesBefore)
 	}
-	opsConverged(t, c.Nodes...)
+	convergedStatuses(t, c.Nodes...)
 	t.Logf("after the leader change: %s; leader changes seen by %v: %v -> %v", tc.Summary(sts), survivors[0], changesBefore, changesAfter)
 }
 
 func TestLeadershipTransferMovesLeader(t *testing.T) {
 	// A short request timeout, for the transfer that cannot succeed below.
-	c := procStartCluster(t, 3, "--request-timeout", "2s")
+	c := tc.StartCluster(t, 3, "--request-timeout", "2s")
 	leader, sts := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
-	followers := opsOthers(c, leader)
+	followers := c.Except(leader)
 	target, via := followers[0], followers[1]
 
 	transfer := func(via, to *tc.Node, oldTerm uint64) uint64 {
@@ -296,7 +260,7 @@ func TestLeadershipTransferMovesLeader(t *testing.T) {
 		start := time.Now()
 		code, body, err := via.Do(http.MethodPost, "/v1/leader", fmt.Sprintf(`{"id": %d}`, to.ID))
 		took := time.Since(start)
-		procExpectStatus(t, fmt.Sprintf("POST /v1/leader {id %d} on %v", to.ID, via), code, body, err, http.StatusOK)
+		expectStatus(t, fmt.Sprintf("POST /v1/leader {id %d} on %v", to.ID, via), code, body, err, http.StatusOK)
 		var resp map[string]uint64
 		if err := json.Unmarshal([]byte(body), &resp); err != nil || resp["leader"] != uint64(to.ID) {
 			t.Fatalf("POST /v1/leader {id %d} answered %q, want {\"leader\": %d}", to.ID, body, to.ID)
@@ -331,7 +295,7 @@ func TestLeadershipTransferMovesLeader(t *testing.T) {
 	tc.ExpectValue(t, "after-transfer-back", "2", c.Nodes...)
 	// Asking for the current leader is a no-op that succeeds.
 	code, body, err := target.Do(http.MethodPost, "/v1/leader", fmt.Sprintf(`{"id": %d}`, leader.ID))
-	procExpectStatus(t, "POST /v1/leader to the current leader", code, body, err, http.StatusOK)
+	expectStatus(t, "POST /v1/leader to the current leader", code, body, err, http.StatusOK)
 
 	for i, bad := range []struct {
 		body string
@@ -345,16 +309,16 @@ func TestLeadershipTransferMovesLeader(t *testing.T) {
 		{`{"id": "2"}`, http.StatusBadRequest},
 	} {
 		n := c.Nodes[i%len(c.Nodes)]
-		code, hdr, body, err := opsDo(n, http.MethodPost, "/v1/leader", bad.body)
-		procExpectStatus(t, fmt.Sprintf("POST /v1/leader %q on %v", bad.body, n), code, body, err, bad.want)
+		resp, err := n.DoRequest(http.MethodPost, "/v1/leader", bad.body, nil)
+		expectStatus(t, fmt.Sprintf("POST /v1/leader %q on %v", bad.body, n), resp.Code, resp.Body, err, bad.want)
 		var e map[string]string
-		if json.Unmarshal([]byte(body), &e) != nil || e["error"] == "" || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
-			t.Errorf("POST /v1/leader %q: body %q (Content-Type %q), want a JSON error", bad.body, body, hdr.Get("Content-Type"))
+		if json.Unmarshal([]byte(resp.Body), &e) != nil || e["error"] == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("POST /v1/leader %q: body %q (Content-Type %q), want a JSON error", bad.body, resp.Body, resp.Header.Get("Content-Type"))
 		}
 	}
-	code, hdr, body, err := opsDo(c.Node(2), http.MethodGet, "/v1/leader", "")
-	if err != nil || code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "POST" {
-		t.Errorf("GET /v1/leader: status %d Allow %q err %v (%s), want 405 with Allow: POST", code, hdr.Get("Allow"), err, strings.TrimSpace(body))
+	resp, err := c.Node(2).DoRequest(http.MethodGet, "/v1/leader", "", nil)
+	if err != nil || resp.Code != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET /v1/leader: status %d Allow %q err %v (%s), want 405 with Allow: POST", resp.Code, resp.Header.Get("Allow"), err, strings.TrimSpace(resp.Body))
 	}
 
 	// None of that moved leadership.
@@ -367,13 +331,13 @@ func TestLeadershipTransferMovesLeader(t *testing.T) {
 	// and the leader keeps leading.
 	via.Kill()
 	start := time.Now()
-	code, hdr, body, err = opsDo(leader, http.MethodPost, "/v1/leader", fmt.Sprintf(`{"id": %d}`, via.ID))
-	procExpectStatus(t, "POST /v1/leader to a member that is down", code, body, err, http.StatusServiceUnavailable)
-	if !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") || !strings.Contains(body, `"error"`) {
-		t.Errorf("POST /v1/leader to a member that is down: body %q (Content-Type %q), want a JSON error", body, hdr.Get("Content-Type"))
+	resp, err = leader.DoRequest(http.MethodPost, "/v1/leader", fmt.Sprintf(`{"id": %d}`, via.ID), nil)
+	expectStatus(t, "POST /v1/leader to a member that is down", resp.Code, resp.Body, err, http.StatusServiceUnavailable)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !strings.Contains(resp.Body, `"error"`) {
+		t.Errorf("POST /v1/leader to a member that is down: body %q (Content-Type %q), want a JSON error", resp.Body, resp.Header.Get("Content-Type"))
 	}
-	t.Logf("transfer to %v (down) answered 503 after %v: %s", via, time.Since(start).Round(time.Millisecond), strings.TrimSpace(body))
-	survivors := opsOthers(c, via)
+	t.Logf("transfer to %v (down) answered 503 after %v: %s", via, time.Since(start).Round(time.Millisecond), strings.TrimSpace(resp.Body))
+	survivors := c.Except(via)
 	_, sts = tc.WaitLeader(t, tc.Timeout, survivors...)
 	if id, _ := tc.Agreement(sts); id != uint64(leader.ID) {
 		t.Errorf("after the failed transfer: %s; want leader %d", tc.Summary(sts), leader.ID)
@@ -382,8 +346,8 @@ func TestLeadershipTransferMovesLeader(t *testing.T) {
 	tc.ExpectValue(t, "after-failed-transfer", "3", survivors...)
 }
 
-// opsHealth GETs path on n and decodes the JSON answer.
-func opsHealth(n *tc.Node, path string) (int, map[string]any, error) {
+// getHealth GETs path on n and decodes the JSON answer.
+func getHealth(n *tc.Node, path string) (int, map[string]any, error) {
 	code, body, err := n.Do(http.MethodGet, path, "")
 	if err != nil {
 		return 0, nil, fmt.Errorf("GET %s on %v: %w", path, n, err)
@@ -395,13 +359,13 @@ func opsHealth(n *tc.Node, path string) (int, map[string]any, error) {
 	return code, m, nil
 }
 
-// opsExpectHealth polls until GET path on n answers want with field set to
+// expectHealthAnswer polls until GET path on n answers want with field set to
 // wantOK (and a non-empty reason when not OK).
-func opsExpectHealth(t *testing.T, n *tc.Node, path, field string, want int, wantOK bool) map[string]any {
+func expectHealthAnswer(t *testing.T, n *tc.Node, path, field string, want int, wantOK bool) map[string]any {
 	t.Helper()
 	var got map[string]any
 	tc.Eventually(t, tc.Timeout, func() error {
-		code, m, err := opsHealth(n, path)
+		code, m, err := getHealth(n, path)
 		if err != nil {
 			return err
 		}
@@ -418,38 +382,38 @@ func opsExpectHealth(t *testing.T, n *tc.Node, path, field string, want int, wan
 }
 
 func TestHealthAndReadyz(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	for _, n := range c.Nodes {
-		opsExpectHealth(t, n, "/health", "health", http.StatusOK, true)
-		opsExpectHealth(t, n, "/readyz", "ready", http.StatusOK, true)
+		expectHealthAnswer(t, n, "/health", "health", http.StatusOK, true)
+		expectHealthAnswer(t, n, "/readyz", "ready", http.StatusOK, true)
 	}
-	code, hdr, body, err := opsDo(c.Node(1), http.MethodPost, "/health", "")
-	if err != nil || code != http.StatusMethodNotAllowed || hdr.Get("Allow") != "GET, HEAD" {
-		t.Errorf("POST /health: status %d Allow %q err %v (%s), want 405 with Allow: GET, HEAD", code, hdr.Get("Allow"), err, strings.TrimSpace(body))
+	resp, err := c.Node(1).DoRequest(http.MethodPost, "/health", "", nil)
+	if err != nil || resp.Code != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /health: status %d Allow %q err %v (%s), want 405 with Allow: GET, HEAD", resp.Code, resp.Header.Get("Allow"), err, strings.TrimSpace(resp.Body))
 	}
 
 	// The leader survives alone: it must notice it lost the quorum (check
 	// quorum) and stop claiming to be healthy or ready.
 	leader, _ := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
-	others := opsOthers(c, leader)
+	others := c.Except(leader)
 	for _, n := range others {
 		n.Kill()
 	}
 	start := time.Now()
-	h := opsExpectHealth(t, leader, "/health", "health", http.StatusServiceUnavailable, false)
-	r := opsExpectHealth(t, leader, "/readyz", "ready", http.StatusServiceUnavailable, false)
+	h := expectHealthAnswer(t, leader, "/health", "health", http.StatusServiceUnavailable, false)
+	r := expectHealthAnswer(t, leader, "/readyz", "ready", http.StatusServiceUnavailable, false)
 	t.Logf("lone %v after %v: /health %v, /readyz %v", leader, time.Since(start).Round(time.Millisecond), h, r)
 
 	// One node back: a quorum again.
 	others[0].Restart()
 	for _, n := range []*tc.Node{leader, others[0]} {
-		opsExpectHealth(t, n, "/health", "health", http.StatusOK, true)
-		opsExpectHealth(t, n, "/readyz", "ready", http.StatusOK, true)
+		expectHealthAnswer(t, n, "/health", "health", http.StatusOK, true)
+		expectHealthAnswer(t, n, "/readyz", "ready", http.StatusOK, true)
 	}
 }
 
 func TestMetricsExposeServerAndEtcdMetrics(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	n := c.Node(2)
 	const rootPuts, v1Puts, gets = 6, 4, 5
 	for i := 0; i < rootPuts; i++ {
@@ -466,9 +430,9 @@ func TestMetricsExposeServerAndEtcdMetrics(t *testing.T) {
 	}
 	for i := 0; i < gets; i++ {
 		code, body, err := n.Get(fmt.Sprintf("metrics-%d", i))
-		procExpectStatus(t, "GET", code, body, err, http.StatusOK)
+		expectStatus(t, "GET", code, body, err, http.StatusOK)
 	}
-	wantKeys := 1 + rootPuts + v1Puts
+	wantKeys := 1 + rootPuts + v1Puts // and tc.StartCluster's tc.ReadyKey
 
 	names := []string{
 		"raftexample_has_leader", "raftexample_leader_changes_total", "raftexample_term",
@@ -561,9 +525,9 @@ func TestMetricsExposeServerAndEtcdMetrics(t *testing.T) {
 
 	// A request that fails is counted under its code.
 	code, body, err := n.Get("metrics-never-written")
-	procExpectStatus(t, "GET of a missing key", code, body, err, http.StatusNotFound)
+	expectStatus(t, "GET of a missing key", code, body, err, http.StatusNotFound)
 	tc.Eventually(t, tc.Timeout, func() error {
-		_, err := opsMetric(n, "raftexample_http_requests_total", map[string]string{"route": "/{key}", "method": "GET", "code": "404"})
+		_, err := n.Metric("raftexample_http_requests_total", map[string]string{"route": "/{key}", "method": "GET", "code": "404"})
 		return err
 	})
 }
@@ -571,13 +535,12 @@ func TestMetricsExposeServerAndEtcdMetrics(t *testing.T) {
 // ---------------------------------------------------------------------------
 // SIGTERM hand-off and write unavailability
 
-// opsGapWriter PUTs through one node, one request after another, and
+// gapWriter PUTs through one node, one request after another, and
 // records the longest time between two consecutive 204s.
-type opsGapWriter struct {
-	n      *tc.Node
-	client *http.Client
-	stop   chan struct{}
-	done   chan struct{}
+type gapWriter struct {
+	n    *tc.Node
+	stop chan struct{}
+	done chan struct{}
 
 	mu       sync.Mutex
 	ok       int
@@ -587,12 +550,13 @@ type opsGapWriter struct {
 	failures map[string]int
 }
 
-func opsStartGapWriter(n *tc.Node, prefix string) *opsGapWriter {
-	w := &opsGapWriter{
-		n: n,
-		// A short timeout, so one PUT stuck on a dead leader does not
-		// dominate the measurement.
-		client:   &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+// gapWriterTimeout is short, so that one PUT stuck on a dead leader does
+// not dominate the measurement.
+const gapWriterTimeout = 3 * time.Second
+
+func startGapWriter(n *tc.Node, prefix string) *gapWriter {
+	w := &gapWriter{
+		n:        n,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		failures: map[string]int{},
@@ -601,7 +565,7 @@ func opsStartGapWriter(n *tc.Node, prefix string) *opsGapWriter {
 	return w
 }
 
-func (w *opsGapWriter) run(prefix string) {
+func (w *gapWriter) run(prefix string) {
 	defer close(w.done)
 	for i := 0; ; i++ {
 		select {
@@ -609,24 +573,15 @@ func (w *opsGapWriter) run(prefix string) {
 			return
 		default:
 		}
-		url := fmt.Sprintf("http://127.0.0.1:%d/%s-%d", w.n.HTTPPort, prefix, i)
-		req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(strconv.Itoa(i)))
-		if err != nil {
-			panic(err)
-		}
-		resp, err := w.client.Do(req)
+		code, body, err := doWithin(gapWriterTimeout, w.n, http.MethodPut, fmt.Sprintf("/%s-%d", prefix, i), strconv.Itoa(i))
 		outcome := "" // empty for a 204, else what went wrong
 		if err != nil {
 			outcome = "error"
 			if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
 				outcome = "client timeout"
 			}
-		} else {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusNoContent {
-				outcome = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
-			}
+		} else if code != http.StatusNoContent {
+			outcome = fmt.Sprintf("%d %s", code, strings.TrimSpace(body))
 		}
 		now := time.Now()
 		w.mu.Lock()
@@ -646,14 +601,14 @@ func (w *opsGapWriter) run(prefix string) {
 	}
 }
 
-func (w *opsGapWriter) okCount() int {
+func (w *gapWriter) okCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.ok
 }
 
 // waitMore waits until k more PUTs succeeded.
-func (w *opsGapWriter) waitMore(t *testing.T, k int) {
+func (w *gapWriter) waitMore(t *testing.T, k int) {
 	t.Helper()
 	target := w.okCount() + k
 	tc.Eventually(t, tc.Timeout, func() error {
@@ -666,7 +621,7 @@ func (w *opsGapWriter) waitMore(t *testing.T, k int) {
 
 // finish stops the writer and returns the longest gap between 204s, when it
 // ended, and a summary of the failed PUTs.
-func (w *opsGapWriter) finish() (time.Duration, time.Time, string) {
+func (w *gapWriter) finish() (time.Duration, time.Time, string) {
 	close(w.stop)
 	<-w.done
 	w.mu.Lock()
@@ -674,16 +629,16 @@ func (w *opsGapWriter) finish() (time.Duration, time.Time, string) {
 	return w.maxGap, w.gapEnd, fmt.Sprintf("%d PUTs got 204, failures %v", w.ok, w.failures)
 }
 
-var opsHandOffTo = regexp.MustCompile(`handed leadership over before stopping\s+\{[^}]*"to":\s*(\d+)`)
+var handOffTo = regexp.MustCompile(`handed leadership over before stopping\s+\{[^}]*"to":\s*(\d+)`)
 
 func TestSIGTERMOnLeaderHandsOffLeadership(t *testing.T) {
-	c := procStartCluster(t, 3)
+	c := tc.StartCluster(t, 3)
 	leader, sts := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
 	oldTerm := sts[0].Term
-	writeTo := opsOthers(c, leader)[0]
+	writeTo := c.Except(leader)[0]
 
 	// SIGTERM the leader while a client writes through a follower.
-	w := opsStartGapWriter(writeTo, "sigterm")
+	w := startGapWriter(writeTo, "sigterm")
 	w.waitMore(t, 20)
 	signalled := time.Now()
 	if code := leader.Stop(); code != 0 {
@@ -691,19 +646,22 @@ func TestSIGTERMOnLeaderHandsOffLeadership(t *testing.T) {
 	}
 	exited := time.Now()
 	log := leader.RunLog()
-	match := opsHandOffTo.FindStringSubmatch(log)
+	match := handOffTo.FindStringSubmatch(log)
 	if match == nil {
 		t.Fatalf("leader %v did not log %q with a \"to\" field; its log:\n%s", leader, "handed leadership over before stopping", tc.Tail(log, 20))
 	}
-	to, _ := strconv.ParseUint(match[1], 10, 64)
-	target := opsNodeByID(t, c, to)
+	to, _ := strconv.Atoi(match[1])
+	target := c.Node(to)
+	if target == nil {
+		t.Fatalf("leader %v handed leadership over to %d, which is no node", leader, to)
+	}
 	if target == leader {
 		t.Fatalf("leader %v handed leadership to itself", leader)
 	}
 	if bad := tc.ErrorLines(log); len(bad) > 0 {
 		t.Errorf("%v logged at error level while stopping:\n%s", leader, strings.Join(bad, "\n"))
 	}
-	survivors := opsOthers(c, leader)
+	survivors := c.Except(leader)
 	// The hand-off completes before the old leader exits, so the survivors
 	// follow the target at once, without an election of their own.
 	newLeader, sts := tc.WaitLeader(t, 5*time.Second, survivors...)
@@ -724,12 +682,12 @@ func TestSIGTERMOnLeaderHandsOffLeadership(t *testing.T) {
 	// with the stopped node back as a follower.
 	leader.Restart()
 	leader2, sts := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
-	writeTo = opsOthers(c, leader2)[0]
-	w = opsStartGapWriter(writeTo, "sigkill")
+	writeTo = c.Except(leader2)[0]
+	w = startGapWriter(writeTo, "sigkill")
 	w.waitMore(t, 20)
 	killed := time.Now()
 	leader2.Kill()
-	leader3, sts3 := tc.WaitLeader(t, tc.Timeout, opsOthers(c, leader2)...)
+	leader3, sts3 := tc.WaitLeader(t, tc.Timeout, c.Except(leader2)...)
 	t.Logf("SIGKILL on %v: survivors elected %v %v later; term %d -> %d",
 		leader2, leader3, time.Since(killed).Round(time.Millisecond), sts[0].Term, sts3[0].Term)
 	w.waitMore(t, 20)

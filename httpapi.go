@@ -16,24 +16,12 @@ import (
 
 const maxKeyBytes = 4096
 
-// clusterAdmin is what the HTTP API needs from the raft node beyond the
-// kvstore: the member list and changes to it, leadership, and raft's status.
-type clusterAdmin interface {
-	AddMember(ctx context.Context, id uint64, peerURL string) error
-	RemoveMember(ctx context.Context, id uint64) error
-	Members() []member
-	TransferLeadership(ctx context.Context, to uint64) error
-	Leader() uint64
-	Status() raftStatus
-}
-
 // httpAPI serves two faces of one keyspace: raftexample's root API (PUT and
 // GET /{key}, POST and DELETE /{id} for members; plain-text errors) and the
 // JSON API under /v1 (JSON errors). /k and /v1/kv/k are the same key.
 type httpAPI struct {
 	lg             *zap.Logger
-	store          *kvstore
-	cluster        clusterAdmin
+	svc            *service
 	requestTimeout time.Duration
 	maxValueBytes  int64
 	pprof          bool // serve Go's profiler under /debug/pprof/
@@ -154,7 +142,7 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request, key string, reply 
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	v, found, err := h.store.Get(ctx, key, linearizable)
+	v, found, err := h.svc.Get(ctx, key, linearizable)
 	if err != nil {
 		h.fail(w, err, reply)
 		return
@@ -197,7 +185,7 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request, key string, reply 
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	if err := h.store.Put(ctx, key, string(value)); err != nil {
+	if err := h.svc.Put(ctx, key, string(value)); err != nil {
 		h.fail(w, err, reply)
 		return
 	}
@@ -224,7 +212,7 @@ func (h *httpAPI) addMember(w http.ResponseWriter, r *http.Request, id uint64, p
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	if err := h.cluster.AddMember(ctx, id, peerURL); err != nil {
+	if err := h.svc.AddMember(ctx, id, peerURL); err != nil {
 		h.fail(w, err, reply)
 		return
 	}
@@ -238,7 +226,7 @@ func (h *httpAPI) addMember(w http.ResponseWriter, r *http.Request, id uint64, p
 func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, id uint64, reply errorStyle) {
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	if err := h.cluster.RemoveMember(ctx, id); err != nil {
+	if err := h.svc.RemoveMember(ctx, id); err != nil {
 		h.fail(w, err, reply)
 		return
 	}
@@ -255,8 +243,8 @@ func (h *httpAPI) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if !getOnly(w, r) {
 		return
 	}
-	st := h.cluster.Status()
-	applied, _, _ := h.store.State()
+	st := h.svc.Status()
+	applied, _, _ := h.svc.State()
 	switch {
 	case st.Leader == 0:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": "no leader"})
@@ -276,7 +264,7 @@ func (h *httpAPI) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	if err := h.store.catchUpForRead(ctx); err != nil {
+	if err := h.svc.catchUpForRead(ctx); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
 		return
 	}

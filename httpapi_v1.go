@@ -38,7 +38,7 @@ func (h *httpAPI) deleteKey(w http.ResponseWriter, r *http.Request, key string) 
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	if err := h.store.Delete(ctx, key); err != nil {
+	if err := h.svc.Delete(ctx, key); err != nil {
 		h.fail(w, err, jsonError)
 		return
 	}
@@ -86,7 +86,7 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	page, err := h.store.List(ctx, q.Get("prefix"), q.Get("start"), limit, maxListBytes, linearizable)
+	page, err := h.svc.List(ctx, q.Get("prefix"), q.Get("start"), limit, maxListBytes, linearizable)
 	if err != nil {
 		h.fail(w, err, jsonError)
 		return
@@ -127,7 +127,7 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) {
 func (h *httpAPI) serveV1Members(w http.ResponseWriter, r *http.Request, idText string) {
 	switch {
 	case idText == "" && isGet(r):
-		writeJSON(w, http.StatusOK, h.cluster.Members())
+		writeJSON(w, http.StatusOK, h.svc.Members())
 	case idText == "" && r.Method == http.MethodPost:
 		var m member
 		if err := decodeJSONBody(w, r, &m); err != nil {
@@ -169,9 +169,9 @@ func (h *httpAPI) serveV1Status(w http.ResponseWriter, r *http.Request) {
 	if !getOnly(w, r) {
 		return
 	}
-	applied, keys, digest := h.store.State()
+	applied, keys, digest := h.svc.State()
 	writeJSON(w, http.StatusOK, statusResponse{
-		raftStatus: h.cluster.Status(),
+		raftStatus: h.svc.Status(),
 		Applied:    applied,
 		Keys:       keys,
 		Digest:     fmt.Sprintf("%016x", digest),
@@ -195,7 +195,7 @@ func (h *httpAPI) serveV1Leader(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := contextFor(r, h.requestTimeout)
 	defer cancel()
-	if err := h.cluster.TransferLeadership(ctx, req.ID); err != nil {
+	if err := h.svc.TransferLeadership(ctx, req.ID); err != nil {
 		h.fail(w, err, jsonError)
 		return
 	}

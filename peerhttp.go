@@ -233,6 +233,11 @@ func (rn *raftNode) checkSnapshotUpload(m *raftpb.Message) *peerRefusal {
 func (rn *raftNode) Process(ctx context.Context, m *raftpb.Message) error {
 	if err := rn.peers.guard.check(m); err != nil {
 		rn.peers.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), err)
+		// A heartbeat at our term or later comes from that term's leader,
+		// the one leader it has, if it is genuine.
+		if err.pastLog && m.GetTerm() >= rn.view.term.Load() {
+			rn.peers.guard.lost.note(m.GetFrom(), m.GetCommit(), rn.view.last.Load())
+		}
 		return err
 	}
 	if m.GetType() == raftpb.MsgSnap {

@@ -55,7 +55,7 @@ func newPeers(rn *raftNode, clusterID uint64, initial []member) (*peers, error) 
 	}
 	p := &peers{rn: rn, clusterID: clusterID, client: client, initial: initial}
 	p.guard = &peerGuard{lg: rn.lg, self: rn.cfg.id, members: rn.members, seeds: seeds, view: rn.view,
-		remotes: &remotePeers{ids: map[uint64]bool{}}, logEvery: rate.Sometimes{Interval: time.Second}}
+		remotes: &remotePeers{ids: map[uint64]bool{}}, lost: newLostLog(), logEvery: rate.Sometimes{Interval: time.Second}}
 	ownURL := rn.cfg.peerURLs[rn.cfg.id-1]
 	p.transport = &rafthttp.Transport{
 		Logger:      rn.lg.Named("rafthttp"),

@@ -52,7 +52,7 @@ func TestSplitEntryRejectsDamagedBatches(t *testing.T) {
 }
 
 func TestApplyEntryAppliesEveryCommandOfABatchAndReportsEachID(t *testing.T) {
-	s := kvTestStore(t, nil)
+	s := kvTestStore(t)
 	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "gone", value: "x"}))
 	batch := encodeBatch([][]byte{
 		encodeCommand(command{op: opPut, id: 10, key: "a", value: "1"}),
@@ -78,12 +78,12 @@ func TestApplyEntryAppliesEveryCommandOfABatchAndReportsEachID(t *testing.T) {
 // entry carries all of them.
 func TestConcurrentPutsShareOneEntry(t *testing.T) {
 	const waiting = 20
-	var s *kvstore
+	var s *service
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var entries [][]byte
 	first := true
-	p := &kvFakeProposer{done: make(chan struct{}), propose: func(_ context.Context, data []byte) error {
+	p := &kvFakeNode{done: make(chan struct{}), propose: func(_ context.Context, data []byte) error {
 		mu.Lock()
 		entries = append(entries, data)
 		block := first
@@ -92,10 +92,10 @@ func TestConcurrentPutsShareOneEntry(t *testing.T) {
 		if block {
 			<-release // hold the batcher until the others have queued
 		}
-		s.applyEntryOne(data)
+		s.applyAndReport(data)
 		return nil
 	}}
-	s = kvTestStore(t, p)
+	s = kvTestService(t, p)
 	t.Cleanup(func() { close(p.done) }) // ends the batcher
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -132,19 +132,8 @@ func TestConcurrentPutsShareOneEntry(t *testing.T) {
 	if cmds, err := splitEntry(entries[1], nil); err != nil || len(cmds) != waiting {
 		t.Fatalf("second entry carries %d commands (%v), want %d", len(cmds), err, waiting)
 	}
-	if got := len(kvContents(s)); got != waiting+1 {
+	if got := len(kvContents(s.store)); got != waiting+1 {
 		t.Fatalf("%d keys after the Puts, want %d", got, waiting+1)
-	}
-}
-
-// applyEntryOne applies one entry the way run does: under the lock, then
-// reporting to the proposals' waiters.
-func (s *kvstore) applyEntryOne(data []byte) {
-	s.mu.Lock()
-	ids := s.applyEntry(data, nil)
-	s.mu.Unlock()
-	for _, id := range ids {
-		s.waits.trigger(id, nil)
 	}
 }
 

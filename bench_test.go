@@ -65,13 +65,14 @@ func benchEntries(n int) [][]byte {
 }
 
 // BenchmarkApplyPut applies committed puts to a map that holds benchKeys keys.
-// "entry" is the transition function under the lock; "run" goes through
-// kvstore.run with commits of 64 entries, as the Ready loop sends them, and
-// counts per entry (decode, map, digest, metrics, waking waiters).
+// "entry" is the transition function under the lock; "run" goes through the
+// apply loop (service.run) with commits of 64 entries, as the Ready loop
+// sends them, and counts per entry (decode, map, digest, metrics, waking
+// waiters).
 func BenchmarkApplyPut(b *testing.B) {
 	ents := benchEntries(benchKeys)
 	newStore := func() *kvstore {
-		s := newKVStore(zap.NewNop(), nil, newWaitRegistry())
+		s := newKVStore(zap.NewNop())
 		for _, e := range ents {
 			s.apply(e)
 		}
@@ -88,13 +89,13 @@ func BenchmarkApplyPut(b *testing.B) {
 	})
 	b.Run("run", func(b *testing.B) {
 		const batch = 64
-		s := newStore()
+		svc := newService(zap.NewNop(), newStore())
 		commitC := make(chan commit, 64)
 		runDone := make(chan error, 1)
-		go func() { runDone <- s.run(commitC) }()
+		go func() { runDone <- svc.run(commitC) }()
 		b.ReportAllocs()
 		b.ResetTimer()
-		var last chan struct{}
+		var last uint64
 		for i, index := 0, uint64(0); i < b.N; i += batch {
 			n := min(batch, b.N-i)
 			c := commit{entries: make([][]byte, n)}
@@ -103,13 +104,10 @@ func BenchmarkApplyPut(b *testing.B) {
 			}
 			index += uint64(n)
 			c.index = index
-			last = make(chan struct{})
-			c.applied = last
+			last = index
 			commitC <- c
 		}
-		if last != nil {
-			<-last
-		}
+		<-svc.applied.Wait(last)
 		b.StopTimer()
 		close(commitC)
 		if err := <-runDone; err != nil {
@@ -118,10 +116,10 @@ func BenchmarkApplyPut(b *testing.B) {
 	})
 }
 
-// benchNode is one in-process member with its kvstore applying commits.
+// benchNode is one in-process member.
 type benchNode struct {
 	rn    *raftNode
-	store *kvstore
+	store *service
 }
 
 // benchCluster starts size in-process members on free loopback ports with
@@ -148,33 +146,18 @@ func benchCluster(b *testing.B, size int) []*benchNode {
 	for i := range nodes {
 		id := uint64(i + 1)
 		name := "raftexample-" + strconv.FormatUint(id, 10)
-		n := &benchNode{}
-		commitC := make(chan commit, 64)
-		waits := newWaitRegistry()
-		rn, err := startRaftNode(lg, raftConfig{
+		r, err := startReplica(lg, raftConfig{
 			id:        id,
 			peerURLs:  urls,
 			waldir:    filepath.Join(dir, name),
 			snapdir:   filepath.Join(dir, name+"-snap"),
 			snapCount: 10000,
-		}, commitC, func() kvImage { return n.store.freeze() }, waits)
+		})
 		if err != nil {
 			b.Fatalf("starting member %d: %v", id, err)
 		}
-		n.rn = rn
-		n.store = newKVStore(lg, rn, waits)
-		runDone := make(chan struct{})
-		go func() {
-			defer close(runDone)
-			if err := n.store.run(commitC); err != nil {
-				b.Errorf("member %d: kvstore.run: %v", id, err)
-			}
-		}()
-		b.Cleanup(func() {
-			rn.Stop()
-			<-runDone
-		})
-		nodes[i] = n
+		b.Cleanup(r.Stop)
+		nodes[i] = &benchNode{rn: r.node, store: r.service}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -216,7 +199,7 @@ func benchLeader(nodes []*benchNode) (leader, follower *benchNode) {
 }
 
 // benchLoad writes keys bench-0 .. bench-(n-1) through s, 64 at a time.
-func benchLoad(b *testing.B, s *kvstore, n int) {
+func benchLoad(b *testing.B, s *service, n int) {
 	b.Helper()
 	var next atomic.Int64
 	errc := make(chan error, 64)
@@ -254,7 +237,7 @@ const benchParallelism = 64
 // handler, the proposal, the WAL fsync and the apply.
 func BenchmarkHTTPPutHandler(b *testing.B) {
 	nodes := benchCluster(b, 1)
-	api := &httpAPI{lg: zap.NewNop(), store: nodes[0].store, cluster: nodes[0].rn, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20}
+	api := &httpAPI{lg: zap.NewNop(), svc: nodes[0].store, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20}
 	put := func() error {
 		req := httptest.NewRequest(http.MethodPut, "/"+benchKey(rand.IntN(benchKeys)), strings.NewReader(benchValue))
 		w := httptest.NewRecorder()
@@ -291,7 +274,7 @@ func BenchmarkHTTPPutHandler(b *testing.B) {
 func BenchmarkHTTPGetHandler(b *testing.B) {
 	nodes := benchCluster(b, 1)
 	benchLoad(b, nodes[0].store, 1000)
-	api := &httpAPI{lg: zap.NewNop(), store: nodes[0].store, cluster: nodes[0].rn, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20}
+	api := &httpAPI{lg: zap.NewNop(), svc: nodes[0].store, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20}
 	b.ReportAllocs()
 	b.SetParallelism(benchParallelism)
 	b.RunParallel(func(pb *testing.PB) {
@@ -307,7 +290,7 @@ func BenchmarkHTTPGetHandler(b *testing.B) {
 	})
 }
 
-// BenchmarkInProcessClusterPut runs concurrent kvstore.Put calls of random
+// BenchmarkInProcessClusterPut runs concurrent service.Put calls of random
 // keys on one member of a 3-member cluster: propose, replicate, fsync on a
 // quorum, commit and apply, without HTTP.
 func BenchmarkInProcessClusterPut(b *testing.B) {
@@ -335,7 +318,7 @@ func BenchmarkInProcessClusterPut(b *testing.B) {
 	}
 }
 
-// BenchmarkLinearizableGet runs concurrent linearizable kvstore.Get calls of
+// BenchmarkLinearizableGet runs concurrent linearizable service.Get calls of
 // random existing keys on one member of a 3-member cluster: a ReadIndex round
 // (shared by the reads waiting together), the wait for the apply, the map.
 func BenchmarkLinearizableGet(b *testing.B) {

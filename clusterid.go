@@ -59,13 +59,13 @@ type clusterInfo struct {
 // carries it: hexadecimal, without leading zeros.
 func formatClusterID(id uint64) string { return types.ID(id).String() }
 
-func (rn *raftNode) serveClusterInfo(w http.ResponseWriter, r *http.Request) {
+func (p *peers) serveClusterInfo(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	writeJSON(w, http.StatusOK, clusterInfo{ClusterID: formatClusterID(rn.clusterID), Members: rn.members.list()})
+	writeJSON(w, http.StatusOK, clusterInfo{ClusterID: formatClusterID(p.clusterID), Members: p.rn.members.list()})
 }
 
 // learnClusterID asks the members in peerURLs (all but our own entry,

@@ -18,8 +18,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// This file is the raft node's side of membership changes: proposing them on
-// behalf of the HTTP API, and applying them when they commit.
+// This file is the raft node's side of membership changes: the checks that
+// need raft's view of the cluster, asking the leader to make a change, and
+// applying changes when they commit. The service makes them (see
+// service.changeMembership) and waits for them.
 
 // Reasons a membership change is refused before it is proposed. Unlike the
 // apply-time rules in membership.check, these depend on this node's view of
@@ -30,58 +32,6 @@ var (
 	errChangeInFlight  = errors.New("another membership change is in progress; retry once it is applied")
 	errWouldLoseQuorum = errors.New("the change would leave the cluster without a quorum of active members")
 )
-
-// AddMember proposes adding member id at peerURL (normalised by
-// parsePeerURL) and returns once the change is applied here (or refused at
-// apply time).
-func (rn *raftNode) AddMember(ctx context.Context, id uint64, peerURL string) error {
-	return rn.proposeConfChange(ctx, &raftpb.ConfChange{
-		Type: raftpb.ConfChangeAddNode.Enum(), NodeId: &id, Context: []byte(peerURL),
-	})
-}
-
-// RemoveMember proposes removing member id and returns once it is applied.
-func (rn *raftNode) RemoveMember(ctx context.Context, id uint64) error {
-	return rn.proposeConfChange(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: &id})
-}
-
-// proposeConfChange makes the membership change cc and returns once it is
-// applied here. Changes are made by the leader, one at a time: raft itself
-// drops a conf change proposed while another is unapplied (it turns it into
-// an empty entry, which nobody waits for), so the leader refuses a second one
-// at once instead, and it is also the member that knows which members are
-// active. A follower asks the leader on its peer port (askLeader).
-func (rn *raftNode) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
-	if err := rn.awaitLeader(ctx); err != nil {
-		return err
-	}
-	id := rn.ids.next()
-	cc.Id = &id
-	lead := rn.Leader()
-	if lead == rn.cfg.id {
-		return rn.leadConfChange(ctx, cc)
-	}
-	// The entry may be applied here before the leader's answer arrives, so
-	// the wait is registered first.
-	return rn.waits.proposeAndWait(ctx, id, rn.donec, func(ctx context.Context) error {
-		return rn.askLeader(ctx, lead, cc)
-	})
-}
-
-// leadConfChange checks cc and proposes it, on the leader, and returns once
-// it is applied here.
-func (rn *raftNode) leadConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
-	if !rn.confChangeInFlight.CompareAndSwap(false, true) {
-		return errChangeInFlight
-	}
-	defer rn.confChangeInFlight.Store(false)
-	if err := rn.checkMembershipChange(cc); err != nil {
-		return err
-	}
-	return rn.waits.proposeAndWait(ctx, cc.GetId(), rn.donec, func(ctx context.Context) error {
-		return rn.propose(ctx, func(ctx context.Context) error { return rn.node.ProposeConfChange(ctx, cc) })
-	})
-}
 
 // confChangePath is where the leader takes membership changes from the
 // other members, on the peer port.
@@ -96,8 +46,8 @@ type leaderAnswer struct {
 
 func (e *leaderAnswer) Error() string { return e.msg }
 
-// askLeader has the leader make cc (leadConfChange), and returns once the
-// leader applied it.
+// askLeader has the leader make cc (service.leadMembershipChange), and
+// returns once the leader applied it.
 func (rn *raftNode) askLeader(ctx context.Context, lead uint64, cc *raftpb.ConfChange) error {
 	leaderURL := rn.members.peerURL(lead)
 	if leaderURL == "" {
@@ -111,9 +61,9 @@ func (rn *raftNode) askLeader(ctx context.Context, lead uint64, cc *raftpb.ConfC
 	if err != nil {
 		return err
 	}
-	req.Header.Set("X-Etcd-Cluster-ID", formatClusterID(rn.clusterID))
+	req.Header.Set("X-Etcd-Cluster-ID", formatClusterID(rn.peers.clusterID))
 	req.Header.Set("X-Server-From", types.ID(rn.cfg.id).String())
-	resp, err := rn.peerClient.Do(req)
+	resp, err := rn.peers.client.Do(req)
 	if err != nil {
 		return errOutcomeUnknown // the leader may have proposed it
 	}
@@ -125,15 +75,16 @@ func (rn *raftNode) askLeader(ctx context.Context, lead uint64, cc *raftpb.ConfC
 	return &leaderAnswer{code: resp.StatusCode, msg: "the leader answered: " + strings.TrimSpace(string(msg))}
 }
 
-// serveConfChange is the leader's side of askLeader.
-func (rn *raftNode) serveConfChange(w http.ResponseWriter, r *http.Request) {
+// serveConfChange is the leader's side of askLeader, on the peer port.
+func (p *peers) serveConfChange(w http.ResponseWriter, r *http.Request) {
+	rn := p.rn
 	from, err := types.IDFromString(r.Header.Get("X-Server-From"))
 	switch {
 	case r.Method != http.MethodPost:
 		w.Header().Set("Allow", "POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
-	case r.Header.Get("X-Etcd-Cluster-ID") != formatClusterID(rn.clusterID):
+	case r.Header.Get("X-Etcd-Cluster-ID") != formatClusterID(p.clusterID):
 		http.Error(w, "cluster ID mismatch", http.StatusPreconditionFailed)
 		return
 	case err != nil || !rn.members.isMember(uint64(from)) || uint64(from) == rn.cfg.id:
@@ -151,7 +102,7 @@ func (rn *raftNode) serveConfChange(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), maxConfChangeWait)
 	defer cancel()
-	if err := rn.leadConfChange(ctx, cc); err != nil {
+	if err := rn.hooks.leadMembershipChange(ctx, cc); err != nil {
 		http.Error(w, err.Error(), statusFor(err))
 		return
 	}
@@ -212,11 +163,12 @@ func (rn *raftNode) checkMembershipChange(cc *raftpb.ConfChange) error {
 // applied yet: raft would drop another one.
 func (rn *raftNode) confChangePending() bool {
 	applied := rn.node.Status().Applied
-	last, err := rn.storage.LastIndex()
+	memory := rn.snaps.log.memory // raft's log as persisted
+	last, err := memory.LastIndex()
 	if err != nil || last <= applied {
 		return false
 	}
-	ents, err := rn.storage.Entries(applied+1, last+1, math.MaxUint64)
+	ents, err := memory.Entries(applied+1, last+1, math.MaxUint64)
 	if err != nil {
 		return false
 	}
@@ -261,24 +213,22 @@ func (rn *raftNode) applyConfChange(e *raftpb.Entry) (removedSelf bool) {
 	}
 	if refusal != nil {
 		// Raft must still see the entry; node id 0 makes it a no-op.
-		rn.confState = rn.node.ApplyConfChange(&raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(uint64(0))})
+		rn.applied.confState = rn.node.ApplyConfChange(&raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(uint64(0))})
 		rn.lg.Warn("cancelled a membership change", zap.Uint64("index", e.GetIndex()), zap.Error(refusal))
-		rn.waits.trigger(cc.GetId(), refusal)
+		rn.hooks.membershipChangeApplied(cc.GetId(), refusal)
 		return false
 	}
-	rn.confState = rn.node.ApplyConfChange(cc)
+	rn.applied.confState = rn.node.ApplyConfChange(cc)
 	rn.members.apply(cc)
 	id := cc.GetNodeId()
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode:
-		rn.addPeer(id, string(cc.GetContext()))
+		rn.peers.add(id, string(cc.GetContext()))
 		rn.lg.Info("member added", zap.Uint64("id", id), zap.ByteString("peer-url", cc.GetContext()))
 	case raftpb.ConfChangeRemoveNode:
-		if id != rn.cfg.id {
-			rn.transport.RemovePeer(types.ID(id))
-		}
+		rn.peers.remove(id)
 		rn.lg.Info("member removed", zap.Uint64("id", id))
 	}
-	rn.waits.trigger(cc.GetId(), nil)
+	rn.hooks.membershipChangeApplied(cc.GetId(), nil)
 	return cc.GetType() == raftpb.ConfChangeRemoveNode && id == rn.cfg.id
 }

@@ -44,7 +44,7 @@ func FuzzHTTPAPIKeepsTheClusterHealthy(f *testing.F) {
 	var apis []*httpAPI
 	for id := uint64(1); id <= 3; id++ {
 		n := c.startKV(id, false)
-		apis = append(apis, &httpAPI{lg: c.lg, store: n.store, cluster: n.rn, requestTimeout: time.Second, maxValueBytes: 1 << 16})
+		apis = append(apis, &httpAPI{lg: c.lg, svc: n.svc, requestTimeout: time.Second, maxValueBytes: 1 << 16})
 	}
 	c.waitLeader(c.nodes[1], c.nodes[2], c.nodes[3])
 	seq := 0
@@ -84,7 +84,7 @@ func FuzzHTTPAPIKeepsTheClusterHealthy(f *testing.F) {
 		}
 		seq++
 		key := fmt.Sprintf("fuzz-health-%d", seq)
-		ipPut(t, c.nodes[1].store, key, "ok")
+		ipPut(t, c.nodes[1].svc, key, "ok")
 		ipEventually(t, 30*time.Second, "replicas agree", func() error {
 			index1, _, digest1 := c.nodes[1].store.State()
 			for id, n := range c.nodes {
@@ -99,7 +99,7 @@ func FuzzHTTPAPIKeepsTheClusterHealthy(f *testing.F) {
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, _, err := c.nodes[2].store.Get(ctx, key, true); err != nil {
+		if _, _, err := c.nodes[2].svc.Get(ctx, key, true); err != nil {
 			t.Fatalf("linearizable read after %s %q: %v", method, path, err)
 		}
 	})

@@ -12,37 +12,32 @@ import (
 	"unicode/utf8"
 )
 
-// serveV1KV serves /v1/kv/{key} (GET, PUT, DELETE) and, for an empty key,
-// the sorted listing GET /v1/kv/?prefix=P&start=K&limit=N.
-func (h *httpAPI) serveV1KV(w http.ResponseWriter, r *http.Request, key string) {
-	switch {
-	case isGet(r) && key == "":
-		h.list(w, r)
-	case isGet(r):
-		h.get(w, r, key, jsonError)
-	case r.Method == http.MethodPut:
-		h.put(w, r, key, jsonError)
-	case r.Method == http.MethodDelete:
-		h.deleteKey(w, r, key)
-	default:
-		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
-		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+// getOrList answers GET /v1/kv/{key}, and for the empty key the sorted
+// listing GET /v1/kv/?prefix=P&start=K&limit=N.
+func (h *httpAPI) getOrList(w http.ResponseWriter, r *http.Request) error {
+	if pathTail(r) == "" {
+		return h.list(w, r)
 	}
+	return h.get(w, r)
 }
 
 // deleteKey removes key; deleting a missing key succeeds too (204), so a
 // retried DELETE is harmless.
-func (h *httpAPI) deleteKey(w http.ResponseWriter, r *http.Request, key string) {
-	if !validKey(w, key, jsonError) {
-		return
+func (h *httpAPI) deleteKey(w http.ResponseWriter, r *http.Request) error {
+	key := pathTail(r)
+	if err := validKey(key); err != nil {
+		return err
 	}
-	ctx, cancel := contextFor(r, h.requestTimeout)
-	defer cancel()
-	if err := h.store.Delete(ctx, key); err != nil {
-		h.fail(w, err, jsonError)
-		return
+	if err := h.svc.Delete(r.Context(), key); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// noSuchEndpoint answers every /v1 path no route takes.
+func noSuchEndpoint(w http.ResponseWriter, r *http.Request) error {
+	return apiErr(http.StatusNotFound, "no such endpoint: "+pathTail(r))
 }
 
 // listItem is one pair in a listing. JSON strings must be UTF-8, so when the
@@ -67,29 +62,25 @@ const (
 // slow reader holds the page's pairs (shared with the map) and no more. When
 // more pairs follow, X-Next-Start says where (query-escaped, ready for
 // start=).
-func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) {
-	linearizable, ok := readConsistency(w, r, jsonError)
-	if !ok {
-		return
+func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) error {
+	linearizable, err := readConsistency(r)
+	if err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	limit := defaultListLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 || n > maxListLimit {
-			jsonError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 0 to %d (0: %d), not %s", maxListLimit, defaultListLimit, s))
-			return
+			return apiErr(http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 0 to %d (0: %d), not %s", maxListLimit, defaultListLimit, s))
 		}
 		if n > 0 {
 			limit = n
 		}
 	}
-	ctx, cancel := contextFor(r, h.requestTimeout)
-	defer cancel()
-	page, err := h.store.List(ctx, q.Get("prefix"), q.Get("start"), limit, maxListBytes, linearizable)
+	page, err := h.svc.List(r.Context(), q.Get("prefix"), q.Get("start"), limit, maxListBytes, linearizable)
 	if err != nil {
-		h.fail(w, err, jsonError)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if page.Next != "" {
@@ -116,43 +107,43 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) {
 			bw.WriteByte(',')
 		}
 		if _, err := bw.Write(bytes.TrimSuffix(item.Bytes(), []byte("\n"))); err != nil {
-			return // the client went away
+			return nil // the client went away
 		}
 	}
 	bw.WriteString("]\n")
 	bw.Flush()
+	return nil
 }
 
-// serveV1Members serves GET and POST /v1/members and DELETE /v1/members/{id}.
-func (h *httpAPI) serveV1Members(w http.ResponseWriter, r *http.Request, idText string) {
-	switch {
-	case idText == "" && isGet(r):
-		writeJSON(w, http.StatusOK, h.cluster.Members())
-	case idText == "" && r.Method == http.MethodPost:
-		var m member
-		if err := decodeJSONBody(w, r, &m); err != nil {
-			jsonError(w, http.StatusBadRequest, `body must be JSON {"id": N, "peerURL": "http://host:port"}: `+err.Error())
-			return
-		}
-		if m.ID == 0 || m.ID > maxMemberID {
-			jsonError(w, http.StatusBadRequest, errBadMemberID.Error())
-			return
-		}
-		h.addMember(w, r, m.ID, m.PeerURL, jsonError, http.StatusCreated)
-	case idText != "" && r.Method == http.MethodDelete:
-		id, err := parseMemberID(idText)
-		if err != nil {
-			jsonError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		h.removeMember(w, r, id, jsonError)
-	case idText == "":
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
-	default:
-		w.Header().Set("Allow", "DELETE")
-		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+func (h *httpAPI) listMembers(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, h.svc.Members())
+	return nil
+}
+
+// v1AddMember answers POST /v1/members {"id": N, "peerURL": "..."}: 201 and
+// the member as stored, once added.
+func (h *httpAPI) v1AddMember(w http.ResponseWriter, r *http.Request) error {
+	var m member
+	if err := decodeJSONBody(w, r, &m); err != nil {
+		return apiErr(http.StatusBadRequest, `body must be JSON {"id": N, "peerURL": "http://host:port"}: `+err.Error())
 	}
+	if m.ID == 0 || m.ID > maxMemberID {
+		return apiErr(http.StatusBadRequest, errBadMemberID.Error())
+	}
+	peerURL, err := h.addMember(r.Context(), m.ID, m.PeerURL)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, member{ID: m.ID, PeerURL: peerURL})
+	return nil
+}
+
+func (h *httpAPI) v1RemoveMember(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseMemberID(pathTail(r))
+	if err != nil {
+		return apiErr(http.StatusBadRequest, err.Error())
+	}
+	return h.removeMember(w, r, id)
 }
 
 // statusResponse is GET /v1/status: raft's view from this node plus the
@@ -165,39 +156,29 @@ type statusResponse struct {
 	Digest  string `json:"digest"` // of the map at the applied index
 }
 
-func (h *httpAPI) serveV1Status(w http.ResponseWriter, r *http.Request) {
-	if !getOnly(w, r) {
-		return
-	}
-	applied, keys, digest := h.store.State()
+func (h *httpAPI) status(w http.ResponseWriter, r *http.Request) error {
+	applied, keys, digest := h.svc.State()
 	writeJSON(w, http.StatusOK, statusResponse{
-		raftStatus: h.cluster.Status(),
+		raftStatus: h.svc.Status(),
 		Applied:    applied,
 		Keys:       keys,
 		Digest:     fmt.Sprintf("%016x", digest),
 	})
+	return nil
 }
 
-// serveV1Leader handles POST /v1/leader {"id": N}: move leadership to member
-// N, answering once N leads.
-func (h *httpAPI) serveV1Leader(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
-		return
-	}
+// transferLeadership answers POST /v1/leader {"id": N}: move leadership to
+// member N, answering once N leads.
+func (h *httpAPI) transferLeadership(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		ID uint64 `json:"id"`
 	}
 	if err := decodeJSONBody(w, r, &req); err != nil || req.ID == 0 {
-		jsonError(w, http.StatusBadRequest, `body must be JSON {"id": N} with N a member id`)
-		return
+		return apiErr(http.StatusBadRequest, `body must be JSON {"id": N} with N a member id`)
 	}
-	ctx, cancel := contextFor(r, h.requestTimeout)
-	defer cancel()
-	if err := h.cluster.TransferLeadership(ctx, req.ID); err != nil {
-		h.fail(w, err, jsonError)
-		return
+	if err := h.svc.TransferLeadership(r.Context(), req.ID); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]uint64{"leader": req.ID})
+	return nil
 }

@@ -14,13 +14,54 @@ import (
 	"go.uber.org/zap"
 )
 
-// errorStyle writes a one-line error the way its API does.
-type errorStyle func(w http.ResponseWriter, code int, msg string)
+// apiError is a request the handler refused itself: the status and one line
+// saying why. Any other error a handler returns came from the service, and
+// statusFor gives its status.
+type apiError struct {
+	code int
+	msg  string
+}
 
-func plainError(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) }
+func (e *apiError) Error() string { return e.msg }
 
-func jsonError(w http.ResponseWriter, code int, msg string) {
+func apiErr(code int, msg string) error { return &apiError{code: code, msg: msg} }
+
+// A face is how one API writes its errors: plain text at the root (and for
+// /metrics and pprof), JSON under /v1 (and for /health and /readyz).
+type face func(w http.ResponseWriter, code int, msg string)
+
+func plainFace(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) }
+
+func jsonFace(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// apiHandler serves a request, or returns why it did not; nothing may be
+// written before an error is returned.
+type apiHandler func(w http.ResponseWriter, r *http.Request) error
+
+// serve turns fn into a handler that writes fn's error in face.
+func (h *httpAPI) serve(f face, fn apiHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			code, msg := h.describe(err)
+			f(w, code, msg)
+		}
+	})
+}
+
+// describe gives err's status and the line that says why.
+func (h *httpAPI) describe(err error) (code int, msg string) {
+	var refused *apiError
+	if errors.As(err, &refused) {
+		return refused.code, refused.msg
+	}
+	code = statusFor(err)
+	if code == http.StatusInternalServerError {
+		h.lg.Error("request failed", zap.Error(err))
+		return code, "internal error: " + err.Error()
+	}
+	return code, err.Error()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -80,17 +121,6 @@ func checkJSONObject(data []byte) error {
 		return errors.New("unexpected data after the JSON object")
 	}
 	return nil
-}
-
-// fail answers why a request did not complete, with statusFor's code.
-func (h *httpAPI) fail(w http.ResponseWriter, err error, reply errorStyle) {
-	code := statusFor(err)
-	if code == http.StatusInternalServerError {
-		h.lg.Error("request failed", zap.Error(err))
-		reply(w, code, "internal error: "+err.Error())
-		return
-	}
-	reply(w, code, err.Error())
 }
 
 // statusFor maps why a request did not complete to a status: 503 when the

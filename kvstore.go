@@ -2,8 +2,6 @@ package main
 
 import (
 	"container/heap"
-	"context"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -12,43 +10,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// proposer is the kvstore's view of the raft node: it takes a command into the
-// replicated log, finds the index a linearizable read must wait for, and tells
-// when the node has stopped for good.
-type proposer interface {
-	Propose(ctx context.Context, data []byte) error
-	ReadIndex(ctx context.Context) (uint64, error)
-	Done() <-chan struct{}
-}
-
-// commit is one unit of work for the state machine. The raft node sends them
-// on the commit channel in log order; see main.go where the channel is made.
-type commit struct {
-	// snapshot, when non-nil, replaces the whole map before entries are
-	// applied. It reads the kvstore part of a raft snapshot (the encoding of
-	// frozenKV.WriteTo), snapshotSize bytes long; the kvstore closes it.
-	snapshot     io.ReadCloser
-	snapshotSize int64
-	// entries holds the data of committed normal entries, in log order.
-	entries [][]byte
-	// index is the log index the state reaches once this commit is applied
-	// (entries without data, such as conf changes, advance it too).
-	index uint64
-	// applied is closed once everything above is applied to the map. The raft
-	// node waits on it before taking a snapshot, so that a snapshot at index i
-	// holds every entry up to i.
-	applied chan<- struct{}
-}
-
 // kvstore is the replicated state machine: a map from key to value, changed
-// only by applying committed entries.
+// only by applying committed commands (applyCommit), in log order, from one
+// goroutine (service.run). It knows nothing of proposals, waiters or raft:
+// the same commits in the same order give the same map on every replica.
+// Reads (Lookup, List, State) may come from any goroutine.
 type kvstore struct {
-	lg       *zap.Logger
-	proposer proposer
-	batcher  *batcher
-	ids      *requestIDs
-	waits    *waitRegistry // shared with the raft node, which fails waits when the leader is lost
-	applied  appliedIndex
+	lg *zap.Logger
 
 	mu sync.RWMutex
 	kv map[string]string
@@ -71,35 +39,15 @@ type pendingValue struct {
 	deleted bool
 }
 
-func newKVStore(lg *zap.Logger, p proposer, waits *waitRegistry) *kvstore {
-	s := &kvstore{
-		lg:       lg,
-		proposer: p,
-		ids:      newRequestIDs(),
-		waits:    waits,
-		kv:       make(map[string]string),
-	}
-	if p != nil {
-		s.batcher = newBatcher(p)
-	}
-	return s
+func newKVStore(lg *zap.Logger) *kvstore {
+	return &kvstore{lg: lg, kv: make(map[string]string)}
 }
 
-// Get reads key. A linearizable read first learns the cluster's commit index
-// through raft's ReadIndex and waits until this node has applied that far, so
-// it sees every write acknowledged before it began, on any node. A
-// serializable read (linearizable false) reads the local map at once and may
-// be stale.
-func (s *kvstore) Get(ctx context.Context, key string, linearizable bool) (string, bool, error) {
-	if linearizable {
-		if err := s.catchUpForRead(ctx); err != nil {
-			return "", false, err
-		}
-	}
+// Lookup reads key from the map as it is now.
+func (s *kvstore) Lookup(key string) (string, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v, ok := s.lookupLocked(key)
-	return v, ok, nil
+	return s.lookupLocked(key)
 }
 
 // lookupLocked reads key, seeing changes made while the map is frozen. The
@@ -141,18 +89,13 @@ type listPage struct {
 // List returns a page of the pairs whose key starts with prefix and is at
 // least start, sorted by key: at most limit pairs (limit > 0), ending early
 // once they hold maxBytes of keys and values (but never empty while any pair
-// matches). Consistency is as for Get.
+// matches).
 //
 // The page is chosen under the read lock in one pass over the map, keeping
 // only the limit+1 smallest keys, so a listing costs memory for one page
 // however large the key space, and the values it returns are shared with the
 // map, not copied.
-func (s *kvstore) List(ctx context.Context, prefix, start string, limit int, maxBytes int64, linearizable bool) (listPage, error) {
-	if linearizable {
-		if err := s.catchUpForRead(ctx); err != nil {
-			return listPage{}, err
-		}
-	}
+func (s *kvstore) List(prefix, start string, limit int, maxBytes int64) listPage {
 	smallest := &pairHeap{}
 	offer := func(k, v string) {
 		if k < start || !strings.HasPrefix(k, prefix) {
@@ -182,10 +125,10 @@ func (s *kvstore) List(ctx context.Context, prefix, start string, limit int, max
 	var size int64
 	for i, p := range pairs {
 		if size += int64(len(p.Key) + len(p.Value)); i == limit || (i > 0 && size > maxBytes) {
-			return listPage{Pairs: pairs[:i], Next: p.Key}, nil
+			return listPage{Pairs: pairs[:i], Next: p.Key}
 		}
 	}
-	return listPage{Pairs: pairs}, nil
+	return listPage{Pairs: pairs}
 }
 
 // pairHeap is a max-heap of pairs by key (container/heap).
@@ -202,76 +145,40 @@ func (h *pairHeap) Pop() any {
 	return x
 }
 
-func (s *kvstore) catchUpForRead(ctx context.Context) error {
-	index, err := s.proposer.ReadIndex(ctx)
-	if err != nil {
-		return err
+// applyCommit applies one commit: the snapshot it carries, if any, replaces
+// the map, then its entries' commands are applied. It returns the request
+// ids the applied commands carried, appended to ids. An error means the
+// state machine can no longer follow the log (a snapshot it cannot decode).
+func (s *kvstore) applyCommit(c commit, ids []uint64) ([]uint64, error) {
+	start := time.Now()
+	var restored *decodedKV
+	if c.snapshot != nil {
+		// Decoded before taking the lock: reads go on meanwhile.
+		kv, err := decodeKVSnapshot(c.snapshot, c.snapshotSize)
+		c.snapshot.Close()
+		if err != nil {
+			return ids, err
+		}
+		restored = kv
 	}
-	return s.applied.waitApplied(ctx, index, s.proposer.Done())
-}
-
-// Put proposes key=value and returns once this node has applied it, so a nil
-// error means the write is committed and visible here.
-func (s *kvstore) Put(ctx context.Context, key, value string) error {
-	return s.propose(ctx, command{op: opPut, key: key, value: value})
-}
-
-// Delete proposes removing key (a missing key is no error) and returns once
-// this node has applied it.
-func (s *kvstore) Delete(ctx context.Context, key string) error {
-	return s.propose(ctx, command{op: opDelete, key: key})
-}
-
-func (s *kvstore) propose(ctx context.Context, c command) error {
-	c.id = s.ids.next()
-	data := encodeCommand(c)
-	return s.waits.proposeAndWait(ctx, c.id, s.proposer.Done(), func(ctx context.Context) error {
-		return s.batcher.propose(ctx, data)
-	})
-}
-
-// run applies commits until the channel is closed. An error means the state
-// machine can no longer follow the log (a snapshot it cannot decode).
-func (s *kvstore) run(commitC <-chan commit) error {
-	var ids []uint64
-	for c := range commitC {
-		ids = ids[:0]
-		start := time.Now()
-		var restored *decodedKV
-		if c.snapshot != nil {
-			// Decoded before taking the lock: reads go on meanwhile.
-			kv, err := decodeKVSnapshot(c.snapshot, c.snapshotSize)
-			c.snapshot.Close()
-			if err != nil {
-				return err
-			}
-			restored = kv
-		}
-		// One commit is applied under one lock, so readers of the map, its
-		// digest and its index never see half a batch.
-		s.mu.Lock()
-		if restored != nil {
-			s.replaceLocked(restored)
-		}
-		for _, data := range c.entries {
-			ids = s.applyEntry(data, ids)
-		}
-		s.index = c.index
-		keys := s.keys
-		s.mu.Unlock()
-		metricApplyDuration.Observe(time.Since(start).Seconds())
-		metricProposalsApplied.Add(float64(len(ids)))
-		metricAppliedIndex.Set(float64(c.index))
-		metricKeys.Set(float64(keys))
-		// Reads waiting for this index may go before the writers hear back,
-		// so a read issued right after a write's 204 does not wait.
-		s.applied.advance(c.index)
-		for _, id := range ids {
-			s.waits.trigger(id, nil)
-		}
-		close(c.applied)
+	// One commit is applied under one lock, so readers of the map, its
+	// digest and its index never see half a batch.
+	before := len(ids)
+	s.mu.Lock()
+	if restored != nil {
+		s.replaceLocked(restored)
 	}
-	return nil
+	for _, data := range c.entries {
+		ids = s.applyEntry(data, ids)
+	}
+	s.index = c.index
+	keys := s.keys
+	s.mu.Unlock()
+	metricApplyDuration.Observe(time.Since(start).Seconds())
+	metricProposalsApplied.Add(float64(len(ids) - before))
+	metricAppliedIndex.Set(float64(c.index))
+	metricKeys.Set(float64(keys))
+	return ids, nil
 }
 
 // State reports, consistently with each other, the log index the map

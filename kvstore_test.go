@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,9 +115,17 @@ func FuzzCommandRoundTrip(f *testing.F) {
 	})
 }
 
-func kvTestStore(t *testing.T, p proposer) *kvstore {
+func kvTestStore(t *testing.T) *kvstore {
 	t.Helper()
-	return newKVStore(zap.NewNop(), p, newWaitRegistry())
+	return newKVStore(zap.NewNop())
+}
+
+// kvTestService is a service whose raft node is node.
+func kvTestService(t *testing.T, node consensus) *service {
+	t.Helper()
+	s := newService(zap.NewNop(), kvTestStore(t))
+	s.attach(node)
+	return s
 }
 
 // kvContents is the store's state as readers see it, pending changes included.
@@ -135,7 +144,7 @@ func kvContents(s *kvstore) map[string]string {
 }
 
 func TestApplySkipsUndecodableEntriesWithoutChangingTheMap(t *testing.T) {
-	s := kvTestStore(t, nil)
+	s := kvTestStore(t)
 	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "a", value: "1"}))
 	want := map[string]string{"a": "1"}
 	for _, bad := range [][]byte{nil, {}, {9, 1, 1, 'a', 'X'}, {opPut}, {opPut, 1, 5, 'a'}} {
@@ -150,48 +159,53 @@ func TestApplySkipsUndecodableEntriesWithoutChangingTheMap(t *testing.T) {
 	}
 }
 
-func TestApplyReportsTheProposalIDToItsWaiter(t *testing.T) {
-	s := kvTestStore(t, nil)
-	mine := s.waits.register(42)
-	other := s.waits.register(43)
-	s.applyOne(encodeCommand(command{op: opPut, id: 42, key: "k", value: "v"}))
-	select {
-	case err := <-mine:
-		if err != nil {
-			t.Fatalf("waiter got %v, want nil", err)
-		}
-	default:
-		t.Fatal("applying proposal 42 did not report to its waiter")
+func TestApplyCommitReportsTheIDsOfTheCommandsItApplied(t *testing.T) {
+	s := kvTestStore(t)
+	ids, err := s.applyCommit(commit{index: 3, entries: [][]byte{
+		encodeCommand(command{op: opPut, id: 42, key: "k", value: "v"}),
+		{9, 9}, // undecodable: skipped, no id
+		encodeBatch([][]byte{encodeCommand(command{op: opDelete, id: 43, key: "k"}), encodeCommand(command{op: opPut, id: 44, key: "j", value: "w"})}),
+	}}, nil)
+	if err != nil || !slices.Equal(ids, []uint64{42, 43, 44}) {
+		t.Fatalf("applyCommit = %v, %v; want [42 43 44]", ids, err)
 	}
-	select {
-	case err := <-other:
-		t.Fatalf("waiter of proposal 43 got %v from applying 42", err)
-	default:
+	if index, keys, _ := s.State(); index != 3 || keys != 1 {
+		t.Fatalf("State after the commit: index %d keys %d, want 3 and 1", index, keys)
 	}
 }
 
-func TestRunAppliesSnapshotThenEntriesAndClosesApplied(t *testing.T) {
-	src := kvTestStore(t, nil)
+func TestRunAppliesSnapshotThenEntriesAndReportsEachProposal(t *testing.T) {
+	src := kvTestStore(t)
 	src.applyOne(encodeCommand(command{op: opPut, id: 1, key: "from-snapshot", value: "s"}))
 	src.applyOne(encodeCommand(command{op: opPut, id: 2, key: "overwritten", value: "old"}))
 	snap := src.snapshotBytes()
 
-	s := kvTestStore(t, nil)
+	svc := kvTestService(t, &kvFakeNode{done: make(chan struct{})})
+	s := svc.store
 	s.applyOne(encodeCommand(command{op: opPut, id: 3, key: "dropped-by-snapshot", value: "x"}))
+	mine, other := svc.waits.Register(4), svc.waits.Register(99)
+	applied := svc.applied.Wait(2)
 	commitC := make(chan commit, 2)
-	first, second := make(chan struct{}), make(chan struct{})
-	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader(snap)), snapshotSize: int64(len(snap)), entries: [][]byte{encodeCommand(command{op: opPut, id: 4, key: "overwritten", value: "new"})}, applied: first}
-	commitC <- commit{entries: [][]byte{encodeCommand(command{op: opPut, id: 5, key: "later", value: "l"})}, applied: second}
+	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader(snap)), snapshotSize: int64(len(snap)), index: 1, entries: [][]byte{encodeCommand(command{op: opPut, id: 4, key: "overwritten", value: "new"})}}
+	commitC <- commit{entries: [][]byte{encodeCommand(command{op: opPut, id: 5, key: "later", value: "l"})}, index: 2}
 	close(commitC)
-	if err := s.run(commitC); err != nil {
+	if err := svc.run(commitC); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	for i, ch := range []chan struct{}{first, second} {
-		select {
-		case <-ch:
-		default:
-			t.Errorf("applied channel of commit %d not closed", i)
-		}
+	select {
+	case <-mine:
+	default:
+		t.Error("applying proposal 4 did not report to its waiter")
+	}
+	select {
+	case <-other:
+		t.Error("the waiter of proposal 99 heard back")
+	default:
+	}
+	select {
+	case <-applied:
+	default:
+		t.Error("a wait for index 2 did not end when index 2 was applied")
 	}
 	want := map[string]string{"from-snapshot": "s", "overwritten": "new", "later": "l"}
 	if got := kvContents(s); !maps.Equal(got, want) {
@@ -200,11 +214,11 @@ func TestRunAppliesSnapshotThenEntriesAndClosesApplied(t *testing.T) {
 }
 
 func TestRunFailsOnAnUndecodableSnapshot(t *testing.T) {
-	s := kvTestStore(t, nil)
+	svc := kvTestService(t, &kvFakeNode{done: make(chan struct{})})
 	commitC := make(chan commit, 1)
-	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader([]byte{5})), snapshotSize: 1, applied: make(chan struct{})}
+	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader([]byte{5})), snapshotSize: 1}
 	close(commitC)
-	if err := s.run(commitC); err == nil {
+	if err := svc.run(commitC); err == nil {
 		t.Fatal("run accepted a snapshot claiming 5 pairs and holding none")
 	}
 }
@@ -224,11 +238,11 @@ func TestSnapshotRestoreRoundTrips(t *testing.T) {
 	}
 	for name, kv := range cases {
 		t.Run(name, func(t *testing.T) {
-			src := kvTestStore(t, nil)
+			src := kvTestStore(t)
 			src.kv = maps.Clone(kv)
 			data := src.snapshotBytes()
 
-			dst := kvTestStore(t, nil)
+			dst := kvTestStore(t)
 			dst.kv["stale"] = "must disappear"
 			if err := dst.restoreAll(data); err != nil {
 				t.Fatalf("restore: %v", err)
@@ -241,14 +255,14 @@ func TestSnapshotRestoreRoundTrips(t *testing.T) {
 }
 
 func TestRestoreRejectsTruncatedOrTrailingDataAndKeepsTheMap(t *testing.T) {
-	src := kvTestStore(t, nil)
+	src := kvTestStore(t)
 	src.kv = map[string]string{"a": "1", "bb": "22", "ccc": ""}
 	data := src.snapshotBytes()
 	before := map[string]string{"keep": "me"}
 
 	check := func(what string, bad []byte) {
 		t.Helper()
-		s := kvTestStore(t, nil)
+		s := kvTestStore(t)
 		s.kv = maps.Clone(before)
 		if err := s.restoreAll(bad); err == nil {
 			t.Errorf("restore of %s (%q) succeeded, want an error", what, bad)
@@ -269,7 +283,7 @@ func TestRestoreRejectsTruncatedOrTrailingDataAndKeepsTheMap(t *testing.T) {
 // must be refused without first allocating room for all of them.
 func TestRestoreOfAHugePairCountFailsWithoutAllocatingForIt(t *testing.T) {
 	data := binary.AppendUvarint(nil, 1<<20) // three bytes claiming a million pairs
-	s := kvTestStore(t, nil)
+	s := kvTestStore(t)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	err := s.restoreAll(data)
@@ -326,24 +340,32 @@ func TestDecodeSnapshotDataRejectsUnknownOrCorruptData(t *testing.T) {
 	}
 }
 
-// kvFakeProposer stands in for the raft node in Put's unit tests.
-type kvFakeProposer struct {
+// kvFakeNode stands in for the raft node in the service's unit tests: only
+// what they use is implemented.
+type kvFakeNode struct {
+	consensus
 	propose func(ctx context.Context, data []byte) error
 	done    chan struct{}
 }
 
-func (p *kvFakeProposer) Propose(ctx context.Context, data []byte) error { return p.propose(ctx, data) }
-func (p *kvFakeProposer) Done() <-chan struct{}                          { return p.done }
-func (p *kvFakeProposer) ReadIndex(context.Context) (uint64, error)      { return 0, nil }
+func (p *kvFakeNode) Propose(ctx context.Context, data []byte) error { return p.propose(ctx, data) }
+func (p *kvFakeNode) Done() <-chan struct{}                          { return p.done }
 
-// applyOne applies one entry the way run applies a batch: under the lock,
-// then reporting to the proposal's waiter.
-func (s *kvstore) applyOne(data []byte) {
+// applyOne applies one command under the lock, as applyCommit does.
+func (s *kvstore) applyOne(data []byte) (id uint64, ok bool) {
 	s.mu.Lock()
-	id, ok := s.apply(data)
-	s.mu.Unlock()
-	if ok {
-		s.waits.trigger(id, nil)
+	defer s.mu.Unlock()
+	return s.apply(data)
+}
+
+// applyAndReport applies one entry and reports to its proposals' waiters,
+// as run does.
+func (s *service) applyAndReport(data []byte) {
+	s.store.mu.Lock()
+	ids := s.store.applyEntry(data, nil)
+	s.store.mu.Unlock()
+	for _, id := range ids {
+		s.waits.Trigger(id, nil)
 	}
 }
 
@@ -370,14 +392,8 @@ func (s *kvstore) snapshotBytes() []byte {
 	return b.Bytes()
 }
 
-// Lookup reads the local map, as a serializable read does.
-func (s *kvstore) Lookup(key string) (string, bool) {
-	v, ok, _ := s.Get(context.Background(), key, false)
-	return v, ok
-}
-
 func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
-	var s *kvstore
+	var s *service
 	cases := []struct {
 		name    string
 		propose func(ctx context.Context, data []byte) error
@@ -386,7 +402,7 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 		want    error
 	}{
 		{name: "applied", want: nil, propose: func(_ context.Context, data []byte) error {
-			s.applyOne(data) // commits at once
+			s.applyAndReport(data) // commits at once
 			return nil
 		}},
 		{name: "dropped for want of a leader", want: errNoLeader, propose: func(context.Context, []byte) error { return raft.ErrProposalDropped }},
@@ -397,14 +413,18 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		}},
+		{name: "leader lost while waiting", want: errLeaderLost, propose: func(context.Context, []byte) error {
+			s.proposalsInDoubt()
+			return nil
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &kvFakeProposer{propose: tc.propose, done: make(chan struct{})}
+			p := &kvFakeNode{propose: tc.propose, done: make(chan struct{})}
 			if tc.stop {
 				close(p.done)
 			}
-			s = kvTestStore(t, p)
+			s = kvTestService(t, p)
 			timeout := tc.timeout
 			if timeout == 0 {
 				timeout = 10 * time.Second
@@ -415,15 +435,12 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 				t.Fatalf("Put = %v, want %v", err, tc.want)
 			}
-			v, ok := s.Lookup("k")
+			v, ok := s.store.Lookup("k")
 			if (tc.want == nil) != ok || (ok && v != "v") {
 				t.Fatalf("after Put returned %v, Lookup(k) = %q, %v", err, v, ok)
 			}
-			s.waits.mu.Lock()
-			pending := len(s.waits.pending)
-			s.waits.mu.Unlock()
-			if pending != 0 {
-				t.Fatalf("%d waiters left registered after Put returned", pending)
+			if id := s.ids.last.Load(); s.waits.IsRegistered(id) {
+				t.Fatalf("proposal %d still waits after Put returned", id)
 			}
 		})
 	}
@@ -432,7 +449,7 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 // DataBytes, which sizes the soft memory limit, follows puts, overwrites,
 // deletes (also while frozen for a snapshot) and a restored snapshot.
 func TestDataBytesFollowsTheMap(t *testing.T) {
-	s := kvTestStore(t, nil)
+	s := kvTestStore(t)
 	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "a", value: "1234"})) // 5
 	s.applyOne(encodeCommand(command{op: opPut, id: 2, key: "bb", value: "12"}))  // 4
 	s.applyOne(encodeCommand(command{op: opPut, id: 3, key: "a", value: "12"}))   // 5 -> 3
@@ -448,7 +465,7 @@ func TestDataBytesFollowsTheMap(t *testing.T) {
 	}
 	f.Release()
 	data := s.snapshotBytes()
-	other := kvTestStore(t, nil)
+	other := kvTestStore(t)
 	if err := other.restoreAll(data); err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +477,7 @@ func TestDataBytesFollowsTheMap(t *testing.T) {
 // A frozen map is written out as it was when frozen, while entries applied
 // meanwhile are visible to reads at once and are all there after Release.
 func TestFrozenMapIsWrittenAsOfFreezeWhileAppliesGoOn(t *testing.T) {
-	s := kvTestStore(t, nil)
+	s := kvTestStore(t)
 	for i, k := range []string{"a", "b", "c"} {
 		s.applyOne(encodeCommand(command{op: opPut, id: uint64(i), key: k, value: "old-" + k}))
 	}
@@ -483,10 +500,7 @@ func TestFrozenMapIsWrittenAsOfFreezeWhileAppliesGoOn(t *testing.T) {
 			t.Errorf("while frozen, Get(%s) = %q; want not found", k, got)
 		}
 	}
-	page, err := s.List(context.Background(), "", "", 10, 1<<20, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	page := s.List("", "", 10, 1<<20)
 	if list := page.Pairs; fmt.Sprint(list) != "[{a new-a} {c old-c} {e new-e}]" || page.Next != "" {
 		t.Errorf("while frozen, List = %+v", page)
 	}
@@ -513,7 +527,7 @@ func TestFrozenMapIsWrittenAsOfFreezeWhileAppliesGoOn(t *testing.T) {
 
 // Flipping any bit of a snapshot, or cutting it short, makes decoding fail.
 func TestDamagedKVSnapshotIsRefused(t *testing.T) {
-	s := kvTestStore(t, nil)
+	s := kvTestStore(t)
 	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "key", value: "value"}))
 	data := s.snapshotBytes()
 	for i := range data {

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/notify"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 )
 
 // This file is about who leads: noticing changes, waiting for a leader,
@@ -24,54 +27,91 @@ var errTransferTimeout = errors.New("leadership did not move to that member in t
 // within it, and the proposals commit under the new leader.
 const leaderLossGrace = electionTimeout / 2
 
-// noteLeader records leadership changes. When this node loses its leader
+// leadership is this node's view of who leads, kept from the Ready loop's
+// soft and hard state, and what follows from it: waiting for a leader, and
+// telling the service when pending proposals are in doubt. The Ready loop
+// owns lostAt, term and the campaign fields; the leader itself, and the
+// channel of its changes, are read by any goroutine.
+type leadership struct {
+	rn     *raftNode
+	id     atomic.Uint64    // the leader; 0 when none is known
+	moved  *notify.Notifier // notified whenever the leader changes
+	lostAt time.Time        // when an election took away the leader; zero once one is known
+	term   uint64           // the latest term seen in a Ready
+	// campaignAfter, when set, is the applied index at which a member
+	// alone campaigns at once (see maybeCampaignAlone).
+	campaignAfter uint64
+}
+
+func newLeadership(rn *raftNode) *leadership {
+	return &leadership{rn: rn, moved: notify.NewNotifier()}
+}
+
+// leader is the leader this node knows, 0 if none.
+func (l *leadership) leader() uint64 { return l.id.Load() }
+
+// observe records leadership changes. When this node loses its leader
 // without a new term (it stopped hearing from it, or as leader it lost the
 // quorum), pending proposals may never commit, or may under a later leader:
 // they are answered at once as of unknown outcome rather than left hanging
 // until their timeout. When a new term took the leader away, they get
 // leaderLossGrace to see the new leader first.
-func (rn *raftNode) noteLeader(ss *raft.SoftState, hs *raftpb.HardState) {
+func (l *leadership) observe(ss *raft.SoftState, hs *raftpb.HardState) {
 	newTerm := false
-	if hs != nil && hs.GetTerm() > rn.term {
-		rn.term, newTerm = hs.GetTerm(), true
+	if hs != nil && hs.GetTerm() > l.term {
+		l.term, newTerm = hs.GetTerm(), true
 	}
 	if ss == nil {
 		return
 	}
-	prev := rn.leader.Swap(ss.Lead)
+	prev := l.id.Swap(ss.Lead)
 	metricHasLeader.Set(boolGauge(ss.Lead != 0))
 	if prev != ss.Lead && ss.Lead != 0 {
 		metricLeaderChanges.Inc()
 	}
 	if prev != ss.Lead {
-		rn.leaderMu.Lock()
-		close(rn.leaderMoved)
-		rn.leaderMoved = make(chan struct{})
-		rn.leaderMu.Unlock()
+		l.moved.Notify()
 	}
 	switch {
 	case ss.Lead != 0 || prev == 0:
 	case newTerm:
-		rn.leaderLostAt = time.Now()
+		l.lostAt = time.Now()
 	default:
-		rn.waits.failAll(errLeaderLost)
+		l.rn.hooks.proposalsInDoubt()
 	}
 }
 
-// checkLeaderLoss answers pending proposals once this node has been without a
-// leader for leaderLossGrace: they may never commit (or may, under a later
-// leader), and should not hang until their own timeout. Called every tick.
-func (rn *raftNode) checkLeaderLoss() {
-	if rn.leaderLostAt.IsZero() {
+// tick answers pending proposals once this node has been without a leader
+// for leaderLossGrace: they may never commit (or may, under a later leader),
+// and should not hang until their own timeout. Called every tick.
+func (l *leadership) tick() {
+	if l.lostAt.IsZero() {
 		return
 	}
-	if rn.Leader() != 0 {
-		rn.leaderLostAt = time.Time{}
+	if l.leader() != 0 {
+		l.lostAt = time.Time{}
 		return
 	}
-	if time.Since(rn.leaderLostAt) >= leaderLossGrace {
-		rn.leaderLostAt = time.Time{}
-		rn.waits.failAll(errLeaderLost)
+	if time.Since(l.lostAt) >= leaderLossGrace {
+		l.lostAt = time.Time{}
+		l.rn.hooks.proposalsInDoubt()
+	}
+}
+
+// campaignOnceApplied makes a member alone campaign once it has applied index.
+func (l *leadership) campaignOnceApplied(index uint64) { l.campaignAfter = index }
+
+// maybeCampaignAlone starts an election at once in a cluster of one, which
+// need not wait out an election timeout to find that nobody else will lead.
+// (With PreVote this cannot disturb a cluster that has grown since: the
+// others refuse the pre-vote while they have a leader.)
+func (l *leadership) maybeCampaignAlone(applied uint64) {
+	if l.campaignAfter == 0 || applied < l.campaignAfter {
+		return
+	}
+	l.campaignAfter = 0
+	if err := l.rn.node.Campaign(context.Background()); err != nil {
+		l.rn.lg.Debug("could not campaign", zap.Error(err))
 	}
 }
 
@@ -83,14 +123,7 @@ func boolGauge(b bool) float64 {
 }
 
 // Leader is this node's view of the current leader, 0 if it knows none.
-func (rn *raftNode) Leader() uint64 { return rn.leader.Load() }
-
-// leaderChange returns a channel closed at the next change of leader.
-func (rn *raftNode) leaderChange() <-chan struct{} {
-	rn.leaderMu.Lock()
-	defer rn.leaderMu.Unlock()
-	return rn.leaderMoved
-}
+func (rn *raftNode) Leader() uint64 { return rn.lead.leader() }
 
 // awaitLeader returns once this node knows a leader, or errNoLeader after
 // about one election timeout without one. Raft does not take proposals while
@@ -99,7 +132,7 @@ func (rn *raftNode) awaitLeader(ctx context.Context) error {
 	timeout := time.NewTimer(electionTimeout)
 	defer timeout.Stop()
 	for {
-		moved := rn.leaderChange()
+		moved := rn.lead.moved.Receive()
 		if rn.Leader() != 0 {
 			return nil
 		}
@@ -109,7 +142,7 @@ func (rn *raftNode) awaitLeader(ctx context.Context) error {
 			return errNoLeader
 		case <-ctx.Done():
 			return errNoLeader
-		case <-rn.stopc:
+		case <-rn.life.stop:
 			return errStopped
 		}
 	}
@@ -124,7 +157,7 @@ func (rn *raftNode) TransferLeadership(ctx context.Context, to uint64) error {
 		return errNotMember
 	}
 	for {
-		moved := rn.leaderChange()
+		moved := rn.lead.moved.Receive()
 		lead := rn.Leader()
 		if lead == to {
 			return nil
@@ -145,7 +178,7 @@ func (rn *raftNode) TransferLeadership(ctx context.Context, to uint64) error {
 		case <-ctx.Done():
 			retry.Stop()
 			return errTransferTimeout
-		case <-rn.stopc:
+		case <-rn.life.stop:
 			retry.Stop()
 			return errStopped
 		}
@@ -207,12 +240,12 @@ func (rn *raftNode) Status() raftStatus {
 	st := rn.node.Status()
 	out := raftStatus{
 		ID:            rn.cfg.id,
-		ClusterID:     formatClusterID(rn.clusterID),
+		ClusterID:     formatClusterID(rn.peers.clusterID),
 		State:         raftStateNames[st.RaftState],
 		Leader:        st.Lead,
 		Term:          st.HardState.GetTerm(),
 		Commit:        st.HardState.GetCommit(),
-		SnapshotIndex: rn.snapshotIndex.Load(),
+		SnapshotIndex: rn.snaps.index.Load(),
 		Members:       rn.members.list(),
 	}
 	for id, pr := range st.Progress {

@@ -162,17 +162,7 @@ func run(args []string) int {
 	defer lg.Sync()
 	wal.SegmentSizeBytes = o.walSegmentBytes
 
-	// commitC carries committed work from the raft node to the kvstore, in
-	// log order. Only the raft node sends, and it closes the channel when it
-	// stops; the kvstore applies until then. The buffer lets the Ready loop
-	// run ahead of the apply by a few batches.
-	commitC := make(chan commit, 64)
-	// waits connects requests to the outcome of their proposals: the kvstore
-	// and the raft node register and report there; the raft node also fails
-	// every pending wait when it loses the leader.
-	waits := newWaitRegistry()
-	var store *kvstore
-	rn, err := startRaftNode(lg, raftConfig{
+	r, err := startReplica(lg, raftConfig{
 		id:        o.id,
 		peerURLs:  strings.Split(o.cluster, ","),
 		join:      o.join,
@@ -181,28 +171,17 @@ func run(args []string) int {
 		snapCount: o.snapCount,
 		peerTLS:   o.peerTLS,
 
-		clusterToken: o.clusterToken,
-
+		clusterToken:  o.clusterToken,
 		listenPeerURL: o.listenPeerURL,
-	}, commitC, func() kvImage {
-		// Called only once the kvstore has applied a commit, so store is set.
-		return store.freeze()
-	}, waits)
+	})
 	if err != nil {
 		lg.Error("cannot start", zap.Error(err))
 		return 1
 	}
-	store = newKVStore(lg, rn, waits)
-	go limitMemory(lg, store.DataBytes, rn.Done())
-	storeErrC := make(chan error, 1)
-	go func() {
-		// run returns nil when the raft node closes commitC; that is not a failure.
-		if err := store.run(commitC); err != nil {
-			storeErrC <- err
-		}
-	}()
+	rn := r.node
+	go limitMemory(lg, r.store.DataBytes, rn.Done())
 
-	api := &httpAPI{lg: lg, store: store, cluster: rn, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes, pprof: o.pprof}
+	api := &httpAPI{lg: lg, svc: r.service, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes, pprof: o.pprof}
 	ln, err := listenClients(o)
 	if err != nil {
 		lg.Error("cannot listen for HTTP", zap.Error(err))
@@ -230,9 +209,11 @@ func run(args []string) int {
 		lg.Info("stopping on signal", zap.String("signal", sig.String()))
 		handOff(lg, rn)
 	case <-rn.Done():
-	case err := <-storeErrC:
-		lg.Error("state machine failed", zap.Error(err))
-		code = 1
+	case <-r.applyDone:
+		if r.applyErr != nil {
+			lg.Error("state machine failed", zap.Error(r.applyErr))
+			code = 1
+		}
 	case err := <-httpErrC:
 		lg.Error("HTTP server failed", zap.Error(err))
 		code = 1

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net/http"
 	"strconv"
 	"time"
 
@@ -77,17 +76,6 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	}, []string{"route", "method"})
 )
-
-// statusRecorder remembers the status code a handler wrote.
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.code = code
-	r.ResponseWriter.WriteHeader(code)
-}
 
 // observeHTTP counts a finished request.
 func observeHTTP(route, method string, code int, start time.Time) {

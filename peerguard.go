@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -76,6 +77,9 @@ type peerRefusal struct {
 	reason string // the metric label: term, sender, type, log, entries, snapshot, body
 	msg    string
 	code   int
+	// pastLog marks a heartbeat committing past our log: a forgery, or the
+	// sign that our log lost entries it had acknowledged (see lostLog).
+	pastLog bool
 }
 
 func (e *peerRefusal) Error() string { return "refused peer message: " + e.msg }
@@ -101,6 +105,7 @@ type peerGuard struct {
 	// where they listen: a member that lags behind a conf change hears from
 	// members added since (even from a new leader) and must answer them.
 	remotes  *remotePeers
+	lost     *lostLog
 	logEvery rate.Sometimes
 	// receiving is the index of the snapshot being received on
 	// /raft/snapshot, 0 if none: a MsgSnap is taken only from there, after
@@ -140,7 +145,9 @@ func (g *peerGuard) check(m *raftpb.Message) *peerRefusal {
 		// A leader commits on a follower only what the follower has
 		// acknowledged; raft panics on a commit index past its log.
 		if m.GetCommit() > last {
-			return refuse("log", "heartbeat commits %d, past our last index %d", m.GetCommit(), last)
+			err := refuse("log", "heartbeat commits %d, past our last index %d", m.GetCommit(), last)
+			err.pastLog = true
+			return err
 		}
 	case raftpb.MsgAppResp:
 		// Only entries we sent can be acknowledged or refused.
@@ -261,4 +268,40 @@ func (r *remotePeers) admitted(id uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.ids[id]
+}
+
+// lostLogPatience is how long the leader must keep committing past our log
+// before this member concludes its log lost entries.
+const lostLogPatience = 3 * time.Second
+
+// lostLog notices that this member's log lost entries it had acknowledged (a
+// damaged or truncated WAL): a correct leader commits on a follower only what
+// the follower acknowledged, so a leader that keeps telling it that entries
+// past its log are committed means its own data is wrong. Raft panics on the
+// first such heartbeat; the guard refuses it, since one forged message must
+// not stop a member, and only a leader of our term or a later one insisting
+// for lostLogPatience stops it, with an error that says what to do. Safe for
+// concurrent use.
+type lostLog struct {
+	first, latest atomic.Int64 // unix nanoseconds of the current streak's first and latest sighting
+	report        chan error   // buffered; the Ready loop stops on it
+}
+
+func newLostLog() *lostLog { return &lostLog{report: make(chan error, 1)} }
+
+// note records one heartbeat from leader committing commit past last.
+func (l *lostLog) note(leader, commit, last uint64) {
+	now := time.Now().UnixNano()
+	if prev := l.latest.Swap(now); prev == 0 || now-prev > int64(2*electionTimeout) {
+		l.first.Store(now) // a new streak
+	}
+	if now-l.first.Load() < int64(lostLogPatience) {
+		return
+	}
+	select {
+	case l.report <- fmt.Errorf("this member's log ends at index %d, but its leader (member %d) keeps saying that entries through %d, "+
+		"which this member acknowledged, are committed: its WAL or snapshot files lost data; remove the member (DELETE /{id}), "+
+		"wipe its data directory and add it back under a new id", last, leader, commit):
+	default:
+	}
 }

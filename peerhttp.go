@@ -42,6 +42,7 @@ const (
 // peerHTTP serves the peer port: rafthttp's handler behind checks of its own.
 type peerHTTP struct {
 	rn        *raftNode
+	peers     *peers
 	rafthttp  http.Handler
 	inFlight  atomic.Int64 // bytes of pipeline bodies being read
 	uploading sync.Mutex   // held while a snapshot is received; one at a time
@@ -58,9 +59,9 @@ func (h *peerHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rafthttp.RaftSnapshotPrefix:
 		h.serveSnapshot(w, r)
 	case clusterInfoPath:
-		h.rn.serveClusterInfo(w, r)
+		h.peers.serveClusterInfo(w, r)
 	case confChangePath:
-		h.rn.serveConfChange(w, r)
+		h.peers.serveConfChange(w, r)
 	default:
 		h.rafthttp.ServeHTTP(w, r)
 	}
@@ -76,7 +77,7 @@ func (h *peerHTTP) admitRemote(r *http.Request) {
 	if urls == "" {
 		return
 	}
-	g := h.rn.guard
+	g := h.peers.guard
 	from, err := types.IDFromString(r.Header.Get("X-Server-From"))
 	ok := err == nil && uint64(from) != g.self && uint64(from) <= maxMemberID &&
 		!g.members.isMember(uint64(from)) && !g.members.isRemoved(uint64(from))
@@ -121,7 +122,7 @@ func (h *peerHTTP) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		h.rafthttp.ServeHTTP(w, r)
 		return
 	}
-	if r.Header.Get("X-Etcd-Cluster-ID") != formatClusterID(h.rn.clusterID) {
+	if r.Header.Get("X-Etcd-Cluster-ID") != formatClusterID(h.peers.clusterID) {
 		h.rafthttp.ServeHTTP(w, r) // rafthttp refuses it (412) before reading the body
 		return
 	}
@@ -160,12 +161,12 @@ func (h *peerHTTP) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	// receiveSnapshot holds it on until persist has written the .snap file
 	// that refers to the data; otherwise the data goes as soon as this
 	// request is over.
-	h.rn.disk.inFlight.add(index)
-	h.rn.guard.receiving.Store(index)
+	h.rn.snaps.log.disk.inFlight.add(index)
+	h.peers.guard.receiving.Store(index)
 	defer func() {
-		h.rn.guard.receiving.Store(0)
-		h.rn.disk.inFlight.done(index)
-		h.rn.disk.removeUnreferencedDataFiles()
+		h.peers.guard.receiving.Store(0)
+		h.rn.snaps.log.disk.inFlight.done(index)
+		h.rn.snaps.log.disk.removeUnreferencedDataFiles()
 	}()
 	rest := &maxBytes{r: &idleDeadlineReader{r: r.Body, rc: rc}, n: h.maxSnapshotBytes}
 	r.Body = struct {
@@ -202,7 +203,7 @@ func (m *maxBytes) Read(p []byte) (int, error) {
 }
 
 func (h *peerHTTP) refuse(w http.ResponseWriter, r *http.Request, err *peerRefusal) {
-	h.rn.guard.refused(r.RemoteAddr, err)
+	h.peers.guard.refused(r.RemoteAddr, err)
 	err.WriteTo(w)
 }
 
@@ -211,14 +212,14 @@ func (h *peerHTTP) refuse(w http.ResponseWriter, r *http.Request, err *peerRefus
 // still take, which also keeps an upload from replacing a data file a .snap
 // file of ours refers to.
 func (rn *raftNode) checkSnapshotUpload(m *raftpb.Message) *peerRefusal {
-	if err := rn.guard.check(m); err != nil {
+	if err := rn.peers.guard.check(m); err != nil {
 		return err
 	}
 	index := m.GetSnapshot().GetMetadata().GetIndex()
-	if term := rn.guard.view.term.Load(); m.GetTerm() < term {
+	if term := rn.peers.guard.view.term.Load(); m.GetTerm() < term {
 		return refuse("snapshot", "snapshot at term %d, below ours (%d)", m.GetTerm(), term)
 	}
-	if commit := rn.guard.view.commit.Load(); index <= commit || rn.disk.refersTo(index) {
+	if commit := rn.peers.guard.view.commit.Load(); index <= commit || rn.snaps.log.disk.refersTo(index) {
 		return refuse("snapshot", "snapshot at index %d, not after our commit index %d", index, commit)
 	}
 	if err := rn.checkSnapshotData(m.GetSnapshot(), false); err != nil {
@@ -230,8 +231,13 @@ func (rn *raftNode) checkSnapshotUpload(m *raftpb.Message) *peerRefusal {
 // The rafthttp.Raft interface: how the transport hands us peers' messages.
 
 func (rn *raftNode) Process(ctx context.Context, m *raftpb.Message) error {
-	if err := rn.guard.check(m); err != nil {
-		rn.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), err)
+	if err := rn.peers.guard.check(m); err != nil {
+		rn.peers.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), err)
+		// A heartbeat at our term or later comes from that term's leader,
+		// the one leader it has, if it is genuine.
+		if err.pastLog && m.GetTerm() >= rn.view.term.Load() {
+			rn.peers.guard.lost.note(m.GetFrom(), m.GetCommit(), rn.view.last.Load())
+		}
 		return err
 	}
 	if m.GetType() == raftpb.MsgSnap {
@@ -245,14 +251,14 @@ func (rn *raftNode) Process(ctx context.Context, m *raftpb.Message) error {
 // load, now and after every restart.
 func (rn *raftNode) receiveSnapshot(ctx context.Context, m *raftpb.Message) error {
 	index := m.GetSnapshot().GetMetadata().GetIndex()
-	if index == 0 || rn.guard.receiving.Load() != index {
+	if index == 0 || rn.peers.guard.receiving.Load() != index {
 		err := refuse("type", "snapshots are taken only on %s", rafthttp.RaftSnapshotPrefix)
-		rn.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), err)
+		rn.peers.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), err)
 		return err
 	}
 	if err := rn.checkSnapshotData(m.GetSnapshot(), true); err != nil {
 		refusal := refuse("snapshot", "%v", err)
-		rn.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), refusal)
+		rn.peers.guard.refused("from member "+strconv.FormatUint(m.GetFrom(), 10), refusal)
 		return refusal
 	}
 	before := rn.node.Status().HardState.GetCommit()
@@ -265,7 +271,7 @@ func (rn *raftNode) receiveSnapshot(ctx context.Context, m *raftpb.Message) erro
 	// Status goes through raft's goroutine after the message did, so it shows
 	// whether raft took the snapshot (its commit index jumps to it).
 	if rn.node.Status().HardState.GetCommit() >= index {
-		rn.disk.inFlight.add(index) // until persist has written its .snap file
+		rn.snaps.log.disk.inFlight.add(index) // until persist has written its .snap file
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -139,7 +141,7 @@ func ipServerGoroutines() []string {
 	pkg := name[:strings.LastIndex(name, ".")+1]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, typ := range []string{"(*raftNode)", "(*kvstore)", "(*waitRegistry)", "(*stoppableListener)"} {
+		for _, typ := range []string{"(*raftNode)", "(*kvstore)", "(*service)", "(*peers)", "(*snapshots)", "(*readIndex)"} {
 			if strings.Contains(g, pkg+typ) {
 				out = append(out, g)
 				break
@@ -167,9 +169,9 @@ type ipNode struct {
 	id       uint64
 	cfg      raftConfig
 	rn       *raftNode
-	commitC  chan commit
-	store    *kvstore      // nil when a custom consumer takes the commits
-	consumed chan struct{} // closed when the commit consumer returned
+	svc      *service // nil when a custom consumer takes the commits
+	store    *kvstore
+	consumed <-chan struct{} // closed when the commit consumer returned
 }
 
 func newIPCluster(t testing.TB, initial, total int, snapCount uint64) *ipCluster {
@@ -203,19 +205,18 @@ func (c *ipCluster) config(id uint64, join bool) raftConfig {
 	}
 }
 
-// start starts node id. With a nil consume, a kvstore applies the commits
-// (and freeze, if nil, freezes it), as in main. Otherwise consume runs in its
-// own goroutine until the commit channel is closed. freeze gets the node,
-// which may not yet have been returned to the caller.
-func (c *ipCluster) start(id uint64, join bool, freeze func(n *ipNode) kvImage, consume func(rn *raftNode, commitC <-chan commit)) *ipNode {
+// start starts node id with a custom consumer of its commits, which runs in
+// its own goroutine until the commit channel is closed, and must answer the
+// freeze requests among them. The raft node reports to no service.
+func (c *ipCluster) start(id uint64, join bool, consume func(rn *raftNode, commitC <-chan commit)) *ipNode {
 	c.t.Helper()
-	n := &ipNode{id: id, cfg: c.config(id, join), commitC: make(chan commit, 64), consumed: make(chan struct{})}
-	if freeze == nil {
-		// Called only after the store applied a commit, so n.store is set.
-		freeze = func(n *ipNode) kvImage { return n.store.freeze() }
+	commitC := make(chan commit, 64)
+	consumed := make(chan struct{})
+	n := &ipNode{id: id, cfg: c.config(id, join), consumed: consumed}
+	rn, err := newRaftNode(c.lg, n.cfg, commitC, ipNoService{})
+	if err == nil {
+		err = rn.start()
 	}
-	waits := newWaitRegistry()
-	rn, err := startRaftNode(c.lg, n.cfg, n.commitC, func() kvImage { return freeze(n) }, waits)
 	if err != nil {
 		c.t.Fatalf("starting node %d: %v", id, err)
 	}
@@ -223,25 +224,42 @@ func (c *ipCluster) start(id uint64, join bool, freeze func(n *ipNode) kvImage, 
 	c.nodes[id] = n
 	t := c.t
 	t.Cleanup(func() { n.stop(t) })
-	if consume == nil {
-		n.store = newKVStore(c.lg, rn, waits)
-		consume = func(_ *raftNode, commitC <-chan commit) {
-			if err := n.store.run(commitC); err != nil {
-				t.Errorf("node %d: kvstore.run: %v", id, err)
-			}
-		}
-	}
 	go func() {
-		defer close(n.consumed)
-		consume(rn, n.commitC)
+		defer close(consumed)
+		consume(rn, commitC)
 	}()
 	return n
 }
 
-// startKV starts node id with a kvstore applying its commits.
+// ipNoService stands in for the service of a raft node whose commits a test
+// consumes itself.
+type ipNoService struct{}
+
+func (ipNoService) membershipChangeApplied(uint64, error) {}
+func (ipNoService) proposalsInDoubt()                     {}
+func (ipNoService) leadMembershipChange(context.Context, *raftpb.ConfChange) error {
+	return errNoLeader
+}
+
+// startKV starts node id as main does: a replica, with the state machine and
+// the service.
 func (c *ipCluster) startKV(id uint64, join bool) *ipNode {
 	c.t.Helper()
-	return c.start(id, join, nil, nil)
+	n := &ipNode{id: id, cfg: c.config(id, join)}
+	r, err := startReplica(c.lg, n.cfg)
+	if err != nil {
+		c.t.Fatalf("starting node %d: %v", id, err)
+	}
+	n.rn, n.svc, n.store, n.consumed = r.node, r.service, r.store, r.applyDone
+	c.nodes[id] = n
+	t := c.t
+	t.Cleanup(func() {
+		n.stop(t)
+		if r.applyErr != nil {
+			t.Errorf("node %d: apply loop: %v", id, r.applyErr)
+		}
+	})
+	return n
 }
 
 // stop stops the node, failing the test if that or the end of its commit
@@ -281,7 +299,7 @@ func (c *ipCluster) waitLeader(nodes ...*ipNode) uint64 {
 }
 
 // ipPut writes key=value through s, retrying while there is no leader.
-func ipPut(t testing.TB, s *kvstore, key, value string) {
+func ipPut(t testing.TB, s *service, key, value string) {
 	t.Helper()
 	ipEventually(t, 30*time.Second, "PUT "+key, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -347,9 +365,13 @@ func TestProposalsMadeOnCommitDoNotStallCluster(t *testing.T) {
 		tl := &tally{}
 		tallies[i] = tl
 		id := uint64(i + 1)
-		c.start(id, false, func(*ipNode) kvImage { return bytesImage(nil) }, func(rn *raftNode, commitC <-chan commit) {
+		c.start(id, false, func(rn *raftNode, commitC <-chan commit) {
 			proposed := 0
 			for cm := range commitC {
+				if cm.freeze != nil {
+					cm.freeze <- bytesImage(nil)
+					continue
+				}
 				tl.mu.Lock()
 				for _, e := range cm.entries {
 					cmd, _ := decodeCommand(e)
@@ -357,7 +379,6 @@ func TestProposalsMadeOnCommitDoNotStallCluster(t *testing.T) {
 				}
 				n := len(tl.seen)
 				tl.mu.Unlock()
-				close(cm.applied)
 				for range cm.entries {
 					if n >= want {
 						break
@@ -452,8 +473,8 @@ func TestStopRightAfterRestartEndsCleanly(t *testing.T) {
 		// The snapshot loaded from disk is published first thing, so the loop
 		// is always waiting on the commit channel when Stop comes.
 		{name: "snapshot on disk, commits never read", firstSnap: 5, secondSnap: 10000},
-		// The replayed entries exceed snapCount, so the loop waits for them to
-		// be applied before it snapshots, and they never are.
+		// The replayed entries exceed snapCount, so the loop asks for the
+		// state to snapshot, and the request is never taken.
 		{name: "WAL only, replayed commit never applied", firstSnap: 10000, secondSnap: 5, readOneCommit: true},
 	}
 	for _, tc := range cases {
@@ -461,7 +482,7 @@ func TestStopRightAfterRestartEndsCleanly(t *testing.T) {
 			c := newIPCluster(t, 1, 1, tc.firstSnap)
 			n := c.startKV(1, false)
 			for i := range 20 {
-				ipPut(t, n.store, fmt.Sprintf("k%d", i), "v")
+				ipPut(t, n.svc, fmt.Sprintf("k%d", i), "v")
 			}
 			n.stop(t)
 			if err := n.rn.Err(); err != nil {
@@ -474,14 +495,17 @@ func TestStopRightAfterRestartEndsCleanly(t *testing.T) {
 			cfg := n.cfg
 			cfg.snapCount = tc.secondSnap
 			commitC := make(chan commit) // unbuffered: nothing is taken unless read
-			rn, err := startRaftNode(c.lg, cfg, commitC, func() kvImage { return bytesImage(nil) }, newWaitRegistry())
+			rn, err := newRaftNode(c.lg, cfg, commitC, ipNoService{})
+			if err == nil {
+				err = rn.start()
+			}
 			if err != nil {
 				t.Fatalf("restart: %v", err)
 			}
 			t.Cleanup(func() { ipWithin(20*time.Second, rn.Stop) })
 			if tc.readOneCommit {
 				select {
-				case <-commitC: // its applied channel is never closed
+				case <-commitC: // and nothing after it is ever read
 				case <-time.After(20 * time.Second):
 					t.Fatal("restarted node published no replayed commit within 20s")
 				}
@@ -537,7 +561,7 @@ func TestStopWithPutsInFlightReleasesEveryCaller(t *testing.T) {
 				// node stopped, not because its context expired.
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				key := fmt.Sprintf("w%d-%d", w, i)
-				err := n.store.Put(ctx, key, "v")
+				err := n.svc.Put(ctx, key, "v")
 				cancel()
 				switch {
 				case err == nil:
@@ -624,7 +648,7 @@ func TestHTTPAPIStoresValuesAndRejectsBadRequests(t *testing.T) {
 	const maxValue = 1024
 	c := newIPCluster(t, 1, 1, 10000)
 	n := c.startKV(1, false)
-	srv := httptest.NewServer(&httpAPI{lg: c.lg, store: n.store, cluster: n.rn, requestTimeout: 5 * time.Second, maxValueBytes: maxValue})
+	srv := httptest.NewServer(&httpAPI{lg: c.lg, svc: n.svc, requestTimeout: 5 * time.Second, maxValueBytes: maxValue})
 	t.Cleanup(srv.Close)
 	ipEventually(t, 30*time.Second, "a PUT is answered 204", func() error {
 		if code, _, body := ipDo(t, http.MethodPut, srv.URL+"/ready", []byte("yes")); code != http.StatusNoContent {
@@ -733,12 +757,12 @@ func TestAddedMemberCommitsProposals(t *testing.T) {
 			}
 			c.waitLeader(c.nodes[1], c.nodes[2], c.nodes[3])
 			for i := range tc.preWrites {
-				ipPut(t, c.nodes[uint64(i%3+1)].store, fmt.Sprintf("pre%d", i), strconv.Itoa(i))
+				ipPut(t, c.nodes[uint64(i%3+1)].svc, fmt.Sprintf("pre%d", i), strconv.Itoa(i))
 			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if err := c.nodes[1].rn.AddMember(ctx, 4, c.urls[3]); err != nil {
+			if err := c.nodes[1].svc.AddMember(ctx, 4, c.urls[3]); err != nil {
 				t.Fatalf("AddMember(4) = %v", err)
 			}
 			if ms := c.nodes[1].rn.Members(); len(ms) != 4 || ms[3].ID != 4 || ms[3].PeerURL != c.urls[3] {
@@ -750,7 +774,7 @@ func TestAddedMemberCommitsProposals(t *testing.T) {
 			for i := range tc.preWrites {
 				ipExpectValue(t, 4, n4.store, fmt.Sprintf("pre%d", i), strconv.Itoa(i))
 			}
-			ipPut(t, n4.store, "from-node-4", "hello")
+			ipPut(t, n4.svc, "from-node-4", "hello")
 			for id := uint64(1); id <= 4; id++ {
 				ipExpectValue(t, id, c.nodes[id].store, "from-node-4", "hello")
 			}
@@ -767,29 +791,24 @@ func TestAddedMemberCommitsProposals(t *testing.T) {
 // ---------------------------------------------------------------------------
 // f. Snapshots wait for the state machine
 
-// The commit consumer applies slowly. Whenever the node asks for the store's
-// state to snapshot, every commit handed over so far must have been applied,
-// or the snapshot at appliedIndex would miss entries it claims to cover.
-func TestSnapshotWaitsUntilStoreAppliedCoveredEntries(t *testing.T) {
+// The commit consumer applies slowly, while the node takes snapshots. The
+// state a snapshot at index i holds must be the state machine's once it
+// applied exactly the entries up to i: the consumer answers each freeze
+// request with the index it has applied, and every snapshot's data file
+// must hold its own index.
+func TestSnapshotHoldsTheStateAtExactlyItsIndex(t *testing.T) {
 	const proposals = 50
 	c := newIPCluster(t, 1, 1, 5)
-	var received, applied, appliedEntries, snapshots, violations atomic.Int64
-	var firstViolation atomic.Value
-	n := c.start(1, false, func(n *ipNode) kvImage {
-		snapshots.Add(1)
-		r, a, queued := received.Load(), applied.Load(), len(n.commitC)
-		if r != a || queued != 0 {
-			violations.Add(1)
-			firstViolation.CompareAndSwap(nil, fmt.Sprintf("received %d commits, applied %d, %d queued", r, a, queued))
-		}
-		return bytesImage(strconv.FormatInt(appliedEntries.Load(), 10))
-	}, func(rn *raftNode, commitC <-chan commit) {
+	var applied, snapshots atomic.Int64
+	n := c.start(1, false, func(rn *raftNode, commitC <-chan commit) {
 		for cm := range commitC {
-			received.Add(1)
+			if cm.freeze != nil {
+				snapshots.Add(1)
+				cm.freeze <- bytesImage(strconv.FormatInt(applied.Load(), 10))
+				continue
+			}
 			time.Sleep(3 * time.Millisecond) // a slow state machine
-			appliedEntries.Add(int64(len(cm.entries)))
-			applied.Add(1)
-			close(cm.applied)
+			applied.Store(int64(cm.index))
 		}
 	})
 	c.waitLeader(n)
@@ -801,23 +820,32 @@ func TestSnapshotWaitsUntilStoreAppliedCoveredEntries(t *testing.T) {
 		})
 	}
 	ipEventually(t, 30*time.Second, "all proposals applied", func() error {
-		if got := appliedEntries.Load(); got < proposals {
-			return fmt.Errorf("%d applied", got)
+		if got := applied.Load(); got < proposals+2 { // after the bootstrap conf change and the leader's empty entry
+			return fmt.Errorf("applied through %d", got)
 		}
 		return nil
 	})
 	if snapshots.Load() == 0 {
 		t.Fatal("no snapshot was taken: the test proves nothing")
 	}
-	// The snapshot is written in the background after freeze returns.
-	ipEventually(t, 10*time.Second, "a .snap file", func() error {
-		if len(ipSnapFiles(t, n.cfg.snapdir)) == 0 {
-			return fmt.Errorf("freeze was called %d times but %s holds no .snap file", snapshots.Load(), n.cfg.snapdir)
+	// The snapshot is written in the background after the freeze request.
+	var files []string
+	ipEventually(t, 10*time.Second, "a snapshot data file", func() error {
+		files, _ = filepath.Glob(filepath.Join(n.cfg.snapdir, "*.snap.db"))
+		if len(files) == 0 {
+			return fmt.Errorf("%d freeze requests but %s holds no data file", snapshots.Load(), n.cfg.snapdir)
 		}
 		return nil
 	})
-	if v := violations.Load(); v > 0 {
-		t.Fatalf("%d of %d snapshots were taken before the store applied what they cover; first: %s", v, snapshots.Load(), firstViolation.Load())
+	for _, f := range files {
+		index, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(f), ".snap.db"), 16, 64)
+		data, rerr := os.ReadFile(f)
+		if err != nil || rerr != nil {
+			t.Fatalf("%s: %v %v", f, err, rerr)
+		}
+		if string(data) != strconv.FormatUint(index, 10) {
+			t.Errorf("the snapshot at index %d holds the state applied through %s", index, data)
+		}
 	}
 }
 
@@ -829,7 +857,7 @@ func TestRestartRestoresStateFromSnapshotAndWAL(t *testing.T) {
 	c := newIPCluster(t, 1, 1, 10)
 	n := c.startKV(1, false)
 	for i := range keys {
-		ipPut(t, n.store, fmt.Sprintf("key-%03d", i), fmt.Sprintf("value-%d", i))
+		ipPut(t, n.svc, fmt.Sprintf("key-%03d", i), fmt.Sprintf("value-%d", i))
 	}
 	n.stop(t)
 	if err := n.rn.Err(); err != nil {
@@ -843,7 +871,7 @@ func TestRestartRestoresStateFromSnapshotAndWAL(t *testing.T) {
 	for i := range keys {
 		ipExpectValue(t, 1, restarted.store, fmt.Sprintf("key-%03d", i), fmt.Sprintf("value-%d", i))
 	}
-	ipPut(t, restarted.store, "after-restart", "ok")
+	ipPut(t, restarted.svc, "after-restart", "ok")
 	ipExpectValue(t, 1, restarted.store, "after-restart", "ok")
 }
 
@@ -861,7 +889,7 @@ func TestRestartedFollowerCatchesUpWithRunningCluster(t *testing.T) {
 	}
 	c.waitLeader(c.nodes[1], c.nodes[2], c.nodes[3])
 	for i := range 10 {
-		ipPut(t, c.nodes[uint64(i%3+1)].store, fmt.Sprintf("before-%d", i), "b")
+		ipPut(t, c.nodes[uint64(i%3+1)].svc, fmt.Sprintf("before-%d", i), "b")
 	}
 	ipExpectValue(t, 3, c.nodes[3].store, "before-9", "b")
 	c.nodes[3].stop(t)
@@ -869,7 +897,7 @@ func TestRestartedFollowerCatchesUpWithRunningCluster(t *testing.T) {
 		t.Fatalf("node 3: Err() = %v after Stop", err)
 	}
 	for i := range 30 {
-		ipPut(t, c.nodes[uint64(i%2+1)].store, fmt.Sprintf("while-down-%d", i), "w")
+		ipPut(t, c.nodes[uint64(i%2+1)].svc, fmt.Sprintf("while-down-%d", i), "w")
 	}
 
 	n3 := c.startKV(3, false)
@@ -879,7 +907,7 @@ func TestRestartedFollowerCatchesUpWithRunningCluster(t *testing.T) {
 	for i := range 10 {
 		ipExpectValue(t, 3, n3.store, fmt.Sprintf("before-%d", i), "b")
 	}
-	ipPut(t, n3.store, "after-restart", "a")
+	ipPut(t, n3.svc, "after-restart", "a")
 	for id := uint64(1); id <= 3; id++ {
 		ipExpectValue(t, id, c.nodes[id].store, "after-restart", "a")
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 )
 
@@ -28,23 +29,28 @@ type readBatch struct {
 	err   error
 }
 
-// linearizableReads turns concurrent requests for a read index into single
+// readIndex turns concurrent requests for a read index into single
 // ReadIndex rounds of raft. A round starts only after it was requested, so
 // every read in it began before the leader confirmed its commit index: the
 // index is at least as new as any write acknowledged before the read began.
-type linearizableReads struct {
-	mu      sync.Mutex
-	next    *readBatch    // collecting reads for the round after the current one
-	kick    chan struct{} // a read is waiting in next
-	stopped chan struct{}
+// Its own goroutine (run) runs the rounds; the Ready loop hands it raft's
+// answers (forward); readers join the next round (wait).
+type readIndex struct {
+	rn   *raftNode
+	mu   sync.Mutex
+	next *readBatch    // collecting reads for the round after the current one
+	kick chan struct{} // a read is waiting in next
+	// states carries raft's answers to ReadIndex requests from the Ready
+	// loop to run. Buffered so the Ready loop never waits on it.
+	states chan raft.ReadState
 }
 
-func newLinearizableReads(stopped chan struct{}) *linearizableReads {
-	return &linearizableReads{kick: make(chan struct{}, 1), stopped: stopped}
+func newReadIndex(rn *raftNode) *readIndex {
+	return &readIndex{rn: rn, kick: make(chan struct{}, 1), states: make(chan raft.ReadState, 64)}
 }
 
 // wait joins the next round and returns its read index.
-func (r *linearizableReads) wait(ctx context.Context) (uint64, error) {
+func (r *readIndex) wait(ctx context.Context) (uint64, error) {
 	r.mu.Lock()
 	if r.next == nil {
 		r.next = &readBatch{done: make(chan struct{})}
@@ -60,13 +66,13 @@ func (r *linearizableReads) wait(ctx context.Context) (uint64, error) {
 		return b.index, b.err
 	case <-ctx.Done():
 		return 0, errReadUnconfirmed
-	case <-r.stopped:
+	case <-r.rn.life.stop:
 		return 0, errStopped
 	}
 }
 
 // take removes the batch waiting for a round, or returns nil.
-func (r *linearizableReads) take() *readBatch {
+func (r *readIndex) take() *readBatch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.next
@@ -74,118 +80,64 @@ func (r *linearizableReads) take() *readBatch {
 	return b
 }
 
-// runReadLoop serves ReadIndex rounds until the node stops. It runs beside
-// the Ready loop, which hands it raft's answers on readStatesC.
-func (rn *raftNode) runReadLoop() {
+// forward hands raft's answers to the read loop, from the Ready loop.
+func (r *readIndex) forward(states []raft.ReadState) {
+	for _, rs := range states {
+		select {
+		case r.states <- rs:
+		default:
+			// Only a round that gave up can leave answers unread; its
+			// successor retries with a new request.
+			r.rn.lg.Warn("dropping a read index answer: read loop is behind")
+		}
+	}
+}
+
+// run serves ReadIndex rounds until the node stops.
+func (r *readIndex) run() {
 	var seq uint64
 	for {
 		select {
-		case <-rn.reads.kick:
-		case <-rn.stopc:
+		case <-r.kick:
+		case <-r.rn.life.stop:
 			return
 		}
-		b := rn.reads.take()
+		b := r.take()
 		if b == nil {
 			continue
 		}
 		seq++
 		start := time.Now()
-		b.index, b.err = rn.readIndexRound(seq)
+		b.index, b.err = r.round(seq)
 		metricReadIndexDuration.Observe(time.Since(start).Seconds())
 		close(b.done)
 	}
 }
 
-// readIndexRound asks raft for the current commit index, confirmed by a
-// quorum of heartbeats, and tags the request with seq to recognise its answer.
-func (rn *raftNode) readIndexRound(seq uint64) (uint64, error) {
+// round asks raft for the current commit index, confirmed by a quorum of
+// heartbeats, and tags the request with seq to recognise its answer.
+func (r *readIndex) round(seq uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), readIndexTimeout)
 	defer cancel()
-	if err := rn.awaitLeader(ctx); err != nil {
+	if err := r.rn.awaitLeader(ctx); err != nil {
 		return 0, err
 	}
 	rctx := binary.BigEndian.AppendUint64(nil, seq)
-	if err := rn.node.ReadIndex(ctx, rctx); err != nil {
+	if err := r.rn.node.ReadIndex(ctx, rctx); err != nil {
 		return 0, proposalError(ctx, err)
 	}
 	for {
 		select {
-		case rs := <-rn.readStatesC:
+		case rs := <-r.states:
 			if string(rs.RequestCtx) == string(rctx) {
 				return rs.Index, nil
 			}
 			// An answer to an earlier round that gave up; drop it.
 		case <-ctx.Done():
-			rn.lg.Debug("read index round timed out", zap.Uint64("round", seq))
+			r.rn.lg.Debug("read index round timed out", zap.Uint64("round", seq))
 			return 0, errReadUnconfirmed
-		case <-rn.stopc:
+		case <-r.rn.life.stop:
 			return 0, errStopped
 		}
-	}
-}
-
-// appliedIndex tracks how far the state machine has applied the log, so that
-// a read can wait until the state includes its read index.
-type appliedIndex struct {
-	mu      sync.Mutex
-	index   uint64
-	waiters []indexWaiter
-}
-
-type indexWaiter struct {
-	index uint64
-	ch    chan struct{}
-}
-
-func (a *appliedIndex) get() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.index
-}
-
-// advance records that everything through index is applied.
-func (a *appliedIndex) advance(index uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if index <= a.index {
-		return
-	}
-	a.index = index
-	kept := a.waiters[:0]
-	for _, w := range a.waiters {
-		if w.index <= index {
-			close(w.ch)
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(a.waiters[len(kept):])
-	a.waiters = kept
-}
-
-// reached returns a channel closed once index is applied.
-func (a *appliedIndex) reached(index uint64) <-chan struct{} {
-	ch := make(chan struct{})
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if index <= a.index {
-		close(ch)
-	} else {
-		a.waiters = append(a.waiters, indexWaiter{index: index, ch: ch})
-	}
-	return ch
-}
-
-// waitApplied blocks until index is applied or ctx ends. A waiter that gives up
-// stays in the list until the index is reached; that is bounded by the number
-// of reads in flight.
-func (a *appliedIndex) waitApplied(ctx context.Context, index uint64, stopped <-chan struct{}) error {
-	select {
-	case <-a.reached(index):
-		return nil
-	case <-ctx.Done():
-		return errApplyBehind
-	case <-stopped:
-		return errStopped
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -26,11 +29,29 @@ import (
 // index (rafthttp's naming: <index>.snap.db); it is streamed to and from disk
 // and to followers, never held in memory as a whole.
 
-// kvImage is the kvstore's state at one index, held still while it is written
-// out (see kvstore.freeze).
-type kvImage interface {
-	WriteTo(w io.Writer) (int64, error)
-	Release()
+// snapshots takes this node's snapshots in the background, sends them to
+// followers too far behind for the log, and installs the leader's. The Ready
+// loop owns it; the one writer goroutine it may start reports on done.
+type snapshots struct {
+	lg        *zap.Logger
+	snapCount uint64
+	log       *durableLog
+	index     atomic.Uint64 // of the newest snapshot; read by Status too
+	writing   bool          // a snapshot is being written in the background
+	wanted    bool          // take a snapshot at the next chance, whatever snapCount says
+	logBytes  int           // bytes of entries applied since the last snapshot started
+	// done carries the writer's outcome to the Ready loop. The buffer means
+	// the writer never waits for the loop, which may be stopping.
+	done   chan snapshotResult
+	writer sync.WaitGroup // the WAL is closed only after the writer is done
+	// startup is the state machine's part of the snapshot found on disk,
+	// until the loop hands it over.
+	startup     io.ReadCloser
+	startupSize int64
+}
+
+func newSnapshots(lg *zap.Logger, snapCount uint64, log *durableLog) *snapshots {
+	return &snapshots{lg: lg, snapCount: snapCount, log: log, done: make(chan snapshotResult, 1)}
 }
 
 // snapshotResult is what the background snapshot writer reports to the
@@ -42,83 +63,117 @@ type snapshotResult struct {
 	err      error
 }
 
+// restored records the snapshot the node starts from.
+func (s *snapshots) restored(index uint64, kv io.ReadCloser, size int64) {
+	s.index.Store(index)
+	s.startup, s.startupSize = kv, size
+}
+
+// takeStartup hands over the startup snapshot's state, once.
+func (s *snapshots) takeStartup() (io.ReadCloser, int64) {
+	kv, size := s.startup, s.startupSize
+	s.startup = nil
+	return kv, size
+}
+
+func (s *snapshots) closeStartup() {
+	if s.startup != nil {
+		s.startup.Close()
+		s.startup = nil
+	}
+}
+
+// noteApplied counts the bytes of an applied entry towards the next
+// snapshot.
+func (s *snapshots) noteApplied(bytes int) { s.logBytes += bytes }
+
 // maybeSnapshot starts a snapshot once snapCount entries, or
 // maxLogBytesBetweenSnapshots of them, were applied since the last one, or
-// when one was asked for (see sendSnapshot). Only freezing the kvstore happens
-// here; the state is written out in the background (finishSnapshot picks up
-// the result), so the Ready loop and the kvstore go on while it is written.
+// when one was asked for (see snapshots.send). The loop only asks the state
+// machine, through the commit channel, to hold its state still once it has
+// applied everything published so far; the state is written out in the
+// background (finish picks up the result), so neither the loop nor the state
+// machine waits for it.
 func (rn *raftNode) maybeSnapshot() error {
-	since := rn.appliedIndex - rn.snapshotIndex.Load()
-	due := since > rn.cfg.snapCount || rn.logBytes > maxLogBytesBetweenSnapshots || rn.snapshotWanted
-	if rn.snapshotting || since == 0 || !due {
+	s := rn.snaps
+	index := rn.applied.index
+	since := index - s.index.Load()
+	due := since > s.snapCount || s.logBytes > maxLogBytesBetweenSnapshots || s.wanted
+	if s.writing || since == 0 || !due {
 		return nil
 	}
-	// The kvstore must have applied everything up to appliedIndex, or the
-	// snapshot would claim entries it does not hold.
-	select {
-	case <-rn.lastApplied:
-	case <-rn.stopc:
-		return errStopped
-	}
-	term, err := rn.storage.Term(rn.appliedIndex)
+	term, err := s.log.memory.Term(index)
 	if err != nil {
-		return fmt.Errorf("term of applied index %d: %w", rn.appliedIndex, err)
+		return fmt.Errorf("term of applied index %d: %w", index, err)
 	}
-	s := &raftpb.Snapshot{
-		Data: encodeSnapshotData(rn.members.encode(rn.clusterID)),
+	snap := &raftpb.Snapshot{
+		Data: encodeSnapshotData(rn.members.encode(rn.peers.clusterID)),
 		Metadata: &raftpb.SnapshotMetadata{
-			Index:     new(rn.appliedIndex),
+			Index:     new(index),
 			Term:      new(term),
-			ConfState: proto.Clone(rn.confState).(*raftpb.ConfState),
+			ConfState: proto.Clone(rn.applied.confState).(*raftpb.ConfState),
 		},
 	}
-	index, image := rn.appliedIndex, rn.freezeKV()
-	rn.snapshotting, rn.snapshotWanted, rn.logBytes = true, false, 0
-	rn.snapshotWG.Add(1)
-	rn.disk.inFlight.add(index) // retention must leave the data file alone until its .snap exists
+	// The commit channel is in log order, so the state machine holds its
+	// state still exactly at index: a snapshot at index i holds every entry
+	// up to i and none after.
+	frozen := make(chan kvImage, 1)
+	if err := rn.publish(commit{freeze: frozen}); err != nil {
+		return err
+	}
+	s.writing, s.wanted, s.logBytes = true, false, 0
+	s.writer.Add(1)
+	s.log.disk.inFlight.add(index) // retention must leave the data file alone until its .snap exists
 	go func() {
-		defer rn.snapshotWG.Done()
-		defer rn.disk.inFlight.done(index)
+		defer s.writer.Done()
+		defer s.log.disk.inFlight.done(index)
+		var image kvImage
+		select {
+		case image = <-frozen:
+		case <-rn.life.stop:
+			s.done <- snapshotResult{snapshot: snap, err: errStopped}
+			return
+		}
 		start := time.Now()
 		// The kvstore's file is durable before the .snap file that refers to
 		// it, and both before the WAL records the snapshot (saveSnapshot).
-		n, err := rn.disk.saveKV(index, image)
+		n, err := s.log.disk.saveKV(index, image)
 		image.Release()
 		if err == nil {
-			err = rn.disk.saveSnapshot(s)
+			err = s.log.disk.saveSnapshot(snap)
 		}
-		rn.snapshotDone <- snapshotResult{snapshot: s, bytes: n, took: time.Since(start), err: err}
+		s.done <- snapshotResult{snapshot: snap, bytes: n, took: time.Since(start), err: err}
 	}()
 	return nil
 }
 
-// finishSnapshot, in the Ready loop, hands a snapshot that is now durable to
-// raft, which then serves lagging followers from it, and compacts the log
-// behind it.
-func (rn *raftNode) finishSnapshot(r snapshotResult) error {
-	rn.snapshotting = false
+// finish, in the Ready loop, hands a snapshot that is now durable to raft,
+// which then serves lagging followers from it, and compacts the log behind
+// it.
+func (s *snapshots) finish(r snapshotResult) error {
+	s.writing = false
 	if r.err != nil {
 		return r.err
 	}
 	md := r.snapshot.GetMetadata()
 	index := md.GetIndex()
-	_, err := rn.storage.CreateSnapshot(index, md.GetConfState(), r.snapshot.GetData())
+	_, err := s.log.memory.CreateSnapshot(index, md.GetConfState(), r.snapshot.GetData())
 	if errors.Is(err, raft.ErrSnapOutOfDate) {
 		return nil // a newer snapshot from the leader was installed meanwhile
 	}
 	if err != nil {
 		return fmt.Errorf("creating snapshot: %w", err)
 	}
-	if to := rn.compactionPoint(index); to > 0 {
-		if err := rn.storage.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	if to := s.compactionPoint(index); to > 0 {
+		if err := s.log.memory.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("compacting log: %w", err)
 		}
 	}
-	rn.snapshotIndex.Store(index)
+	s.index.Store(index)
 	metricSnapshotIndex.Set(float64(index))
 	metricSnapshotDuration.Observe(r.took.Seconds())
-	rn.disk.purge()
-	rn.lg.Info("snapshot saved", zap.Uint64("index", index), zap.Int64("bytes", r.bytes), zap.Duration("took", r.took))
+	s.log.disk.purge()
+	s.lg.Info("snapshot saved", zap.Uint64("index", index), zap.Int64("bytes", r.bytes), zap.Duration("took", r.took))
 	return nil
 }
 
@@ -126,17 +181,17 @@ func (rn *raftNode) finishSnapshot(r snapshotResult) error {
 // index: entries behind the snapshot are kept for a while, so that a follower
 // lagging by less than that catches up from the log, but no more than
 // min(snapCount, maxCatchUpEntries) of them, nor more than maxCatchUpBytes.
-func (rn *raftNode) compactionPoint(index uint64) uint64 {
-	catchUp := min(rn.cfg.snapCount, maxCatchUpEntries)
+func (s *snapshots) compactionPoint(index uint64) uint64 {
+	catchUp := min(s.snapCount, maxCatchUpEntries)
 	if index <= catchUp {
 		return 0
 	}
-	first, err := rn.storage.FirstIndex()
+	first, err := s.log.memory.FirstIndex()
 	if err != nil || first > index {
 		return 0
 	}
 	lo := max(index-catchUp+1, first)
-	ents, err := rn.storage.Entries(lo, index+1, math.MaxUint64)
+	ents, err := s.log.memory.Entries(lo, index+1, math.MaxUint64)
 	if err != nil {
 		return index - catchUp
 	}
@@ -149,26 +204,26 @@ func (rn *raftNode) compactionPoint(index uint64) uint64 {
 	return lo - 1
 }
 
-// sendSnapshot streams the snapshot raft chose to a follower, reading the
-// kvstore's part from its file. rafthttp reports the outcome to raft.
-func (rn *raftNode) sendSnapshot(m *raftpb.Message) {
+// send streams the snapshot raft chose to a follower, reading the kvstore's
+// part from its file. rafthttp reports the outcome to raft.
+func (s *snapshots) send(m *raftpb.Message, tr rafthttp.Transporter, node raft.Node) {
 	md := m.GetSnapshot().GetMetadata()
 	cs := md.GetConfState()
 	if !slices.Contains(cs.GetVoters(), m.GetTo()) && !slices.Contains(cs.GetLearners(), m.GetTo()) {
 		// The follower joined after this snapshot was taken and would refuse
 		// it for not listing it. Take a new one; raft retries after a failure.
-		rn.snapshotWanted = true
-		rn.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		s.wanted = true
+		node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
 		return
 	}
-	f, size, err := rn.disk.openKV(md.GetIndex())
+	f, size, err := s.log.disk.openKV(md.GetIndex())
 	if err != nil {
-		rn.lg.Warn("cannot send snapshot; taking a new one", zap.Uint64("to", m.GetTo()), zap.Error(err))
-		rn.snapshotWanted = true
-		rn.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		s.lg.Warn("cannot send snapshot; taking a new one", zap.Uint64("to", m.GetTo()), zap.Error(err))
+		s.wanted = true
+		node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
 		return
 	}
-	rn.transport.SendSnapshot(snap.NewMessage(m, f, size))
+	tr.SendSnapshot(snap.NewMessage(m, f, size))
 }
 
 // installSnapshot makes a snapshot sent by the leader this node's state.
@@ -178,10 +233,10 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 		return nil
 	}
 	md := s.GetMetadata()
-	if md.GetIndex() <= rn.appliedIndex {
-		return fmt.Errorf("snapshot index %d is not after applied index %d", md.GetIndex(), rn.appliedIndex)
+	if md.GetIndex() <= rn.applied.index {
+		return fmt.Errorf("snapshot index %d is not after applied index %d", md.GetIndex(), rn.applied.index)
 	}
-	membersData, kv, size, err := rn.openSnapshot(s)
+	membersData, kv, size, err := rn.snaps.open(s)
 	if err != nil {
 		return fmt.Errorf("snapshot from leader: %w", err)
 	}
@@ -190,16 +245,15 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 		kv.Close()
 		return err
 	}
-	rn.syncPeers(previous)
+	rn.peers.sync(previous)
 	if err := rn.publish(commit{snapshot: kv, snapshotSize: size, index: md.GetIndex()}); err != nil {
 		kv.Close()
 		return err
 	}
-	rn.confState = md.GetConfState()
-	rn.snapshotIndex.Store(md.GetIndex())
-	rn.appliedIndex = md.GetIndex()
-	rn.logBytes = 0
-	rn.disk.purge()
+	rn.applied = appliedState{index: md.GetIndex(), confState: md.GetConfState()}
+	rn.snaps.index.Store(md.GetIndex())
+	rn.snaps.logBytes = 0
+	rn.snaps.log.disk.purge()
 	rn.lg.Info("installed snapshot from leader", zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
 	if rn.members.isRemoved(rn.cfg.id) {
 		return errRemoved
@@ -207,65 +261,9 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 	return nil
 }
 
-// checkSnapshotData checks a snapshot a peer sent before raft may see it:
-// raft panics on a configuration it cannot restore, and this node fails on a
-// member list or data it cannot load, at once and after every restart. With
-// withData, the kvstore's part (saved by rafthttp) is read through too.
-func (rn *raftNode) checkSnapshotData(s *raftpb.Snapshot, withData bool) error {
-	md := s.GetMetadata()
-	if md.GetIndex() == 0 || md.GetTerm() == 0 || md.GetIndex() > maxLogIndex || md.GetTerm() > maxTerm {
-		return fmt.Errorf("snapshot at index %d, term %d", md.GetIndex(), md.GetTerm())
-	}
-	cs := md.GetConfState()
-	if len(cs.GetVotersOutgoing()) > 0 || len(cs.GetLearnersNext()) > 0 || cs.GetAutoLeave() || len(cs.GetVoters()) == 0 {
-		return errors.New("snapshot configuration is joint or has no voters")
-	}
-	ids := map[uint64]bool{}
-	for _, id := range slices.Concat(cs.GetVoters(), cs.GetLearners()) {
-		if id == 0 || ids[id] {
-			return fmt.Errorf("snapshot configuration lists member %d twice or as 0", id)
-		}
-		ids[id] = true
-	}
-	if !ids[rn.cfg.id] {
-		return fmt.Errorf("snapshot configuration does not list this member (%d)", rn.cfg.id)
-	}
-	membersData, inline, err := decodeSnapshotData(s.GetData())
-	if err != nil {
-		return err
-	}
-	st, err := parseMembershipState(membersData)
-	if err != nil {
-		return err
-	}
-	if len(st.Members) != len(ids) {
-		return fmt.Errorf("snapshot lists %d members and a configuration of %d", len(st.Members), len(ids))
-	}
-	for _, m := range st.Members {
-		if !ids[m.ID] {
-			return fmt.Errorf("snapshot lists member %d, which its configuration does not", m.ID)
-		}
-	}
-	if st.ClusterID != "" && st.ClusterID != formatClusterID(rn.clusterID) {
-		return fmt.Errorf("snapshot of cluster %s, not of this one (%s)", st.ClusterID, formatClusterID(rn.clusterID))
-	}
-	if !withData {
-		return nil
-	}
-	if inline != nil {
-		return verifyKVSnapshot(bytes.NewReader(inline), int64(len(inline)))
-	}
-	f, size, err := rn.disk.openKV(md.GetIndex())
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return verifyKVSnapshot(f, size)
-}
-
-// openSnapshot returns the member list a snapshot holds and a reader of its
-// kvstore part, of size bytes.
-func (rn *raftNode) openSnapshot(s *raftpb.Snapshot) (members []byte, kv io.ReadCloser, size int64, err error) {
+// open returns the member list a snapshot holds and a reader of its kvstore
+// part, of size bytes.
+func (sn *snapshots) open(s *raftpb.Snapshot) (members []byte, kv io.ReadCloser, size int64, err error) {
 	index := s.GetMetadata().GetIndex()
 	members, inline, err := decodeSnapshotData(s.GetData())
 	if err != nil {
@@ -274,46 +272,9 @@ func (rn *raftNode) openSnapshot(s *raftpb.Snapshot) (members []byte, kv io.Read
 	if inline != nil {
 		return members, io.NopCloser(bytes.NewReader(inline)), int64(len(inline)), nil
 	}
-	kv, size, err = rn.disk.openKV(index)
+	kv, size, err = sn.log.disk.openKV(index)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	return members, kv, size, nil
-}
-
-// A raft snapshot's data holds the member list; the kvstore's state is in a
-// file of its own:
-//
-//	format (1 byte, = 2) | member list (JSON)
-//
-// Format 1, written by earlier versions, held the kvstore's state inline:
-//
-//	format (1 byte, = 1) | member list length (uvarint) | member list (JSON) | kvstore state
-const (
-	snapshotFormatInline = 1
-	snapshotFormat       = 2
-)
-
-func encodeSnapshotData(members []byte) []byte {
-	return append([]byte{snapshotFormat}, members...)
-}
-
-// decodeSnapshotData returns the member list, and for format 1 the kvstore
-// state (nil for format 2).
-func decodeSnapshotData(data []byte) (members, inlineKV []byte, err error) {
-	if len(data) == 0 {
-		return nil, nil, errors.New("empty snapshot data")
-	}
-	switch data[0] {
-	case snapshotFormat:
-		return data[1:], nil, nil
-	case snapshotFormatInline:
-		n, rest, err := readUvarint(data[1:])
-		if err != nil || n > uint64(len(rest)) {
-			return nil, nil, errors.New("corrupt snapshot header")
-		}
-		return rest[:n], rest[n:], nil
-	default:
-		return nil, nil, fmt.Errorf("unknown snapshot format %d", data[0])
-	}
 }

@@ -5,13 +5,14 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 )
 
 // After a snapshot the in-memory log keeps entries behind it for lagging
 // followers: up to min(snap-count, 5000) of them, and no more than
 // maxCatchUpBytes, which batched entries reach long before the count.
 func TestCompactionKeepsBoundedCatchUpEntries(t *testing.T) {
-	build := func(n int, entryBytes int) *raftNode {
+	build := func(n int, entryBytes int) *snapshots {
 		st := raft.NewMemoryStorage()
 		ents := make([]*raftpb.Entry, n)
 		for i := range ents {
@@ -20,7 +21,7 @@ func TestCompactionKeepsBoundedCatchUpEntries(t *testing.T) {
 		if err := st.Append(ents); err != nil {
 			t.Fatal(err)
 		}
-		return &raftNode{storage: st, cfg: raftConfig{snapCount: 10000}}
+		return newSnapshots(zap.NewNop(), 10000, &durableLog{memory: st})
 	}
 	cases := []struct {
 		name       string
@@ -35,8 +36,8 @@ func TestCompactionKeepsBoundedCatchUpEntries(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rn := build(c.entries, c.entryBytes)
-			if got := rn.compactionPoint(c.snapIndex); got != c.want {
+			s := build(c.entries, c.entryBytes)
+			if got := s.compactionPoint(c.snapIndex); got != c.want {
 				t.Fatalf("compactionPoint(%d) = %d, want %d", c.snapIndex, got, c.want)
 			}
 		})

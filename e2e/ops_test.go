@@ -511,7 +511,7 @@ func TestMetricsExposeServerAndEtcdMetrics(t *testing.T) {
 	for _, route := range []struct {
 		route string
 		n     int
-	}{{"/{key}", rootPuts}, {"/v1/kv", v1Puts}} {
+	}{{"/{key...}", rootPuts}, {"/v1/kv/{key...}", v1Puts}} {
 		labels := map[string]string{"route": route.route, "method": "PUT", "code": "204"}
 		v = value("raftexample_http_requests_total", labels)
 		expect(fmt.Sprintf("raftexample_http_requests_total%v >= %d", labels, route.n), v >= float64(route.n), v)
@@ -519,7 +519,7 @@ func TestMetricsExposeServerAndEtcdMetrics(t *testing.T) {
 		v = value("raftexample_http_request_duration_seconds_count", labels)
 		expect(fmt.Sprintf("raftexample_http_request_duration_seconds_count%v >= %d", labels, route.n), v >= float64(route.n), v)
 	}
-	labels := map[string]string{"route": "/{key}", "method": "GET", "code": "200"}
+	labels := map[string]string{"route": "/{key...}", "method": "GET", "code": "200"}
 	v = value("raftexample_http_requests_total", labels)
 	expect(fmt.Sprintf("raftexample_http_requests_total%v >= %d", labels, gets), v >= gets, v)
 
@@ -527,7 +527,7 @@ func TestMetricsExposeServerAndEtcdMetrics(t *testing.T) {
 	code, body, err := n.Get("metrics-never-written")
 	expectStatus(t, "GET of a missing key", code, body, err, http.StatusNotFound)
 	tc.Eventually(t, tc.Timeout, func() error {
-		_, err := n.Metric("raftexample_http_requests_total", map[string]string{"route": "/{key}", "method": "GET", "code": "404"})
+		_, err := n.Metric("raftexample_http_requests_total", map[string]string{"route": "/{key...}", "method": "GET", "code": "404"})
 		return err
 	})
 }

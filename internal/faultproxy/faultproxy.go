@@ -278,11 +278,10 @@ func peekHead(br *bufio.Reader) (int, uint64, error) {
 	for {
 		// Peek blocks until want bytes are buffered; asking for one more than
 		// we have waits for the next arrival without overshooting the head.
-		b, err := br.Peek(want)
-		if err != nil {
+		if _, err := br.Peek(want); err != nil {
 			return 0, 0, err
 		}
-		b, _ = br.Peek(br.Buffered())
+		b, _ := br.Peek(br.Buffered())
 		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
 			req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b[:i+4])))
 			if err != nil {

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHTTPAPIRoutesRawKeysAndAnswersInEachFace checks what the muxes must not
+// change: paths a ServeMux would clean are keys byte for byte, every reserved
+// path answers as before, and the mux's 405 speaks each API's language.
+func TestHTTPAPIRoutesRawKeysAndAnswersInEachFace(t *testing.T) {
+	c := newIPCluster(t, 1, 1, 10000)
+	n := c.startKV(1, false)
+	const timeout = time.Second
+	api := &httpAPI{lg: c.lg, svc: n.svc, requestTimeout: timeout, maxValueBytes: 1 << 20}
+	do := func(method, path, body string) *httptest.ResponseRecorder {
+		t.Helper()
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return w
+	}
+	ipEventually(t, 30*time.Second, "a PUT is answered 204", func() error {
+		if w := do(http.MethodPut, "/ready", "yes"); w.Code != http.StatusNoContent {
+			return fmt.Errorf("status %d: %s", w.Code, w.Body)
+		}
+		return nil
+	})
+
+	t.Run("paths a ServeMux would clean are keys as sent", func(t *testing.T) {
+		for path, key := range map[string]string{
+			"//a": "/a", "/a//b": "a//b", "/a/../b": "a/../b", "/a/.": "a/.", "/..": "..", "/a/": "a/",
+			"/v1/kv//c": "/c", "/v1/kv/../d": "../d", "/v1/kv/e/./f": "e/./f",
+			"/health/": "health/", "/metrics/x": "metrics/x", "/v1x": "v1x", "/debug/pprof/heap": "debug/pprof/heap",
+		} {
+			if w := do(http.MethodPut, path, "at "+path); w.Code != http.StatusNoContent {
+				t.Errorf("PUT %s: status %d %q, want 204", path, w.Code, w.Body)
+				continue
+			}
+			if v, ok := n.store.Lookup(key); !ok || v != "at "+path {
+				t.Errorf("PUT %s: key %q holds %q (%v), want %q", path, key, v, ok, "at "+path)
+			}
+			if w := do(http.MethodGet, path+"?consistency=serializable", ""); w.Code != http.StatusOK || w.Body.String() != "at "+path {
+				t.Errorf("GET %s: status %d %q", path, w.Code, w.Body)
+			}
+		}
+	})
+	t.Run("the mux's 405 is plain text at the root and JSON under /v1", func(t *testing.T) {
+		for _, tc := range []struct {
+			method, path, allow string
+			json                bool
+		}{
+			{"PATCH", "/k", "DELETE, GET, HEAD, POST, PUT", false},
+			{"PATCH", "/a//b", "DELETE, GET, HEAD, POST, PUT", false},
+			{"PUT", "/metrics", "GET, HEAD", false},
+			{"PATCH", "/v1/kv/k", "DELETE, GET, HEAD, PUT", true},
+			{"POST", "/v1/kv", "DELETE, GET, HEAD, PUT", true},
+			{"PUT", "/v1/members/", "GET, HEAD, POST", true},
+			{"GET", "/v1/members/1", "DELETE", true},
+			{"GET", "/v1/members/1/2", "DELETE", true},
+			{"POST", "/v1/status", "GET, HEAD", true},
+			{"GET", "/v1/leader", "POST", true},
+			{"POST", "/health", "GET, HEAD", true},
+			{"DELETE", "/readyz", "GET, HEAD", true},
+		} {
+			w := do(tc.method, tc.path, "")
+			what := tc.method + " " + tc.path
+			if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != tc.allow {
+				t.Errorf("%s: status %d Allow %q, want 405 with Allow %q", what, w.Code, w.Header().Get("Allow"), tc.allow)
+			}
+			want := "method " + tc.method + " not allowed"
+			if tc.json {
+				var e map[string]string
+				if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e["error"] != want || w.Header().Get("Content-Type") != "application/json" {
+					t.Errorf("%s: %s %q, want JSON {\"error\": %q}", what, w.Header().Get("Content-Type"), w.Body, want)
+				}
+			} else if w.Body.String() != want+"\n" || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+				t.Errorf("%s: %s %q, want the plain text %q", what, w.Header().Get("Content-Type"), w.Body, want)
+			}
+		}
+	})
+	t.Run("every other /v1 path is a JSON 404 naming it", func(t *testing.T) {
+		for _, path := range []string{"/v1", "/v1/", "/v1/nope", "/v1//status", "/v1/status/", "/v1/./leader"} {
+			for _, method := range []string{"GET", "PATCH"} {
+				w := do(method, path, "")
+				var e map[string]string
+				if err := json.Unmarshal(w.Body.Bytes(), &e); w.Code != http.StatusNotFound || err != nil || e["error"] != "no such endpoint: "+path {
+					t.Errorf("%s %s: status %d %q, want 404 no such endpoint", method, path, w.Code, w.Body)
+				}
+			}
+		}
+	})
+	t.Run("/v1/kv and /v1/members/ are the listings", func(t *testing.T) {
+		for _, path := range []string{"/v1/kv", "/v1/kv/", "/v1/members", "/v1/members/"} {
+			if w := do(http.MethodGet, path, ""); w.Code != http.StatusOK || !strings.HasPrefix(w.Body.String(), "[") {
+				t.Errorf("GET %s: status %d %.80q, want 200 and a JSON array", path, w.Code, w.Body)
+			}
+		}
+		if w := do(http.MethodDelete, "/v1/members/1/2", ""); w.Code != http.StatusBadRequest {
+			t.Errorf("DELETE /v1/members/1/2: status %d %q, want 400", w.Code, w.Body)
+		}
+	})
+	t.Run("the request timeout starts once the body is in", func(t *testing.T) {
+		body, feed := io.Pipe()
+		go func() {
+			feed.Write([]byte("slow"))
+			time.Sleep(timeout + timeout/2)
+			feed.Write([]byte(" upload"))
+			feed.Close()
+		}()
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, httptest.NewRequest(http.MethodPut, "/slow", body))
+		if w.Code != http.StatusNoContent {
+			t.Fatalf("PUT with a body slower than --request-timeout: status %d %q, want 204", w.Code, w.Body)
+		}
+		if v, _ := n.store.Lookup("slow"); v != "slow upload" {
+			t.Fatalf("slow = %q, want %q", v, "slow upload")
+		}
+	})
+}

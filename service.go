@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+
+	"go.etcd.io/etcd/pkg/v3/notify"
+	"go.etcd.io/etcd/pkg/v3/wait"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// service is what a member offers its clients, between the HTTP API and the
+// raft node. A write becomes a proposal that carries an id; the service
+// waits until the entry carrying that id is applied here, and only then
+// answers. A linearizable read learns a read index from raft and waits until
+// the state machine has applied that far. Membership changes are proposals
+// too, made by the leader one at a time.
+//
+// The service also runs the apply loop (run): it hands the committed work the
+// raft node publishes to the state machine, in log order, and then reports
+// to the waiting requests. Its methods are safe for concurrent use.
+type service struct {
+	lg      *zap.Logger
+	node    consensus // set by attach, before the node starts
+	store   *kvstore
+	batcher *batcher
+	ids     *requestIDs // for every proposal: commands and membership changes
+	waits   wait.Wait   // a proposal's id -> its outcome (an error, or nil)
+	// inDoubt is notified when the node lost its leader while proposals
+	// may be pending: they may never commit, or commit under a later leader.
+	inDoubt *notify.Notifier
+	applied wait.WaitTime // "applied through index N", advanced by run
+	// leading is the one membership change this member, as the leader, is
+	// making (leadMembershipChange), nil if none.
+	leading atomic.Pointer[ledChange]
+}
+
+// ledChange is a membership change the leader is making, maybe for a
+// follower: its id came from the follower, so it is not registered in waits
+// (a foreign id could be one of ours: wait.Wait panics on that).
+type ledChange struct {
+	id      uint64
+	outcome chan any // buffered
+}
+
+func newService(lg *zap.Logger, store *kvstore) *service {
+	return &service{
+		lg:      lg,
+		store:   store,
+		ids:     newRequestIDs(),
+		waits:   wait.New(),
+		inDoubt: notify.NewNotifier(),
+		applied: wait.NewTimeList(),
+	}
+}
+
+// consensus is what the service needs of the raft node (raftNode; a fake
+// in the service's unit tests).
+type consensus interface {
+	proposer
+	ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error
+	ReadIndex(ctx context.Context) (uint64, error)
+	awaitLeader(ctx context.Context) error
+	Leader() uint64
+	self() uint64
+	askLeader(ctx context.Context, lead uint64, cc *raftpb.ConfChange) error
+	checkMembershipChange(cc *raftpb.ConfChange) error
+	Members() []member
+	Status() raftStatus
+	TransferLeadership(ctx context.Context, to uint64) error
+}
+
+// attach connects the service to its raft node, before the node starts.
+func (s *service) attach(node consensus) {
+	s.node = node
+	s.batcher = newBatcher(node)
+}
+
+// run applies commits until the channel is closed. An error means the state
+// machine can no longer follow the log (a snapshot it cannot decode).
+func (s *service) run(commitC <-chan commit) error {
+	var ids []uint64
+	for c := range commitC {
+		if c.freeze != nil {
+			// Everything before this request is applied, nothing after it.
+			c.freeze <- s.store.freeze()
+			continue
+		}
+		var err error
+		if ids, err = s.store.applyCommit(c, ids[:0]); err != nil {
+			return err
+		}
+		// Reads waiting for this index may go before the writers hear back,
+		// so a read issued right after a write's 204 does not wait.
+		s.applied.Trigger(c.index)
+		for _, id := range ids {
+			s.waits.Trigger(id, nil)
+		}
+	}
+	return nil
+}
+
+// Put proposes key=value and returns once this node has applied it, so a nil
+// error means the write is committed and visible here.
+func (s *service) Put(ctx context.Context, key, value string) error {
+	return s.proposeCommand(ctx, command{op: opPut, key: key, value: value})
+}
+
+// Delete proposes removing key (a missing key is no error) and returns once
+// this node has applied it.
+func (s *service) Delete(ctx context.Context, key string) error {
+	return s.proposeCommand(ctx, command{op: opDelete, key: key})
+}
+
+func (s *service) proposeCommand(ctx context.Context, c command) error {
+	c.id = s.ids.next()
+	data := encodeCommand(c)
+	return s.proposeAndWait(ctx, c.id, func(ctx context.Context) error { return s.batcher.propose(ctx, data) })
+}
+
+// proposeAndWait waits for the outcome of proposal id, which propose hands
+// to raft: until the apply path reports on id, the request gives up, the
+// node loses its leader, or the node stops.
+func (s *service) proposeAndWait(ctx context.Context, id uint64, propose func(context.Context) error) error {
+	metricProposalsPending.Inc()
+	defer metricProposalsPending.Dec()
+	err := s.awaitOutcome(ctx, id, propose)
+	if err != nil {
+		metricProposalsFailed.Inc()
+	}
+	return err
+}
+
+func (s *service) awaitOutcome(ctx context.Context, id uint64, propose func(context.Context) error) error {
+	// Before proposing: the entry may be applied before propose returns.
+	outcome := s.waits.Register(id)
+	return s.await(ctx, outcome, func() { s.waits.Trigger(id, nil) }, propose)
+}
+
+// await runs propose and waits for its outcome, which the apply path sends on
+// outcome; forget withdraws the wait when the outcome will not be awaited.
+func (s *service) await(ctx context.Context, outcome <-chan any, forget func(), propose func(context.Context) error) error {
+	inDoubt := s.inDoubt.Receive() // before proposing: a loss after it counts
+	if err := propose(ctx); err != nil {
+		forget()
+		return proposalError(ctx, err)
+	}
+	select {
+	case x := <-outcome:
+		err, _ := x.(error)
+		return err
+	case <-inDoubt:
+		forget()
+		return errLeaderLost
+	case <-ctx.Done():
+		forget()
+		return errOutcomeUnknown
+	case <-s.node.Done():
+		forget()
+		return errStoppedOutcomeUnknown
+	}
+}
+
+// Get reads key. A linearizable read first learns the cluster's commit index
+// through raft's ReadIndex and waits until this node has applied that far, so
+// it sees every write acknowledged before it began, on any node. A
+// serializable read (linearizable false) reads the local map at once and may
+// be stale.
+func (s *service) Get(ctx context.Context, key string, linearizable bool) (string, bool, error) {
+	if linearizable {
+		if err := s.catchUpForRead(ctx); err != nil {
+			return "", false, err
+		}
+	}
+	v, ok := s.store.Lookup(key)
+	return v, ok, nil
+}
+
+// List is kvstore.List, with Get's consistency.
+func (s *service) List(ctx context.Context, prefix, start string, limit int, maxBytes int64, linearizable bool) (listPage, error) {
+	if linearizable {
+		if err := s.catchUpForRead(ctx); err != nil {
+			return listPage{}, err
+		}
+	}
+	return s.store.List(prefix, start, limit, maxBytes), nil
+}
+
+// catchUpForRead returns once this node has applied everything acknowledged
+// anywhere before the call: the first half of a linearizable read.
+func (s *service) catchUpForRead(ctx context.Context) error {
+	index, err := s.node.ReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-s.applied.Wait(index):
+		return nil
+	case <-ctx.Done():
+		return errApplyBehind
+	case <-s.node.Done():
+		return errStopped
+	}
+}
+
+// AddMember adds member id at peerURL (normalised by parsePeerURL) and
+// returns once the change is applied here.
+func (s *service) AddMember(ctx context.Context, id uint64, peerURL string) error {
+	return s.changeMembership(ctx, &raftpb.ConfChange{
+		Type: raftpb.ConfChangeAddNode.Enum(), NodeId: &id, Context: []byte(peerURL),
+	})
+}
+
+// RemoveMember removes member id and returns once the change is applied here.
+func (s *service) RemoveMember(ctx context.Context, id uint64) error {
+	return s.changeMembership(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: &id})
+}
+
+// changeMembership makes cc and returns once it is applied here. Changes are
+// made by the leader, one at a time: raft itself drops a conf change
+// proposed while another is unapplied (it turns it into an empty entry,
+// which nobody waits for), so the leader refuses a second one at once
+// instead, and it is also the member that knows which members are active. A
+// follower asks the leader, on its peer port.
+func (s *service) changeMembership(ctx context.Context, cc *raftpb.ConfChange) error {
+	if err := s.node.awaitLeader(ctx); err != nil {
+		return err
+	}
+	id := s.ids.next()
+	cc.Id = &id
+	lead := s.node.Leader()
+	if lead == s.node.self() {
+		return s.leadMembershipChange(ctx, cc)
+	}
+	// The entry may be applied here before the leader's answer arrives; the
+	// wait is registered before asking.
+	return s.proposeAndWait(ctx, id, func(ctx context.Context) error { return s.node.askLeader(ctx, lead, cc) })
+}
+
+// leadMembershipChange checks cc and proposes it, on the leader, and returns
+// once it is applied here. It serves this member's requests and, through
+// the peer port, those of followers.
+func (s *service) leadMembershipChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	change := &ledChange{id: cc.GetId(), outcome: make(chan any, 1)}
+	if !s.leading.CompareAndSwap(nil, change) {
+		return errChangeInFlight
+	}
+	defer s.leading.Store(nil)
+	if err := s.node.checkMembershipChange(cc); err != nil {
+		return err
+	}
+	metricProposalsPending.Inc()
+	defer metricProposalsPending.Dec()
+	err := s.await(ctx, change.outcome, func() {}, func(ctx context.Context) error { return s.node.ProposeConfChange(ctx, cc) })
+	if err != nil {
+		metricProposalsFailed.Inc()
+	}
+	return err
+}
+
+// What the raft node reports to the service (see nodeHooks).
+
+func (s *service) membershipChangeApplied(id uint64, err error) {
+	if c := s.leading.Load(); c != nil && c.id == id {
+		select {
+		case c.outcome <- err:
+		default: // an id applied twice (a forged entry): the first outcome stands
+		}
+	}
+	s.waits.Trigger(id, err)
+}
+
+func (s *service) proposalsInDoubt() { s.inDoubt.Notify() }
+
+// What the HTTP API reads of the member: the raft node's view, and the
+// state machine's.
+
+// Members lists the current members.
+func (s *service) Members() []member { return s.node.Members() }
+
+// Leader is the leader this member knows, 0 if none.
+func (s *service) Leader() uint64 { return s.node.Leader() }
+
+// Status is raft's view from this member.
+func (s *service) Status() raftStatus { return s.node.Status() }
+
+// TransferLeadership moves leadership to member to (raftNode.TransferLeadership).
+func (s *service) TransferLeadership(ctx context.Context, to uint64) error {
+	return s.node.TransferLeadership(ctx, to)
+}
+
+// State is kvstore.State: the applied index, the number of keys, the digest.
+func (s *service) State() (index uint64, keys int, digest uint64) { return s.store.State() }

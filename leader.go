@@ -1,9 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -260,6 +261,6 @@ func (rn *raftNode) Status() raftStatus {
 			RecentActive: pr.RecentActive,
 		})
 	}
-	sort.Slice(out.Followers, func(i, j int) bool { return out.Followers[i].ID < out.Followers[j].ID })
+	slices.SortFunc(out.Followers, func(a, b followerStatus) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }

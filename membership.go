@@ -1,13 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,7 @@ func (m *membership) list() []member {
 	for id, u := range m.members {
 		out = append(out, member{ID: id, PeerURL: u})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	slices.SortFunc(out, func(a, b member) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
@@ -152,7 +153,7 @@ func (m *membership) encode(clusterID uint64) []byte {
 		st.Removed = append(st.Removed, id)
 	}
 	m.mu.RUnlock()
-	sort.Slice(st.Removed, func(i, j int) bool { return st.Removed[i] < st.Removed[j] })
+	slices.Sort(st.Removed)
 	data, err := json.Marshal(st)
 	if err != nil {
 		panic(err) // plain structs of numbers and strings always marshal

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -138,6 +138,6 @@ func listFiles(dir, suffix string) ([]string, error) {
 			out = append(out, filepath.Join(dir, n))
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out, nil
 }

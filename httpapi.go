@@ -43,7 +43,9 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	v, found, err := h.svc.Get(r.Context(), key, linearizable)
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	v, found, err := h.svc.Get(ctx, key, linearizable)
 	if err != nil {
 		return err
 	}
@@ -82,7 +84,9 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 		}
 		return apiErr(http.StatusBadRequest, "reading the value: "+err.Error())
 	}
-	if err := h.svc.Put(r.Context(), key, string(value)); err != nil {
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	if err := h.svc.Put(ctx, key, string(value)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -110,7 +114,9 @@ func (h *httpAPI) rootAddMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiErr(http.StatusBadRequest, "reading the peer URL: "+err.Error())
 	}
-	if _, err := h.addMember(r.Context(), id, strings.TrimSpace(string(body))); err != nil {
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	if _, err := h.addMember(ctx, id, strings.TrimSpace(string(body))); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -138,7 +144,9 @@ func (h *httpAPI) addMember(ctx context.Context, id uint64, peerURL string) (str
 }
 
 func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, id uint64) error {
-	if err := h.svc.RemoveMember(r.Context(), id); err != nil {
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	if err := h.svc.RemoveMember(ctx, id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -169,7 +177,9 @@ func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) error {
 // readyz answers GET /readyz: 200 when this node can serve a linearizable
 // read now, which it proves by doing the read's first half.
 func (h *httpAPI) readyz(w http.ResponseWriter, r *http.Request) error {
-	if err := h.svc.catchUpForRead(r.Context()); err != nil {
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	if err := h.svc.catchUpForRead(ctx); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
 		return nil
 	}

@@ -28,7 +28,9 @@ func (h *httpAPI) deleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	if err := h.svc.Delete(r.Context(), key); err != nil {
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	if err := h.svc.Delete(ctx, key); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -78,7 +80,9 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) error {
 			limit = n
 		}
 	}
-	page, err := h.svc.List(r.Context(), q.Get("prefix"), q.Get("start"), limit, maxListBytes, linearizable)
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	page, err := h.svc.List(ctx, q.Get("prefix"), q.Get("start"), limit, maxListBytes, linearizable)
 	if err != nil {
 		return err
 	}
@@ -130,7 +134,9 @@ func (h *httpAPI) v1AddMember(w http.ResponseWriter, r *http.Request) error {
 	if m.ID == 0 || m.ID > maxMemberID {
 		return apiErr(http.StatusBadRequest, errBadMemberID.Error())
 	}
-	peerURL, err := h.addMember(r.Context(), m.ID, m.PeerURL)
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	peerURL, err := h.addMember(ctx, m.ID, m.PeerURL)
 	if err != nil {
 		return err
 	}
@@ -176,7 +182,9 @@ func (h *httpAPI) transferLeadership(w http.ResponseWriter, r *http.Request) err
 	if err := decodeJSONBody(w, r, &req); err != nil || req.ID == 0 {
 		return apiErr(http.StatusBadRequest, `body must be JSON {"id": N} with N a member id`)
 	}
-	if err := h.svc.TransferLeadership(r.Context(), req.ID); err != nil {
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	if err := h.svc.TransferLeadership(ctx, req.ID); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]uint64{"leader": req.ID})

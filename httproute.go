@@ -1,7 +1,7 @@
 package main
 
 // Routing: which handler serves a request, and the one middleware around
-// all of them (deadlines, the wait for raft, metrics).
+// all of them (deadlines, metrics).
 //
 // Two ServeMuxes pick the handler by method and path, so a 405 and its Allow
 // header are net/http's. The root key space has one of its own: its patterns
@@ -20,7 +20,6 @@ import (
 	"net/http"
 	_ "net/http/pprof" // registers /debug/pprof/ on http.DefaultServeMux, served with --pprof
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -64,11 +63,10 @@ func (h *httpAPI) routes() {
 // path as sent), the tail a handler reads with pathTail, and the face its
 // errors (and the mux's 405) are written in.
 type target struct {
-	mux     *http.ServeMux
-	path    string
-	tail    string
-	face    face
-	untimed bool // a profile takes as long as it asks for: no --request-timeout
+	mux  *http.ServeMux
+	path string
+	tail string
+	face face
 }
 
 // target routes by the path as sent, exactly as before the muxes: what is
@@ -91,7 +89,7 @@ func (h *httpAPI) target(path string) target {
 	case path == "/metrics":
 		return target{mux: h.api, face: plainFace}
 	case h.pprof && strings.HasPrefix(path, "/debug/pprof/"):
-		return target{mux: h.api, face: plainFace, untimed: true}
+		return target{mux: h.api, face: plainFace}
 	default:
 		return target{mux: h.keys, path: "/k", tail: strings.TrimPrefix(path, "/"), face: plainFace}
 	}
@@ -124,10 +122,8 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	t := h.target(r.URL.Path)
 	ctx := r.Context()
-	if !t.untimed {
-		bounded := &requestContext{Context: ctx, tail: t.tail, timeout: h.requestTimeout}
-		defer bounded.release()
-		ctx = bounded
+	if t.tail != "" {
+		ctx = context.WithValue(ctx, tailKey{}, t.tail)
 	}
 	req := r.WithContext(ctx) // a copy: the mux sets its Pattern, and maybe a placeholder URL
 	if t.path != "" {
@@ -144,51 +140,11 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	observeHTTP(route, r.Method, rec.code, start)
 }
 
-// requestContext is a request's context with its tail (pathTail) and the
-// bound on its wait for raft, --request-timeout. The clock starts when the
-// handler first waits on the context (Done, Err or Deadline), which it does
-// once it has read the body: an upload has its own allowance
-// (clientBodyTimeout) and must not eat into the time raft gets, as it would
-// if the clock started when the request arrived.
-type requestContext struct {
-	context.Context // the request's own
-	tail            string
-	timeout         time.Duration
-
-	once    sync.Once
-	bounded context.Context
-	cancel  context.CancelFunc
-}
-
-func (c *requestContext) arm() context.Context {
-	c.once.Do(func() { c.bounded, c.cancel = context.WithTimeout(c.Context, c.timeout) })
-	return c.bounded
-}
-
-func (c *requestContext) Deadline() (time.Time, bool) { return c.arm().Deadline() }
-func (c *requestContext) Done() <-chan struct{}       { return c.arm().Done() }
-func (c *requestContext) Err() error                  { return c.arm().Err() }
-
-// AfterFunc lets contexts derived from this one (context.WithTimeout in the
-// proposal path) hang on the bounded one without a goroutine each.
-func (c *requestContext) AfterFunc(f func()) (stop func() bool) {
-	return context.AfterFunc(c.arm(), f)
-}
-
-func (c *requestContext) Value(key any) any {
-	if key == (tailKey{}) {
-		return c.tail
-	}
-	return c.Context.Value(key)
-}
-
-// release stops the clock once the request is answered; a context never
-// waited on has no clock, and from now on stands for the request's own.
-func (c *requestContext) release() {
-	c.once.Do(func() { c.bounded = c.Context })
-	if c.cancel != nil {
-		c.cancel()
-	}
+// waitContext bounds how long a handler waits for raft by --request-timeout.
+// Handlers take it once they have read the body: an upload has its own
+// allowance (clientBodyTimeout) and must not eat into the time raft gets.
+func (h *httpAPI) waitContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), h.requestTimeout)
 }
 
 // responseRecorder remembers the status for the metrics, and writes the 405

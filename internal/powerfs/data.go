@@ -3,6 +3,7 @@
 package powerfs
 
 import (
+	"bytes"
 	"slices"
 	"sync"
 	"syscall"
@@ -140,19 +141,23 @@ func (u *fileUndo) save(fd int, off, n int64) error {
 
 const chunk = 1 << 20
 
-// readSpans reads [off, off+n) in chunks, keeping all-zero chunks as nil.
+var zeroChunk = make([]byte, chunk)
+
+// readSpans reads [off, off+n) in chunks, keeping all-zero chunks as nil:
+// a truncated or overwritten WAL tail is preallocated zeros.
 func readSpans(fd int, off, n int64) ([]span, error) {
 	var out []span
+	buf := make([]byte, chunk)
 	for n > 0 {
-		buf := make([]byte, min(n, chunk))
-		got, err := unix.Pread(fd, buf, off)
+		b := buf[:min(n, chunk)]
+		got, err := unix.Pread(fd, b, off)
 		if err != nil {
 			return nil, err
 		}
-		clear(buf[got:]) // past EOF of a sparse tail: zeros
-		s := span{off: off, n: int64(len(buf)), data: buf}
-		if isZero(buf) {
-			s.data = nil
+		clear(b[got:]) // past EOF of a sparse tail: zeros
+		s := span{off: off, n: int64(len(b))}
+		if !bytes.Equal(b, zeroChunk[:len(b)]) {
+			s.data = bytes.Clone(b)
 		}
 		out = append(out, s)
 		off, n = off+s.n, n-s.n
@@ -179,30 +184,17 @@ func (u *fileUndo) revert(path string) (int64, error) {
 	if err := unix.Ftruncate(fd, u.size); err != nil {
 		return 0, err
 	}
-	zeros := make([]byte, 0)
 	for _, s := range u.saved {
 		lost += s.n
 		data := s.data
 		if data == nil {
-			if int64(len(zeros)) < s.n {
-				zeros = make([]byte, s.n)
-			}
-			data = zeros[:s.n]
+			data = zeroChunk[:s.n] // readSpans makes no span longer than a chunk
 		}
 		if _, err := unix.Pwrite(fd, data, s.off); err != nil {
 			return 0, err
 		}
 	}
 	return lost, nil
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func cmpInt(a, b int64) int {

@@ -192,8 +192,20 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			return toErrno(err)
 		}
 	}
+	// A replaced target loses its name: keep it, after the checks rename
+	// would make, since keeping a directory moves it out of the way.
 	undo := func() error { return nil }
-	if _, _, err := inoOf(to.child(newName)); err == nil && flags&unix.RENAME_EXCHANGE == 0 {
+	_, srcDir, err := inoOf(n.child(name))
+	if err != nil {
+		return toErrno(err)
+	}
+	if _, dstDir, err := inoOf(to.child(newName)); err == nil && flags&(unix.RENAME_EXCHANGE|unix.RENAME_NOREPLACE) == 0 {
+		switch {
+		case dstDir && !srcDir:
+			return syscall.EISDIR
+		case !dstDir && srcDir:
+			return syscall.ENOTDIR
+		}
 		if undo, err = j.keep(to.child(newName)); err != nil {
 			return toErrno(err)
 		}

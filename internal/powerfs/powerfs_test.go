@@ -5,6 +5,7 @@ package powerfs
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -146,6 +147,57 @@ func TestRenameOverDurableFileWithoutSyncBringsTargetBack(t *testing.T) {
 	crash(t, f)
 	wantContent(t, target, "old")
 	wantGone(t, tmp)
+}
+
+// A directory has one name: once its new one is durable the old one is not,
+// even though the old parent was not synced.
+func TestRenamedDirectoryLosesItsOldNameOnceTheNewOneIsDurable(t *testing.T) {
+	f, mnt := mount(t)
+	a, b := filepath.Join(mnt, "a"), filepath.Join(mnt, "b")
+	mkdir(t, a)
+	mkdir(t, b)
+	mkdir(t, filepath.Join(a, "d"))
+	syncFile(t, a)
+	syncFile(t, mnt)
+	rename(t, filepath.Join(a, "d"), filepath.Join(b, "d"))
+	syncFile(t, b)
+	crash(t, f)
+	if _, err := os.Stat(filepath.Join(b, "d")); err != nil {
+		t.Fatalf("new name: %v", err)
+	}
+	wantGone(t, filepath.Join(a, "d"))
+}
+
+func TestRenameOverEmptyDirectoryWithoutSyncBringsBothBack(t *testing.T) {
+	f, mnt := mount(t)
+	x, y := filepath.Join(mnt, "x"), filepath.Join(mnt, "y")
+	mkdir(t, x)
+	mkdir(t, y)
+	syncFile(t, mnt)
+	p := durableFile(t, x, "f", "data")
+	if err := os.Rename(y, filepath.Join(x, "f")); err == nil {
+		t.Fatal("renamed a directory over a file")
+	}
+	if err := syscall.Rename(x, y); err != nil { // os.Rename refuses existing directories
+		t.Fatal(err)
+	}
+	wantContent(t, filepath.Join(y, "f"), "data")
+	crash(t, f)
+	wantContent(t, p, "data")
+	if des, err := os.ReadDir(y); err != nil || len(des) != 0 {
+		t.Fatalf("replaced directory after crash: %v, %v; want it back, empty", des, err)
+	}
+}
+
+func TestHardLinkWithoutDirectorySyncIsLost(t *testing.T) {
+	f, mnt := mount(t)
+	p := durableFile(t, mnt, "f", "data")
+	if err := os.Link(p, filepath.Join(mnt, "g")); err != nil {
+		t.Fatal(err)
+	}
+	crash(t, f)
+	wantContent(t, p, "data")
+	wantGone(t, filepath.Join(mnt, "g"))
 }
 
 func TestUnlinkWithoutDirectorySyncBringsFileBackWithSyncedContent(t *testing.T) {

@@ -63,6 +63,17 @@ func TestTruncateAfterSyncIsUndone(t *testing.T) {
 	wantContent(t, p, "abcdef")
 }
 
+// O_TRUNC reaches the filesystem as a truncation, which is undone too.
+func TestRewriteWithOTruncIsUndone(t *testing.T) {
+	f, mnt := mount(t)
+	p := durableFile(t, mnt, "f", "synced")
+	if err := os.WriteFile(p, []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	crash(t, f)
+	wantContent(t, p, "synced")
+}
+
 func TestSyncedDataSurvivesLaterUnsyncedWrites(t *testing.T) {
 	f, mnt := mount(t)
 	p := durableFile(t, mnt, "f", "one")

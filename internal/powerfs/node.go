@@ -50,9 +50,10 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return n.LoopbackNode.Lookup(ctx, name, out)
 }
 
-// addName runs fn, which adds a name to this directory, after recording
-// the directory's durable listing; the object fn creates, if any, is new.
-func (n *node) addName(name string, isNew bool, fn func() syscall.Errno) syscall.Errno {
+// addName runs fn, which adds name to this directory, after recording the
+// directory's durable listing. Unless fn links an existing object, what it
+// creates under a name that did not exist is new.
+func (n *node) addName(name string, link bool, fn func(existed bool) syscall.Errno) syscall.Errno {
 	if n.reserved(name) {
 		return syscall.EPERM
 	}
@@ -65,18 +66,18 @@ func (n *node) addName(name string, isNew bool, fn func() syscall.Errno) syscall
 	if err := j.touch(n.backingPath()); err != nil {
 		return toErrno(err)
 	}
-	errno := fn()
-	if errno == 0 && isNew {
+	_, _, err := inoOf(n.child(name))
+	existed := err == nil
+	errno := fn(existed)
+	if errno == 0 && !existed && !link {
 		j.created(n.child(name), n.fs.data)
 	}
 	return errno
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (ch *fs.Inode, fh fs.FileHandle, fuseFlags uint32, errno syscall.Errno) {
-	_, _, err := inoOf(n.child(name))
-	isNew := err != nil
-	errno = n.addName(name, isNew, func() syscall.Errno {
-		if !isNew && flags&syscall.O_TRUNC != 0 {
+	errno = n.addName(name, false, func(existed bool) syscall.Errno {
+		if existed && flags&syscall.O_TRUNC != 0 {
 			// The kernel sends O_TRUNC only to CREATE of a name it believed
 			// absent; the truncation must still be undoable.
 			if errno := n.fs.truncatePath(n.child(name), 0, func() syscall.Errno { return 0 }); errno != 0 {
@@ -112,7 +113,7 @@ func readable(flags uint32) uint32 {
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (ch *fs.Inode, errno syscall.Errno) {
-	errno = n.addName(name, true, func() syscall.Errno {
+	errno = n.addName(name, false, func(bool) syscall.Errno {
 		ch, errno = n.LoopbackNode.Mkdir(ctx, name, mode, out)
 		return errno
 	})
@@ -120,7 +121,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (ch *fs.Inode, errno syscall.Errno) {
-	errno = n.addName(name, true, func() syscall.Errno {
+	errno = n.addName(name, false, func(bool) syscall.Errno {
 		ch, errno = n.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
 		return errno
 	})
@@ -128,7 +129,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (ch *fs.Inode, errno syscall.Errno) {
-	errno = n.addName(name, true, func() syscall.Errno {
+	errno = n.addName(name, false, func(bool) syscall.Errno {
 		ch, errno = n.LoopbackNode.Symlink(ctx, target, name, out)
 		return errno
 	})
@@ -136,7 +137,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (ch *fs.Inode, errno syscall.Errno) {
-	errno = n.addName(name, false, func() syscall.Errno {
+	errno = n.addName(name, true, func(bool) syscall.Errno {
 		ch, errno = n.LoopbackNode.Link(ctx, target, name, out)
 		return errno
 	})

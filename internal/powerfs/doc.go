@@ -10,8 +10,9 @@
 // kill them, call Crash, and start them again.
 //
 // What survives is what strict POSIX promises, not what a particular
-// filesystem happens to keep (ext4 in its default mode, for one, commits a
-// rename together with the data and names around it):
+// filesystem happens to keep (ext4 in its default data=ordered mode, for one,
+// usually keeps a new name without any directory fsync, and flushes the data
+// of a file that replaces another by rename):
 //
 //   - File data written since the file's last fsync or fdatasync (write,
 //     truncation, fallocate) is lost: the file goes back to the content and
@@ -42,6 +43,12 @@
 //
 // Faults can be switched on and off while mounted: FailWrites (for example
 // ENOSPC), FailSyncs (EIO, nothing becomes durable) and StallSyncs.
+//
+// Limits, none of which etcd's wal and snap packages meet: fallocate modes
+// that shift content (collapse, insert) and ioctls fail; copy_file_range
+// falls back to writes in the kernel; link counts include the hidden links.
+// The backing store is never fsynced itself: it stands for the disk of a
+// machine that does not lose power while the test runs.
 //
 // Mounting needs root and /dev/fuse, not fusermount3: the mount is made
 // with mount(2) directly. Available says why it can not be done here.

@@ -67,7 +67,7 @@ func TestFailSyncsReturnsErrnoAndMakesNothingDurable(t *testing.T) {
 func TestStallSyncsDelaysSyncButNotConcurrentReads(t *testing.T) {
 	f, mnt := mount(t)
 	p := durableFile(t, mnt, "f", "data")
-	const stall = 300 * time.Millisecond
+	const stall = 500 * time.Millisecond
 	f.StallSyncs(stall)
 
 	start := time.Now()

@@ -14,7 +14,7 @@ import (
 func mount(t *testing.T) (*FS, string) {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skip("FUSE mounts unavailable: ", err)
+		t.Skipf("FUSE mounts unavailable: %v", err)
 	}
 	dir := t.TempDir()
 	backing, mnt := filepath.Join(dir, "backing"), filepath.Join(dir, "mnt")

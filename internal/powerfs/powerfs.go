@@ -84,7 +84,8 @@ func probe() error {
 
 // Mount mounts a passthrough of backing at mountpoint. Whatever backing
 // holds now counts as durable. backing must be one filesystem (objects are
-// kept by hard links) and must not be changed except through the mount.
+// kept by hard links) and must not be changed except through the mount; its
+// top-level ".powerfs-attic" is the package's own and is removed.
 func Mount(backing, mountpoint string) (*FS, error) {
 	backing, err := filepath.Abs(backing)
 	if err != nil {

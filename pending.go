@@ -165,6 +165,9 @@ func (p *pendingCommands) due(now time.Time, pcs []*pendingCommand, datas [][]by
 			pc.cmd.base = clock
 			pc.data = encodeCommand(pc.cmd)
 		}
+		// Counted as handed to raft before it is: a request giving up in the
+		// meantime must not answer that nothing was done.
+		pc.handed = true
 		pcs, datas = append(pcs, pc), append(datas, pc.data)
 	}
 	return pcs, datas
@@ -197,7 +200,7 @@ func (s *service) reproposer() {
 }
 
 // proposeAgain proposes copies of pcs, whose encodings are datas, several to
-// an entry.
+// an entry. A copy raft refuses is proposed again when due.
 func (s *service) proposeAgain(pcs []*pendingCommand, datas [][]byte) {
 	for len(pcs) > 0 {
 		n, size := 0, 0
@@ -212,11 +215,8 @@ func (s *service) proposeAgain(pcs []*pendingCommand, datas [][]byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), electionTimeout)
 		err := s.node.Propose(ctx, data)
 		cancel()
-		if err == nil {
+		if err == nil || mayHaveReachedRaft(err) {
 			metricProposalsReproposed.Add(float64(n))
-			for _, pc := range pcs[:n] {
-				s.pending.handedToRaft(pc)
-			}
 		}
 		pcs, datas = pcs[n:], datas[n:]
 	}

@@ -136,16 +136,18 @@ func (s *service) proposeCommand(ctx context.Context, c command) error {
 	defer metricProposalsPending.Dec()
 	pc, data := s.pending.add(c, s.ids.next())
 	defer s.pending.withdraw(pc)
-	err := s.batcher.propose(ctx, data)
-	switch {
+	switch err := s.batcher.propose(ctx, data); {
 	case err == nil:
 		s.pending.handedToRaft(pc)
-	case errors.Is(err, raft.ErrProposalDropped), errors.Is(err, errNoLeader):
+	case !mayHaveReachedRaft(err):
 		// Raft refused it (no leader yet, or one handing over): nothing was
 		// done, and the re-proposer tries again under the next leader.
-	default:
+	case ctx.Err() != nil || errors.Is(err, errStopped) || errors.Is(err, raft.ErrStopped):
 		metricProposalsFailed.Inc()
 		return proposalError(ctx, err)
+	default:
+		// Raft did not say whether it took it in time: it may commit.
+		s.pending.handedToRaft(pc)
 	}
 	select {
 	case <-pc.applied:
@@ -165,6 +167,13 @@ func (s *service) proposeCommand(ctx context.Context, c command) error {
 		return errNoLeader // no copy ever reached raft
 	}
 	return errOutcomeUnknown
+}
+
+// mayHaveReachedRaft reports whether a proposal that failed with err may
+// still be in raft's log: unless raft, or the wait for a leader before it,
+// refused it outright.
+func mayHaveReachedRaft(err error) bool {
+	return !errors.Is(err, raft.ErrProposalDropped) && !errors.Is(err, errNoLeader)
 }
 
 // proposeAndWait waits for the outcome of proposal id, which propose hands

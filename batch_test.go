@@ -51,19 +51,19 @@ func TestSplitEntryRejectsDamagedBatches(t *testing.T) {
 	}
 }
 
-func TestApplyEntryAppliesEveryCommandOfABatchAndReportsEachID(t *testing.T) {
+func TestApplyEntryAppliesEveryCommandOfABatchAndReportsEachName(t *testing.T) {
 	s := kvTestStore(t)
 	s.applyOne(encodeCommand(command{op: opPut, id: 1, key: "gone", value: "x"}))
 	batch := encodeBatch([][]byte{
-		encodeCommand(command{op: opPut, id: 10, key: "a", value: "1"}),
-		encodeCommand(command{op: opDelete, id: 11, key: "gone"}),
-		encodeCommand(command{op: opPut, id: 12, key: "a", value: "2"}), // later in the batch wins
+		encodeCommand(command{op: opPut, origin: 1, id: 10, key: "a", value: "1"}),
+		encodeCommand(command{op: opDelete, origin: 2, id: 11, key: "gone"}),
+		encodeCommand(command{op: opPut, origin: 1, id: 12, key: "a", value: "2"}), // later in the batch wins
 	})
 	s.mu.Lock()
-	ids := s.applyEntry(batch, nil)
+	names := s.applyEntry(batch, nil)
 	s.mu.Unlock()
-	if fmt.Sprint(ids) != "[10 11 12]" {
-		t.Fatalf("ids = %v, want [10 11 12]", ids)
+	if fmt.Sprint(names) != "[{1 10} {2 11} {1 12}]" {
+		t.Fatalf("names = %v, want [{1 10} {2 11} {1 12}]", names)
 	}
 	if got, want := kvContents(s), map[string]string{"a": "2"}; !maps.Equal(got, want) {
 		t.Fatalf("map = %v, want %v", got, want)
@@ -96,7 +96,6 @@ func TestConcurrentPutsShareOneEntry(t *testing.T) {
 		return nil
 	}}
 	s = kvTestService(t, p)
-	t.Cleanup(func() { close(p.done) }) // ends the batcher
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	errs := make(chan error, waiting+1)

@@ -11,26 +11,47 @@ import (
 // operation byte, so later operations add a new byte value and old logs keep
 // decoding:
 //
-//	op (1 byte) | request id (uvarint) | key (uvarint length + bytes) | value (rest)
+//	op (1 byte) | origin (uvarint) | id (uvarint) | base (uvarint) | key (uvarint length + bytes) | value (rest)
 //
-// A delete has no value.
+// A delete has no value. origin and id name the proposal across the
+// cluster, and base is when it was first proposed; the state machine uses
+// both to apply a command proposed more than once only once (see
+// appliedProposals). Logs written before commands had names hold
+//
+//	op (1 = put, 2 = delete) | id (uvarint) | key | value
+//
+// which decode with origin 0: anonymous, applied every time they appear.
 type command struct {
-	op    byte
-	id    uint64 // the proposal's identity, reported back when applied
-	key   string
-	value string
+	op     byte
+	origin uint64 // the member that proposed it; 0 for an anonymous command
+	id     uint64 // the proposal's number at its origin, reported back when applied
+	base   uint64 // the proposal clock the origin had applied when it first proposed
+	key    string
+	value  string
 }
 
 const (
-	opPut    byte = 1
-	opDelete byte = 2
-	opBatch  byte = 3 // not a command: an entry carrying several (see encodeBatch)
+	opPutAnonymous    byte = 1 // written by earlier versions
+	opDeleteAnonymous byte = 2 // written by earlier versions
+	opBatch           byte = 3 // not a command: an entry carrying several (see encodeBatch)
+	opPut             byte = 4
+	opDelete          byte = 5
 )
 
+// name is the command's identity across the cluster; the zero value for an
+// anonymous command.
+func (c command) name() proposalName { return proposalName{origin: c.origin, id: c.id} }
+
+// proposalName names a proposal across the cluster: the member that made it
+// and the number that member gave it.
+type proposalName struct{ origin, id uint64 }
+
 func encodeCommand(c command) []byte {
-	buf := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.key)+len(c.value))
+	buf := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(c.key)+len(c.value))
 	buf = append(buf, c.op)
+	buf = binary.AppendUvarint(buf, c.origin)
 	buf = binary.AppendUvarint(buf, c.id)
+	buf = binary.AppendUvarint(buf, c.base)
 	buf = appendString(buf, c.key)
 	return append(buf, c.value...)
 }
@@ -40,12 +61,26 @@ func decodeCommand(data []byte) (command, error) {
 		return command{}, errors.New("empty command")
 	}
 	c := command{op: data[0]}
-	if c.op != opPut && c.op != opDelete {
-		return command{}, fmt.Errorf("unknown operation %d", c.op)
-	}
+	data = data[1:]
 	var err error
-	if c.id, data, err = readUvarint(data[1:]); err != nil {
-		return command{}, err
+	switch c.op {
+	case opPut, opDelete:
+		if c.origin, data, err = readUvarint(data); err != nil {
+			return command{}, err
+		}
+		if c.id, data, err = readUvarint(data); err != nil {
+			return command{}, err
+		}
+		if c.base, data, err = readUvarint(data); err != nil {
+			return command{}, err
+		}
+	case opPutAnonymous, opDeleteAnonymous:
+		c.op += opPut - opPutAnonymous
+		if c.id, data, err = readUvarint(data); err != nil {
+			return command{}, err
+		}
+	default:
+		return command{}, fmt.Errorf("unknown operation %d", c.op)
 	}
 	if c.key, data, err = readString(data); err != nil {
 		return command{}, err

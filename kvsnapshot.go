@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 )
 
 // This file is the kvstore's side of snapshots: holding the map still while
@@ -15,9 +16,21 @@ import (
 // The encoding is a stream, so that neither writing nor reading a snapshot
 // needs a second copy of the map in memory:
 //
+//	format marker (uvarint, = 2^64-1) | format (uvarint, = 2)
+//	proposal clock (uvarint) | remembered names (uvarint)
+//	per name, oldest first: origin (uvarint) | id (uvarint) | ticks since the previous name's (uvarint)
 //	pair count (uvarint)
 //	per pair: key length (uvarint) | key | value length (uvarint) | value
 //	CRC-32C of everything above (4 bytes, big-endian)
+//
+// Snapshots written before commands had names start at the pair count: no
+// real count is 2^64-1, so the marker tells the two apart, and an old
+// snapshot restores an empty window at clock 0 (no named command can
+// precede it).
+const (
+	kvSnapshotMarker = 1<<64 - 1
+	kvSnapshotFormat = 2
+)
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
@@ -27,6 +40,10 @@ type frozenKV struct {
 	store *kvstore
 	kv    map[string]string // read-only until Release
 	index uint64
+	// The window of applied proposals at index, copied: it is small next to
+	// the map, and apply changes it in place.
+	clock uint64
+	names []appliedName
 }
 
 // freeze holds the map still at the index it has reached and returns it.
@@ -37,7 +54,8 @@ type frozenKV struct {
 func (s *kvstore) freeze() *frozenKV {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := &frozenKV{store: s, kv: s.kv, index: s.index}
+	f := &frozenKV{store: s, kv: s.kv, index: s.index,
+		clock: s.proposals.clock, names: slices.Clone(s.proposals.remembered())}
 	s.frozen, s.pending = f, make(map[string]pendingValue)
 	return f
 }
@@ -67,14 +85,25 @@ func (f *frozenKV) WriteTo(w io.Writer) (int64, error) {
 	crc := crc32.New(crc32c)
 	bw := bufio.NewWriterSize(io.MultiWriter(cw, crc), 1<<16)
 	var varint [binary.MaxVarintLen64]byte
-	writeUvarint := func(n int) {
-		bw.Write(binary.AppendUvarint(varint[:0], uint64(n)))
+	writeUvarint := func(n uint64) {
+		bw.Write(binary.AppendUvarint(varint[:0], n))
 	}
-	writeUvarint(len(f.kv))
+	writeUvarint(kvSnapshotMarker)
+	writeUvarint(kvSnapshotFormat)
+	writeUvarint(f.clock)
+	writeUvarint(uint64(len(f.names)))
+	var prev uint64
+	for _, n := range f.names {
+		writeUvarint(n.name.origin)
+		writeUvarint(n.name.id)
+		writeUvarint(n.at - prev)
+		prev = n.at
+	}
+	writeUvarint(uint64(len(f.kv)))
 	for k, v := range f.kv {
-		writeUvarint(len(k))
+		writeUvarint(uint64(len(k)))
 		bw.WriteString(k)
-		writeUvarint(len(v))
+		writeUvarint(uint64(len(v)))
 		bw.WriteString(v) // a write error sticks in bw and is returned by Flush
 	}
 	if err := bw.Flush(); err != nil {
@@ -98,16 +127,17 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // decodedKV is a map read back from a snapshot, with what the kvstore keeps
 // alongside it.
 type decodedKV struct {
-	kv     map[string]string
-	digest uint64
-	bytes  int64 // of keys and values
+	kv        map[string]string
+	digest    uint64
+	bytes     int64 // of keys and values
+	proposals *appliedProposals
 }
 
 // replaceLocked makes a decoded snapshot the whole state; the caller holds
 // s.mu for writing. A frozen map being written out stays as it was, and its
 // Release no longer applies.
 func (s *kvstore) replaceLocked(d *decodedKV) {
-	s.kv, s.digest, s.keys, s.bytes = d.kv, d.digest, len(d.kv), d.bytes
+	s.kv, s.digest, s.keys, s.bytes, s.proposals = d.kv, d.digest, len(d.kv), d.bytes, d.proposals
 	s.pending, s.frozen = nil, nil
 }
 
@@ -121,7 +151,11 @@ func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
 	}
 	// The count comes from the data; every pair takes at least two bytes, so
 	// a corrupt count cannot make us allocate more than the data justifies.
-	out := &decodedKV{kv: make(map[string]string, min(sr.count, uint64(max(size, 0))/2))}
+	proposals, err := restoreAppliedProposals(sr.clock, sr.names)
+	if err != nil {
+		return nil, fmt.Errorf("decoding kv snapshot: %w", err)
+	}
+	out := &decodedKV{kv: make(map[string]string, min(sr.count, uint64(max(size, 0))/2)), proposals: proposals}
 	for i := uint64(0); i < sr.count; i++ {
 		k, v, err := sr.next(i)
 		if err != nil {
@@ -145,6 +179,9 @@ func verifyKVSnapshot(r io.Reader, size int64) error {
 	if err != nil {
 		return err
 	}
+	if _, err := restoreAppliedProposals(sr.clock, sr.names); err != nil {
+		return fmt.Errorf("decoding kv snapshot: %w", err)
+	}
 	for i := uint64(0); i < sr.count; i++ {
 		if _, _, err := sr.next(i); err != nil {
 			return err
@@ -153,19 +190,67 @@ func verifyKVSnapshot(r io.Reader, size int64) error {
 	return sr.finish()
 }
 
-// kvSnapshotReader reads the encoding one pair at a time.
+// kvSnapshotReader reads the encoding: the window of applied proposals at
+// once, then one pair at a time.
 type kvSnapshotReader struct {
 	d     *snapshotDecoder
+	clock uint64
+	names []appliedName
 	count uint64
 }
 
 func readKVSnapshot(r io.Reader, size int64) (*kvSnapshotReader, error) {
-	d := &snapshotDecoder{r: bufio.NewReaderSize(r, 1<<16), size: size}
-	n, err := d.uvarint()
-	if err != nil {
+	sr := &kvSnapshotReader{d: &snapshotDecoder{r: bufio.NewReaderSize(r, 1<<16), size: size}}
+	if err := sr.readHeader(); err != nil {
 		return nil, fmt.Errorf("decoding kv snapshot: %w", err)
 	}
-	return &kvSnapshotReader{d: d, count: n}, nil
+	return sr, nil
+}
+
+func (sr *kvSnapshotReader) readHeader() error {
+	n, err := sr.d.uvarint()
+	if err != nil || n != kvSnapshotMarker {
+		sr.count = n // a snapshot from before the marker
+		return err
+	}
+	if format, err := sr.d.uvarint(); err != nil || format != kvSnapshotFormat {
+		return fmt.Errorf("unknown format %d (%v)", format, err)
+	}
+	if sr.clock, err = sr.d.uvarint(); err != nil {
+		return err
+	}
+	names, err := sr.d.uvarint()
+	if err != nil {
+		return err
+	}
+	// Every name takes at least three bytes: a corrupt count cannot make us
+	// allocate more than the data justifies.
+	if names > proposalWindow || names > uint64(max(sr.d.size, 0))/3 {
+		return fmt.Errorf("%d remembered proposals, more than a window or the data holds", names)
+	}
+	sr.names = make([]appliedName, names)
+	var at uint64
+	for i := range sr.names {
+		n := &sr.names[i]
+		var gap uint64
+		if n.name.origin, err = sr.d.uvarint(); err == nil {
+			if n.name.id, err = sr.d.uvarint(); err == nil {
+				gap, err = sr.d.uvarint()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("remembered proposal %d: %w", i, err)
+		}
+		// restoreAppliedProposals checks the order; a gap that wraps the
+		// counter around must not pass for it.
+		if at+gap < at {
+			return fmt.Errorf("remembered proposal %d: tick overflows", i)
+		}
+		at += gap
+		n.at = at
+	}
+	sr.count, err = sr.d.uvarint()
+	return err
 }
 
 func (sr *kvSnapshotReader) next(i uint64) (k, v string, err error) {

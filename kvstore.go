@@ -30,6 +30,9 @@ type kvstore struct {
 	bytes   int64    // the size of all keys and values, counting pending changes
 	digest  uint64   // sum of pairDigest over all pairs, kept current by apply
 	index   uint64   // the log index the map reflects
+	// proposals remembers the named commands applied lately, so that a
+	// command proposed twice is applied once (see dedup.go).
+	proposals *appliedProposals
 }
 
 // pendingValue is a change made while the map is frozen: a new value, or the
@@ -40,7 +43,7 @@ type pendingValue struct {
 }
 
 func newKVStore(lg *zap.Logger) *kvstore {
-	return &kvstore{lg: lg, kv: make(map[string]string)}
+	return &kvstore{lg: lg, kv: make(map[string]string), proposals: newAppliedProposals()}
 }
 
 // Lookup reads key from the map as it is now.
@@ -146,10 +149,11 @@ func (h *pairHeap) Pop() any {
 }
 
 // applyCommit applies one commit: the snapshot it carries, if any, replaces
-// the map, then its entries' commands are applied. It returns the request
-// ids the applied commands carried, appended to ids. An error means the
-// state machine can no longer follow the log (a snapshot it cannot decode).
-func (s *kvstore) applyCommit(c commit, ids []uint64) ([]uint64, error) {
+// the map, then its entries' commands are applied. It returns the names of
+// the named commands it applied (not those it refused as duplicates or
+// expired), appended to names. An error means the state machine can no
+// longer follow the log (a snapshot it cannot decode).
+func (s *kvstore) applyCommit(c commit, names []proposalName) ([]proposalName, error) {
 	start := time.Now()
 	var restored *decodedKV
 	if c.snapshot != nil {
@@ -157,28 +161,44 @@ func (s *kvstore) applyCommit(c commit, ids []uint64) ([]uint64, error) {
 		kv, err := decodeKVSnapshot(c.snapshot, c.snapshotSize)
 		c.snapshot.Close()
 		if err != nil {
-			return ids, err
+			return names, err
 		}
 		restored = kv
 	}
 	// One commit is applied under one lock, so readers of the map, its
 	// digest and its index never see half a batch.
-	before := len(ids)
+	before := len(names)
 	s.mu.Lock()
 	if restored != nil {
 		s.replaceLocked(restored)
 	}
 	for _, data := range c.entries {
-		ids = s.applyEntry(data, ids)
+		names = s.applyEntry(data, names)
 	}
 	s.index = c.index
 	keys := s.keys
 	s.mu.Unlock()
 	metricApplyDuration.Observe(time.Since(start).Seconds())
-	metricProposalsApplied.Add(float64(len(ids) - before))
+	metricProposalsApplied.Add(float64(len(names) - before))
 	metricAppliedIndex.Set(float64(c.index))
 	metricKeys.Set(float64(keys))
-	return ids, nil
+	return names, nil
+}
+
+// ProposalClock is the proposal clock (see dedup.go): how many named
+// commands the state machine has decided.
+func (s *kvstore) ProposalClock() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.proposals.clock
+}
+
+// WasApplied reports whether a command named name was applied within the
+// last proposalWindow ticks of the proposal clock.
+func (s *kvstore) WasApplied(name proposalName) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.proposals.wasApplied(name)
 }
 
 // State reports, consistently with each other, the log index the map
@@ -223,35 +243,48 @@ func pairDigest(k, v string) uint64 {
 	return h
 }
 
-// applyEntry applies the commands of one committed entry and appends the ids
-// of the proposals they carried to ids. The caller holds s.mu.
-func (s *kvstore) applyEntry(data []byte, ids []uint64) []uint64 {
+// applyEntry applies the commands of one committed entry and appends the
+// names of the named ones it applied to names. The caller holds s.mu.
+func (s *kvstore) applyEntry(data []byte, names []proposalName) []proposalName {
 	cmds, err := splitEntry(data, s.split[:0])
 	s.split = cmds[:0]
 	if err != nil {
 		// As for a command apply cannot decode: every replica skips it.
 		s.lg.Error("skipping committed batch this version cannot decode", zap.Error(err))
-		return ids
+		return names
 	}
 	for _, c := range cmds {
-		if id, ok := s.apply(c); ok {
-			ids = append(ids, id)
+		if name, ok := s.apply(c); ok && name.origin != 0 {
+			names = append(names, name)
 		}
 	}
-	return ids
+	return names
 }
 
 // apply is the state machine's transition function: one committed command
-// in, one change to the map out, and the id of the proposal it carried. It
-// must be deterministic, since every replica applies the same entries and
-// must reach the same map. The caller holds s.mu.
-func (s *kvstore) apply(data []byte) (id uint64, ok bool) {
+// in, one change to the map out, and the name of the proposal it carried
+// (zero for an anonymous one). It must be deterministic, since every replica
+// applies the same entries and must reach the same map. ok is false when
+// the command was not applied: it does not decode, or it is a copy of a
+// command already applied, or too old to tell (see dedup.go). The caller
+// holds s.mu.
+func (s *kvstore) apply(data []byte) (name proposalName, ok bool) {
 	cmd, err := decodeCommand(data)
 	if err != nil {
 		// Every replica skips the same entry, so they stay identical. Input is
 		// validated before proposing, so this means a newer version wrote it.
 		s.lg.Error("skipping committed entry this version cannot decode", zap.Error(err))
-		return 0, false
+		return proposalName{}, false
+	}
+	if cmd.origin != 0 {
+		switch s.proposals.decide(cmd) {
+		case duplicate:
+			metricProposalsDeduplicated.WithLabelValues("duplicate").Inc()
+			return proposalName{}, false
+		case expired:
+			metricProposalsDeduplicated.WithLabelValues("expired").Inc()
+			return proposalName{}, false
+		}
 	}
 	old, had := s.lookupLocked(cmd.key)
 	if had {
@@ -272,5 +305,5 @@ func (s *kvstore) apply(data []byte) (id uint64, ok bool) {
 			s.keys--
 		}
 	}
-	return cmd.id, true
+	return cmd.name(), true
 }

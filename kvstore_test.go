@@ -12,9 +12,11 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/notify"
 	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 )
@@ -120,11 +122,13 @@ func kvTestStore(t *testing.T) *kvstore {
 	return newKVStore(zap.NewNop())
 }
 
-// kvTestService is a service whose raft node is node.
-func kvTestService(t *testing.T, node consensus) *service {
+// kvTestService is a service whose raft node is node; the fake node stops
+// (ending the service's goroutines) when the test ends.
+func kvTestService(t *testing.T, node *kvFakeNode) *service {
 	t.Helper()
 	s := newService(zap.NewNop(), kvTestStore(t))
 	s.attach(node)
+	t.Cleanup(node.stop)
 	return s
 }
 
@@ -159,18 +163,19 @@ func TestApplySkipsUndecodableEntriesWithoutChangingTheMap(t *testing.T) {
 	}
 }
 
-func TestApplyCommitReportsTheIDsOfTheCommandsItApplied(t *testing.T) {
+func TestApplyCommitReportsTheNamesOfTheCommandsItApplied(t *testing.T) {
 	s := kvTestStore(t)
-	ids, err := s.applyCommit(commit{index: 3, entries: [][]byte{
-		encodeCommand(command{op: opPut, id: 42, key: "k", value: "v"}),
-		{9, 9}, // undecodable: skipped, no id
-		encodeBatch([][]byte{encodeCommand(command{op: opDelete, id: 43, key: "k"}), encodeCommand(command{op: opPut, id: 44, key: "j", value: "w"})}),
+	names, err := s.applyCommit(commit{index: 3, entries: [][]byte{
+		encodeCommand(command{op: opPut, origin: 7, id: 42, key: "k", value: "v"}),
+		{9, 9}, // undecodable: skipped, no name
+		encodeCommand(command{op: opPut, key: "anonymous", value: "v"}), // applied, no name
+		encodeBatch([][]byte{encodeCommand(command{op: opDelete, origin: 7, id: 43, key: "k"}), encodeCommand(command{op: opPut, origin: 8, id: 44, key: "j", value: "w"})}),
 	}}, nil)
-	if err != nil || !slices.Equal(ids, []uint64{42, 43, 44}) {
-		t.Fatalf("applyCommit = %v, %v; want [42 43 44]", ids, err)
+	if want := []proposalName{{7, 42}, {7, 43}, {8, 44}}; err != nil || !slices.Equal(names, want) {
+		t.Fatalf("applyCommit = %v, %v; want %v", names, err, want)
 	}
-	if index, keys, _ := s.State(); index != 3 || keys != 1 {
-		t.Fatalf("State after the commit: index %d keys %d, want 3 and 1", index, keys)
+	if index, keys, _ := s.State(); index != 3 || keys != 2 {
+		t.Fatalf("State after the commit: index %d keys %d, want 3 and 2", index, keys)
 	}
 }
 
@@ -183,23 +188,25 @@ func TestRunAppliesSnapshotThenEntriesAndReportsEachProposal(t *testing.T) {
 	svc := kvTestService(t, &kvFakeNode{done: make(chan struct{})})
 	s := svc.store
 	s.applyOne(encodeCommand(command{op: opPut, id: 3, key: "dropped-by-snapshot", value: "x"}))
-	mine, other := svc.waits.Register(4), svc.waits.Register(99)
+	mine, data := svc.pending.add(command{op: opPut, key: "overwritten", value: "new"}, 4)
+	other, _ := svc.pending.add(command{op: opPut, key: "never", value: "proposed"}, 99)
 	applied := svc.applied.Wait(2)
 	commitC := make(chan commit, 2)
-	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader(snap)), snapshotSize: int64(len(snap)), index: 1, entries: [][]byte{encodeCommand(command{op: opPut, id: 4, key: "overwritten", value: "new"})}}
-	commitC <- commit{entries: [][]byte{encodeCommand(command{op: opPut, id: 5, key: "later", value: "l"})}, index: 2}
+	commitC <- commit{snapshot: io.NopCloser(bytes.NewReader(snap)), snapshotSize: int64(len(snap)), index: 1, entries: [][]byte{data}}
+	// Another member's proposal 99 is not ours.
+	commitC <- commit{entries: [][]byte{encodeCommand(command{op: opPut, origin: 2, id: 99, key: "later", value: "l"})}, index: 2}
 	close(commitC)
 	if err := svc.run(commitC); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	select {
-	case <-mine:
+	case <-mine.applied:
 	default:
 		t.Error("applying proposal 4 did not report to its waiter")
 	}
 	select {
-	case <-other:
-		t.Error("the waiter of proposal 99 heard back")
+	case <-other.applied:
+		t.Error("the waiter of proposal 99 heard back from another member's proposal 99")
 	default:
 	}
 	select {
@@ -346,13 +353,26 @@ type kvFakeNode struct {
 	consensus
 	propose func(ctx context.Context, data []byte) error
 	done    chan struct{}
+	once    sync.Once
+	leader  uint64
+	moved   *notify.Notifier // nil: the leader never changes
 }
+
+func (p *kvFakeNode) stop() { p.once.Do(func() { close(p.done) }) }
 
 func (p *kvFakeNode) Propose(ctx context.Context, data []byte) error { return p.propose(ctx, data) }
 func (p *kvFakeNode) Done() <-chan struct{}                          { return p.done }
+func (p *kvFakeNode) self() uint64                                   { return 1 }
+func (p *kvFakeNode) Leader() uint64                                 { return p.leader }
+func (p *kvFakeNode) leaderChanges() <-chan struct{} {
+	if p.moved == nil {
+		return nil
+	}
+	return p.moved.Receive()
+}
 
 // applyOne applies one command under the lock, as applyCommit does.
-func (s *kvstore) applyOne(data []byte) (id uint64, ok bool) {
+func (s *kvstore) applyOne(data []byte) (name proposalName, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.apply(data)
@@ -362,11 +382,10 @@ func (s *kvstore) applyOne(data []byte) (id uint64, ok bool) {
 // as run does.
 func (s *service) applyAndReport(data []byte) {
 	s.store.mu.Lock()
-	ids := s.store.applyEntry(data, nil)
+	names := s.store.applyEntry(data, nil)
 	s.store.mu.Unlock()
-	for _, id := range ids {
-		s.waits.Trigger(id, nil)
-	}
+	s.pending.complete(names)
+	s.pending.publish(s.store.ProposalClock())
 }
 
 // restoreAll replaces the map with a snapshot's, as run does.
@@ -405,7 +424,7 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 			s.applyAndReport(data) // commits at once
 			return nil
 		}},
-		{name: "dropped for want of a leader", want: errNoLeader, propose: func(context.Context, []byte) error { return raft.ErrProposalDropped }},
+		{name: "dropped for want of a leader", want: errNoLeader, timeout: 50 * time.Millisecond, propose: func(context.Context, []byte) error { return raft.ErrProposalDropped }},
 		{name: "raft stopped", want: errStopped, propose: func(context.Context, []byte) error { return raft.ErrStopped }},
 		{name: "node stopped while waiting", want: errStopped, stop: true, propose: func(context.Context, []byte) error { return nil }},
 		{name: "timed out while waiting", want: errOutcomeUnknown, timeout: 50 * time.Millisecond, propose: func(context.Context, []byte) error { return nil }},
@@ -413,16 +432,12 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		}},
-		{name: "leader lost while waiting", want: errLeaderLost, propose: func(context.Context, []byte) error {
-			s.proposalsInDoubt()
-			return nil
-		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &kvFakeNode{propose: tc.propose, done: make(chan struct{})}
 			if tc.stop {
-				close(p.done)
+				p.stop()
 			}
 			s = kvTestService(t, p)
 			timeout := tc.timeout
@@ -439,8 +454,10 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 			if (tc.want == nil) != ok || (ok && v != "v") {
 				t.Fatalf("after Put returned %v, Lookup(k) = %q, %v", err, v, ok)
 			}
-			if id := s.ids.last.Load(); s.waits.IsRegistered(id) {
-				t.Fatalf("proposal %d still waits after Put returned", id)
+			s.pending.mu.Lock()
+			defer s.pending.mu.Unlock()
+			if n := len(s.pending.byID); n != 0 {
+				t.Fatalf("%d commands still pending after Put returned", n)
 			}
 		})
 	}

@@ -126,6 +126,9 @@ func boolGauge(b bool) float64 {
 // Leader is this node's view of the current leader, 0 if it knows none.
 func (rn *raftNode) Leader() uint64 { return rn.lead.leader() }
 
+// leaderChanges is closed at the next change of leader.
+func (rn *raftNode) leaderChanges() <-chan struct{} { return rn.lead.moved.Receive() }
+
 // awaitLeader returns once this node knows a leader, or errNoLeader after
 // about one election timeout without one. Raft does not take proposals while
 // there is no leader: they would block rather than fail.

@@ -37,6 +37,12 @@ var (
 	metricProposalsApplied = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "raftexample_proposals_applied_total", Help: "Key-value commands applied to the map.",
 	})
+	metricProposalsDeduplicated = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "raftexample_proposals_refused_copies_total", Help: "Committed copies of commands not applied: a copy of one applied already (duplicate) or too old to tell (expired).",
+	}, []string{"reason"})
+	metricProposalsReproposed = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "raftexample_proposals_reproposed_total", Help: "Commands this member proposed again, after a leader change or a long wait.",
+	})
 	metricProposalsFailed = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "raftexample_proposals_failed_total", Help: "Proposals made here that were not acknowledged (dropped, timed out, leader lost, refused).",
 	})

@@ -2,18 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/pkg/v3/notify"
 	"go.etcd.io/etcd/pkg/v3/wait"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 )
 
 // service is what a member offers its clients, between the HTTP API and the
-// raft node. A write becomes a proposal that carries an id; the service
-// waits until the entry carrying that id is applied here, and only then
-// answers. A linearizable read learns a read index from raft and waits until
+// raft node. A write becomes a command named by this member and an id; the
+// service waits until a command of that name is applied here, proposing it
+// again if it may have been lost (pending.go), and only then answers. A linearizable read learns a read index from raft and waits until
 // the state machine has applied that far. Membership changes are proposals
 // too, made by the leader one at a time.
 //
@@ -25,10 +27,12 @@ type service struct {
 	node    consensus // set by attach, before the node starts
 	store   *kvstore
 	batcher *batcher
-	ids     *requestIDs // for every proposal: commands and membership changes
-	waits   wait.Wait   // a proposal's id -> its outcome (an error, or nil)
-	// inDoubt is notified when the node lost its leader while proposals
-	// may be pending: they may never commit, or commit under a later leader.
+	ids     *requestIDs      // for every proposal: commands and membership changes
+	pending *pendingCommands // the commands requests await; set by attach
+	waits   wait.Wait        // a membership change's id -> its outcome (an error, or nil)
+	// inDoubt is notified when the node lost its leader while membership
+	// changes may be pending: they may never commit, or commit under a later
+	// leader.
 	inDoubt *notify.Notifier
 	applied wait.WaitTime // "applied through index N", advanced by run
 	// leading is the one membership change this member, as the leader, is
@@ -69,34 +73,45 @@ type consensus interface {
 	Members() []member
 	Status() raftStatus
 	TransferLeadership(ctx context.Context, to uint64) error
+	// leaderChanges is closed at the next change of leader.
+	leaderChanges() <-chan struct{}
 }
 
-// attach connects the service to its raft node, before the node starts.
+// attach connects the service to its raft node, before the node starts, and
+// starts the goroutines that propose for it.
 func (s *service) attach(node consensus) {
 	s.node = node
+	s.pending = newPendingCommands(node.self())
 	s.batcher = newBatcher(node)
+	go s.reproposer()
 }
 
 // run applies commits until the channel is closed. An error means the state
 // machine can no longer follow the log (a snapshot it cannot decode).
 func (s *service) run(commitC <-chan commit) error {
-	var ids []uint64
+	var names []proposalName
 	for c := range commitC {
 		if c.freeze != nil {
 			// Everything before this request is applied, nothing after it.
 			c.freeze <- s.store.freeze()
 			continue
 		}
+		before := s.store.ProposalClock()
 		var err error
-		if ids, err = s.store.applyCommit(c, ids[:0]); err != nil {
+		if names, err = s.store.applyCommit(c, names[:0]); err != nil {
 			return err
 		}
 		// Reads waiting for this index may go before the writers hear back,
 		// so a read issued right after a write's 204 does not wait.
 		s.applied.Trigger(c.index)
-		for _, id := range ids {
-			s.waits.Trigger(id, nil)
+		s.pending.complete(names)
+		after := s.store.ProposalClock()
+		if c.snapshot != nil {
+			s.pending.restored(before, after, s.store.WasApplied)
 		}
+		// Only now: a command the re-proposer finds pending was not applied
+		// through this tick (see pendingCommands.due).
+		s.pending.publish(after)
 	}
 	return nil
 }
@@ -113,10 +128,52 @@ func (s *service) Delete(ctx context.Context, key string) error {
 	return s.proposeCommand(ctx, command{op: opDelete, key: key})
 }
 
+// proposeCommand proposes c and waits until it is applied here. Until then
+// the re-proposer may propose it again; only the request's own timeout, or
+// the node stopping, ends the wait without it.
 func (s *service) proposeCommand(ctx context.Context, c command) error {
-	c.id = s.ids.next()
-	data := encodeCommand(c)
-	return s.proposeAndWait(ctx, c.id, func(ctx context.Context) error { return s.batcher.propose(ctx, data) })
+	metricProposalsPending.Inc()
+	defer metricProposalsPending.Dec()
+	pc, data := s.pending.add(c, s.ids.next())
+	defer s.pending.withdraw(pc)
+	switch err := s.batcher.propose(ctx, data); {
+	case err == nil:
+		s.pending.handedToRaft(pc)
+	case !mayHaveReachedRaft(err):
+		// Raft refused it (no leader yet, or one handing over): nothing was
+		// done, and the re-proposer tries again under the next leader.
+	case ctx.Err() != nil || errors.Is(err, errStopped) || errors.Is(err, raft.ErrStopped):
+		metricProposalsFailed.Inc()
+		return proposalError(ctx, err)
+	default:
+		// Raft did not say whether it took it in time: it may commit.
+		s.pending.handedToRaft(pc)
+	}
+	select {
+	case <-pc.applied:
+		return nil
+	case <-ctx.Done():
+	case <-s.node.Done():
+		metricProposalsFailed.Inc()
+		return errStoppedOutcomeUnknown
+	}
+	select {
+	case <-pc.applied: // applied as the request gave up
+		return nil
+	default:
+	}
+	metricProposalsFailed.Inc()
+	if !s.pending.wasHanded(pc) {
+		return errNoLeader // no copy ever reached raft
+	}
+	return errOutcomeUnknown
+}
+
+// mayHaveReachedRaft reports whether a proposal that failed with err may
+// still be in raft's log: unless raft, or the wait for a leader before it,
+// refused it outright.
+func mayHaveReachedRaft(err error) bool {
+	return !errors.Is(err, raft.ErrProposalDropped) && !errors.Is(err, errNoLeader)
 }
 
 // proposeAndWait waits for the outcome of proposal id, which propose hands

@@ -55,52 +55,71 @@ func BenchmarkDecodeCommand(b *testing.B) {
 	}
 }
 
-// benchEntries encodes n puts of random keys out of benchKeys.
-func benchEntries(n int) [][]byte {
+// benchEntries encodes n puts of random keys out of benchKeys, named as one
+// member's proposals first, first+1, ..., each with the base its member would
+// give it when proposals apply in order: every one is applied, none is a copy.
+func benchEntries(first uint64, n int) [][]byte {
 	ents := make([][]byte, n)
 	for i := range ents {
-		ents[i] = encodeCommand(command{op: opPut, id: uint64(i + 1), key: benchKey(rand.IntN(benchKeys)), value: benchValue})
+		id := first + uint64(i)
+		ents[i] = encodeCommand(command{op: opPut, origin: 2, id: id, base: id - 1, key: benchKey(rand.IntN(benchKeys)), value: benchValue})
 	}
 	return ents
 }
 
 // BenchmarkApplyPut applies committed puts to a map that holds benchKeys keys.
-// "entry" is the transition function under the lock; "run" goes through the
-// apply loop (service.run) with commits of 64 entries, as the Ready loop
-// sends them, and counts per entry (decode, map, digest, metrics, waking
-// waiters).
+// "entry" is the transition function under the lock (decode, the window of
+// applied proposals, map, digest); "run" goes through the apply loop
+// (service.run) with commits of 64 entries, as the Ready loop sends them,
+// and counts per entry (also metrics and completing pending requests).
+// Every 131,072 entries the benchmark stops its clock to encode more.
 func BenchmarkApplyPut(b *testing.B) {
-	ents := benchEntries(benchKeys)
+	const chunk = 1 << 17 // a multiple of the batch below
 	newStore := func() *kvstore {
 		s := newKVStore(zap.NewNop())
-		for _, e := range ents {
+		for _, e := range benchEntries(1, benchKeys) {
 			s.apply(e)
 		}
 		return s
 	}
+	next := func(b *testing.B, s *kvstore) [][]byte {
+		b.StopTimer()
+		defer b.StartTimer()
+		return benchEntries(s.ProposalClock()+1, chunk)
+	}
 	b.Run("entry", func(b *testing.B) {
 		s := newStore()
+		ents := next(b, s)
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
+			if i > 0 && i%chunk == 0 {
+				ents = next(b, s)
+			}
 			s.mu.Lock()
-			s.apply(ents[i%len(ents)])
+			s.apply(ents[i%chunk])
 			s.mu.Unlock()
 		}
 	})
 	b.Run("run", func(b *testing.B) {
 		const batch = 64
 		svc := newService(zap.NewNop(), newStore())
+		svc.pending = newPendingCommands(1)
 		commitC := make(chan commit, 64)
 		runDone := make(chan error, 1)
 		go func() { runDone <- svc.run(commitC) }()
+		var ents [][]byte
 		b.ReportAllocs()
 		b.ResetTimer()
 		var last uint64
 		for i, index := 0, uint64(0); i < b.N; i += batch {
+			if i%chunk < batch {
+				<-svc.applied.Wait(index) // the clock the next chunk starts from
+				ents = next(b, svc.store)
+			}
 			n := min(batch, b.N-i)
 			c := commit{entries: make([][]byte, n)}
 			for j := range n {
-				c.entries[j] = ents[(i+j)%len(ents)]
+				c.entries[j] = ents[(i+j)%chunk]
 			}
 			index += uint64(n)
 			c.index = index

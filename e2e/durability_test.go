@@ -275,3 +275,44 @@ func exists(path string) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// A follower that cannot store the snapshot the leader sends it (rafthttp
+// saves it) stops as on any failed write, and takes it once there is room.
+func TestAMemberThatCannotStoreTheLeadersSnapshotStops(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	c := tc.New(t, 3, "--wal-segment-bytes", "65536", "--snap-count", "20")
+	n1, n2, n3 := c.Node(1), c.Node(2), c.Node(3)
+	mountTmpfs(t, n3.DataDir, 96<<20)
+	c.Start()
+	n1.MustPut(tc.ReadyKey, tc.ReadyKey)
+	tc.WaitLeader(t, tc.Timeout, c.Nodes...)
+	if code := n3.Stop(); code != 0 {
+		t.Fatalf("node 3 exited with code %d after SIGTERM, want 0", code)
+	}
+	// The others compact their logs far past node 3's: it needs a snapshot.
+	kvs := tc.KVs("missed", 200, 1024)
+	tc.PutMany(t, kvs, n1, n2)
+	filler := filepath.Join(n3.DataDir, "filler")
+	fill(t, filler, -1)
+
+	n3.Start()
+	code, ok := n3.Wait(60 * time.Second)
+	if !ok {
+		t.Fatalf("node 3 still runs on a full disk; its log:\n%s", tc.Tail(n3.RunLog(), 20))
+	}
+	line := logLine(n3.RunLog(), "disk failure")
+	t.Logf("node 3 exited with code %d: %s", code, line)
+	if code == 0 || !strings.Contains(line, "storing the snapshot") || !strings.Contains(line, "no space left on device") {
+		t.Fatalf("node 3 exited with code %d, reason %q; want non-zero and a line naming the snapshot and the full disk; its log:\n%s", code, line, tc.Tail(n3.RunLog(), 20))
+	}
+	expectHealthy(t, n1, n2)
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	n3.Restart()
+	tc.ExpectValues(t, kvs, n3)
+	expectHealthy(t, n1, n2, n3)
+}

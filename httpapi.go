@@ -164,14 +164,15 @@ const maxHealthyApplyLag = 1000
 func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) error {
 	st := h.svc.Status()
 	applied, _, _ := h.svc.State()
+	lowDisk := h.disk.lowReason()
 	switch {
 	case st.Leader == 0:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": "no leader"})
 	case applied+maxHealthyApplyLag < st.Commit:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false,
 			"reason": fmt.Sprintf("applied index %d trails commit index %d", applied, st.Commit)})
-	case h.disk.lowReason() != "":
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": h.disk.lowReason()})
+	case lowDisk != "":
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": lowDisk})
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"health": true})
 	}

@@ -30,7 +30,7 @@ import (
 // diskFaultFlags: small WAL segments and frequent snapshots, so that members
 // cut segments and write snapshots while a test runs, and a member that comes
 // back may have to catch up from a snapshot.
-var diskFaultFlags = []string{"--wal-segment-bytes", "65536", "--snap-count", "300"}
+var diskFaultFlags = []string{"--wal-segment-bytes", "65536", "--snap-count", "100"}
 
 // mountPowerFS mounts a powerfs at n's data directory, over a backing
 // directory of the test's own, before n's first start; it skips the test if
@@ -482,18 +482,33 @@ func TestALeaderWithStalledFsyncsLosesNoWriteAndNothingExits(t *testing.T) {
 
 // A member stopped by a failed fsync that then loses power loses only what
 // it could not make durable, which it never acknowledged: it starts again
-// cleanly on what survived, catches up, and no acknowledged write is lost.
-func TestAMemberStoppedByAFailedFsyncStartsCleanlyAfterAPowerCut(t *testing.T) {
+// cleanly on what survived. The test makes that matter: with one member
+// down, every write is acknowledged on node 3's word; node 3's fsync fails,
+// the only other member that holds those writes dies for good, and node 3's
+// disk loses power. Node 3 and the member that was down are then a quorum
+// that must still hold every acknowledged write.
+func TestAMemberStoppedByAFailedFsyncLosesNoAcknowledgedWriteInAPowerCut(t *testing.T) {
 	for _, role := range []string{"follower", "leader"} {
 		t.Run(role, func(t *testing.T) {
 			c, n3, fs := startWithPowerFS(t, role == "leader")
+			leader, _ := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
+			// down is a follower other than node 3, stopped first; partner
+			// is the member left to make a quorum with node 3.
+			down, partner := c.Except(n3)[0], c.Except(n3)[1]
+			if down == leader {
+				down, partner = partner, down
+			}
+			if code := down.Stop(); code != 0 {
+				t.Fatalf("%v exited with code %d on SIGTERM, want 0", down, code)
+			}
+			downAt := time.Now()
 			load := startDiskLoad(t, c.Nodes...)
-			load.waitAcked(t, 30, time.Time{}, nil)
+			load.waitAcked(t, 50, downAt, nil) // each one durable on node 3
 
 			faultAt := time.Now()
 			fs.FailSyncs(syscall.EIO)
 			exitAt := expectStoppedOnDiskFault(t, n3, faultAt, "input/output error")
-			load.waitAcked(t, 30, exitAt, n3)
+			partner.Kill()
 			if err := fs.Crash(); err != nil {
 				t.Fatal(err)
 			}
@@ -501,14 +516,22 @@ func TestAMemberStoppedByAFailedFsyncStartsCleanlyAfterAPowerCut(t *testing.T) {
 			fs.FailSyncs(0)
 
 			restartAt := time.Now()
+			down.Start()
 			n3.Start()
-			if err := n3.WaitServing(tc.Timeout); err != nil {
-				t.Fatalf("%v did not start again after the power cut: %v; it printed:\n%s", n3, err, tc.Tail(n3.RunLog(), 20))
+			for _, n := range []*tc.Node{down, n3} {
+				if err := n.WaitServing(tc.Timeout); err != nil {
+					t.Fatalf("%v did not start again after the power cut: %v; it printed:\n%s", n, err, tc.Tail(n.RunLog(), 20))
+				}
 			}
 			expectCleanStart(t, n3)
+			newLeader, _ := tc.WaitLeader(t, tc.Timeout, down, n3)
 			load.waitAckedThrough(t, 10, restartAt, n3)
 			acked := load.finish()
-			t.Logf("%d writes acknowledged, %d after node 3 stopped", len(acked), load.count(exitAt, nil))
+			t.Logf("%d writes acknowledged, %d of them between %v's stop and the fault; after the power cut %v leads %v and node 3",
+				len(acked), load.count(downAt, nil)-load.count(exitAt, nil), down, newLeader, down)
+			expectAckedReadable(t, acked, down, n3)
+
+			partner.Restart()
 			expectConverged(t, c.Nodes...)
 			expectAckedReadable(t, acked, c.Nodes...)
 		})

@@ -28,10 +28,18 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-// diskFaultFlags: small WAL segments and frequent snapshots, so that members
-// cut segments and write snapshots while a test runs, and a member that comes
-// back may have to catch up from a snapshot.
-var diskFaultFlags = []string{"--wal-segment-bytes", "65536", "--snap-count", "100"}
+// Flags of the clusters below. Small WAL segments, so that members cut
+// segments (and preallocate the next) while a test runs. Without
+// --snap-count the tests of a failing disk never reach a snapshot: the WAL
+// is all a member writes, so the write or fsync that fails first, and must
+// stop it, is the WAL's, and a member that went on after it would not be
+// stopped by a snapshot's failing a moment later. The others take snapshots
+// often, so that those are written under the fault, and a member that comes
+// back may have to catch up from one.
+var (
+	walOnlyFlags  = []string{"--wal-segment-bytes", "65536"}
+	snapshotFlags = []string{"--wal-segment-bytes", "65536", "--snap-count", "100"}
+)
 
 // mountPowerFS mounts a powerfs, over a backing directory of the test's
 // own, at a directory inside n's data directory, and makes that n's
@@ -72,11 +80,11 @@ func mountPowerFS(t *testing.T, n *tc.Node) *powerfs.FS {
 	return fs
 }
 
-// startWithPowerFS prepares a 3-member cluster with node 3's data directory
-// on powerfs, starts it, and makes node 3 the leader or a follower.
-func startWithPowerFS(t *testing.T, leader bool) (*tc.Cluster, *tc.Node, *powerfs.FS) {
+// startWithPowerFS prepares a 3-member cluster with flags and node 3's data
+// directory on powerfs, starts it, and makes node 3 the leader or a follower.
+func startWithPowerFS(t *testing.T, leader bool, flags []string) (*tc.Cluster, *tc.Node, *powerfs.FS) {
 	t.Helper()
-	c := tc.New(t, 3, diskFaultFlags...)
+	c := tc.New(t, 3, flags...)
 	n3 := c.Node(3)
 	fs := mountPowerFS(t, n3)
 	c.Start()
@@ -335,7 +343,7 @@ func expectCleanStart(t *testing.T, n *tc.Node) {
 // elect a new leader); clear repairs the disk, node 3 starts again, takes
 // writes, and all converge with every acknowledged write.
 func stopsOnDiskFault(t *testing.T, leader bool, inject, clear func(*powerfs.FS), errText string) {
-	c, n3, fs := startWithPowerFS(t, leader)
+	c, n3, fs := startWithPowerFS(t, leader, walOnlyFlags)
 	others := c.Except(n3)
 	load := startDiskLoad(t, c.Nodes...)
 	load.waitAcked(t, 30, time.Time{}, nil)
@@ -343,6 +351,9 @@ func stopsOnDiskFault(t *testing.T, leader bool, inject, clear func(*powerfs.FS)
 	faultAt := time.Now()
 	inject(fs)
 	exitAt := expectStoppedOnDiskFault(t, n3, faultAt, errText)
+	if reason := logLine(n3.RunLog(), "disk failure"); !strings.Contains(reason, "disk failure: writing the WAL in ") {
+		t.Fatalf("%v stopped on %q, want the WAL's write, the only one it makes", n3, reason)
+	}
 	if leader {
 		newLeader, _ := tc.WaitLeader(t, tc.Timeout, others...)
 		t.Logf("%v leads after %v", newLeader, time.Since(exitAt).Round(time.Millisecond))
@@ -455,7 +466,7 @@ func afterStall(t *testing.T, c *tc.Cluster, n3 *tc.Node, load *diskLoad, r stal
 // follower are a quorum, and writes through them go on being acknowledged
 // meanwhile; the slow follower stays up and catches up.
 func TestAFollowerWithStalledFsyncsHoldsUpNoWriteThroughTheOthers(t *testing.T) {
-	c, n3, fs := startWithPowerFS(t, false)
+	c, n3, fs := startWithPowerFS(t, false, snapshotFlags)
 	others := c.Except(n3)
 	load := startDiskLoad(t, c.Nodes...)
 	load.waitAcked(t, 30, time.Time{}, nil)
@@ -472,7 +483,7 @@ func TestAFollowerWithStalledFsyncsHoldsUpNoWriteThroughTheOthers(t *testing.T) 
 // so the others may elect a new leader), but loses none: nothing exits, and
 // all converge once the disk is fast again.
 func TestALeaderWithStalledFsyncsLosesNoWriteAndNothingExits(t *testing.T) {
-	c, n3, fs := startWithPowerFS(t, true)
+	c, n3, fs := startWithPowerFS(t, true, snapshotFlags)
 	others := c.Except(n3)
 	load := startDiskLoad(t, c.Nodes...)
 	load.waitAcked(t, 30, time.Time{}, nil)
@@ -498,7 +509,7 @@ func TestALeaderWithStalledFsyncsLosesNoWriteAndNothingExits(t *testing.T) {
 func TestAMemberStoppedByAFailedFsyncLosesNoAcknowledgedWriteInAPowerCut(t *testing.T) {
 	for _, role := range []string{"follower", "leader"} {
 		t.Run(role, func(t *testing.T) {
-			c, n3, fs := startWithPowerFS(t, role == "leader")
+			c, n3, fs := startWithPowerFS(t, role == "leader", snapshotFlags)
 			leader, _ := tc.WaitLeader(t, tc.Timeout, c.Nodes...)
 			// down is a follower other than node 3, stopped first; partner
 			// is the member left to make a quorum with node 3.

@@ -433,18 +433,23 @@ func stallSyncs(t *testing.T, fs *powerfs.FS, n3 *tc.Node, others []*tc.Node) st
 // long writes were held up.
 func afterStall(t *testing.T, c *tc.Cluster, n3 *tc.Node, load *diskLoad, r stallReport) {
 	t.Helper()
+	expectAllRunning := func() {
+		t.Helper()
+		for _, n := range c.Nodes {
+			if !n.Running() {
+				code, _ := n.Wait(0)
+				t.Fatalf("%v exited with code %d on a stall of node 3's fsyncs; its log:\n%s", n, code, tc.Tail(n.RunLog(), 20))
+			}
+			if line := logLine(n.Log(), "disk failure"); line != "" {
+				t.Fatalf("%v logged a disk failure for a slow disk: %s", n, line)
+			}
+		}
+	}
+	expectAllRunning()
 	load.waitAckedThrough(t, 5, r.clearAt, n3)
 	backAt := time.Now()
 	acked := load.finish()
-	for _, n := range c.Nodes {
-		if !n.Running() {
-			code, _ := n.Wait(0)
-			t.Fatalf("%v exited with code %d during a stall of node 3's fsyncs; its log:\n%s", n, code, tc.Tail(n.RunLog(), 20))
-		}
-		if line := logLine(n.Log(), "disk failure"); line != "" {
-			t.Fatalf("%v logged a disk failure for a slow disk: %s", n, line)
-		}
-	}
+	expectAllRunning()
 	perNode := map[int]int{}
 	for _, a := range acked {
 		if a.at.After(r.stallAt) && a.at.Before(r.clearAt) {

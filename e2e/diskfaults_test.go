@@ -529,9 +529,24 @@ func TestAMemberStoppedByAFailedFsyncLosesNoAcknowledgedWriteInAPowerCut(t *test
 			load := startDiskLoad(t, c.Nodes...)
 			load.waitAcked(t, 50, downAt, nil) // each one durable on node 3
 
+			// A failing disk is slow before it gives up: each fsync
+			// waits a while, then fails. Anything node 3 sent before its
+			// fsync returned (an acknowledgement of the entries it was
+			// syncing) has time to reach the partner, and be counted.
 			faultAt := time.Now()
+			fs.StallSyncs(300 * time.Millisecond)
 			fs.FailSyncs(syscall.EIO)
 			exitAt := expectStoppedOnDiskFault(t, n3, faultAt, "input/output error")
+			fs.StallSyncs(0)
+			// The partner alone commits nothing more; once it has applied
+			// all it committed, it has answered those writes' clients.
+			tc.Eventually(t, tc.Timeout, func() error {
+				st, err := partner.Status()
+				if err == nil && st.Applied < st.Commit {
+					err = fmt.Errorf("%v applied %d of %d committed entries", partner, st.Applied, st.Commit)
+				}
+				return err
+			})
 			partner.Kill()
 			if err := fs.Crash(); err != nil {
 				t.Fatal(err)

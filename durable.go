@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -58,8 +56,11 @@ func (l *durableLog) persist(rd raft.Ready) error {
 		// The .snap file now refers to the data rafthttp received.
 		l.disk.inFlight.done(rd.Snapshot.GetMetadata().GetIndex())
 	}
+	// On a failure the Ready loop stops here: nothing of this Ready is
+	// applied, raft is not told it was persisted (Advance), and a follower
+	// sends nothing that could promise it.
 	if err := l.disk.save(rd.HardState, rd.Entries); err != nil {
-		return fmt.Errorf("writing WAL: %w", err)
+		return err
 	}
 	if rd.HardState != nil {
 		l.term, l.vote = rd.HardState.GetTerm(), rd.HardState.GetVote()

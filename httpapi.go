@@ -24,7 +24,8 @@ type httpAPI struct {
 	svc            *service
 	requestTimeout time.Duration
 	maxValueBytes  int64
-	pprof          bool // serve Go's profiler under /debug/pprof/
+	pprof          bool         // serve Go's profiler under /debug/pprof/
+	disk           *diskMonitor // free space of --data-dir; nil: not watched
 
 	once   sync.Once
 	keys   *http.ServeMux    // the root key space
@@ -157,17 +158,21 @@ func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request, id uint64
 // on a healthy node.
 const maxHealthyApplyLag = 1000
 
-// health answers GET /health: 200 when this node knows a leader and has
-// applied nearly everything committed, else 503 with the reason.
+// health answers GET /health: 200 when this node knows a leader, has
+// applied nearly everything committed and has room on its disk (see
+// lowDiskThreshold), else 503 with the reason.
 func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) error {
 	st := h.svc.Status()
 	applied, _, _ := h.svc.State()
+	lowDisk := h.disk.lowReason()
 	switch {
 	case st.Leader == 0:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": "no leader"})
 	case applied+maxHealthyApplyLag < st.Commit:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false,
 			"reason": fmt.Sprintf("applied index %d trails commit index %d", applied, st.Commit)})
+	case lowDisk != "":
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"health": false, "reason": lowDisk})
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"health": true})
 	}

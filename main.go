@@ -43,6 +43,7 @@ type options struct {
 	listenClientURL string
 	clusterToken    string
 	maxClientConns  int
+	unsafeNoFsync   bool
 	clientTLS       transport.TLSInfo
 	peerTLS         transport.TLSInfo
 }
@@ -73,6 +74,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.listenClientURL, "listen-client-url", "", "where the HTTP API listens, as http(s)://host:port (e.g. http://127.0.0.1:9121 for this machine only); replaces --port")
 	fs.StringVar(&o.clusterToken, "cluster-token", "", "mixed into a new cluster's id, so that clusters founded with the same --cluster URLs stay apart")
 	fs.IntVar(&o.maxClientConns, "max-client-conns", 4096, "most HTTP API connections open at once; the longest-idle one is closed to make room")
+	fs.BoolVar(&o.unsafeNoFsync, "unsafe-no-fsync", false, "never fsync the WAL, snapshot files or directories: for tests only, a power cut loses acknowledged writes")
 	fs.StringVar(&o.clientTLS.CertFile, "cert-file", "", "serve the HTTP API over TLS with this certificate (PEM)")
 	fs.StringVar(&o.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
 	fs.StringVar(&o.clientTLS.TrustedCAFile, "trusted-ca-file", "", "require HTTP API clients to present a certificate signed by this CA (PEM)")
@@ -161,6 +163,9 @@ func run(args []string) int {
 	}
 	defer lg.Sync()
 	wal.SegmentSizeBytes = o.walSegmentBytes
+	if o.unsafeNoFsync {
+		lg.Warn("--unsafe-no-fsync: nothing is fsynced; a power cut loses acknowledged writes (for tests only)")
+	}
 
 	r, err := startReplica(lg, raftConfig{
 		id:        o.id,
@@ -173,6 +178,7 @@ func run(args []string) int {
 
 		clusterToken:  o.clusterToken,
 		listenPeerURL: o.listenPeerURL,
+		unsafeNoFsync: o.unsafeNoFsync,
 	})
 	if err != nil {
 		lg.Error("cannot start", zap.Error(err))
@@ -180,8 +186,10 @@ func run(args []string) int {
 	}
 	rn := r.node
 	go limitMemory(lg, r.store.DataBytes, rn.Done())
+	disk := newDiskMonitor(lg, o.dataDir, o.walSegmentBytes, rn.snaps.log.disk.snapBytes.Load)
+	go disk.run(rn.Done())
 
-	api := &httpAPI{lg: lg, svc: r.service, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes, pprof: o.pprof}
+	api := &httpAPI{lg: lg, svc: r.service, requestTimeout: o.requestTimeout, maxValueBytes: o.maxValueBytes, pprof: o.pprof, disk: disk}
 	ln, err := listenClients(o)
 	if err != nil {
 		lg.Error("cannot listen for HTTP", zap.Error(err))

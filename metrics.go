@@ -59,6 +59,9 @@ var (
 		Name: "raftexample_snapshot_save_duration_seconds", Help: "Time to take and save a snapshot; its count is the number of snapshots taken.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 	})
+	metricDiskFree = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "raftexample_disk_free_bytes", Help: "Free space for this member on the file system of --data-dir (statfs, every few seconds).",
+	})
 	metricKeys = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "raftexample_keys", Help: "Keys in the map.",
 	})

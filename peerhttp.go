@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -173,7 +174,43 @@ func (h *peerHTTP) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(size[:]), bytes.NewReader(envelope), rest), r.Body}
-	h.rafthttp.ServeHTTP(w, r)
+	rec := &statusRecorder{ResponseWriter: w}
+	h.rafthttp.ServeHTTP(rec, r)
+	// rafthttp answers 500 when snap.SaveDBFrom fails, and only logs it.
+	// Unless reading the body failed (the sender's or the network's fault),
+	// that is a failed write or fsync of our disk, which stops the member
+	// like any other.
+	if rec.code == http.StatusInternalServerError && strings.HasPrefix(rec.body, rafthttpSaveFailedMessage) && rest.err == nil {
+		h.rn.snaps.fault(faultf(errors.New(strings.TrimSpace(rec.body)), "storing the snapshot at index %d received from member %d", index, m.GetFrom()))
+	}
+}
+
+// rafthttpSaveFailedMessage starts rafthttp's answer when it could not save a
+// snapshot's data.
+const rafthttpSaveFailedMessage = "failed to save KV snapshot"
+
+// statusRecorder remembers the status and the start of the body of an answer.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+	body string
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	if len(s.body) < 512 {
+		s.body += string(p[:min(len(p), 512-len(s.body))])
+	}
+	return s.ResponseWriter.Write(p)
 }
 
 // idleDeadlineReader moves the connection's read deadline on with every read,
@@ -188,16 +225,21 @@ func (d *idleDeadlineReader) Read(p []byte) (int, error) {
 	return d.r.Read(p)
 }
 
-// maxBytes fails a read that goes past n bytes.
+// maxBytes fails a read that goes past n bytes; err is the first error
+// other than io.EOF that a read returned.
 type maxBytes struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	err error
 }
 
 func (m *maxBytes) Read(p []byte) (int, error) {
 	k, err := m.r.Read(p)
 	if m.n -= int64(k); m.n < 0 {
-		return k, fmt.Errorf("snapshot data is larger than this member's limit")
+		err = fmt.Errorf("snapshot data is larger than this member's limit")
+	}
+	if err != nil && err != io.EOF && m.err == nil {
+		m.err = err
 	}
 	return k, err
 }

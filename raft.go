@@ -135,6 +135,8 @@ func (rn *raftNode) loop() error {
 			if err := rn.snaps.finish(r); err != nil {
 				return err
 			}
+		case err := <-rn.snaps.faults:
+			return err
 		case err := <-rn.peers.guard.lost.report:
 			return err
 		case err := <-rn.peers.errorC():

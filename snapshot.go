@@ -44,6 +44,10 @@ type snapshots struct {
 	// the writer never waits for the loop, which may be stopping.
 	done   chan snapshotResult
 	writer sync.WaitGroup // the WAL is closed only after the writer is done
+	// faults carries a failure to store a snapshot received from the leader
+	// (rafthttp writes it, on the peer port's goroutine) to the Ready loop,
+	// which stops on it as on any failed write.
+	faults chan error
 	// startup is the state machine's part of the snapshot found on disk,
 	// until the loop hands it over.
 	startup     io.ReadCloser
@@ -51,7 +55,16 @@ type snapshots struct {
 }
 
 func newSnapshots(lg *zap.Logger, snapCount uint64, log *durableLog) *snapshots {
-	return &snapshots{lg: lg, snapCount: snapCount, log: log, done: make(chan snapshotResult, 1)}
+	return &snapshots{lg: lg, snapCount: snapCount, log: log, done: make(chan snapshotResult, 1), faults: make(chan error, 1)}
+}
+
+// fault reports a failed write of a received snapshot; the first one is
+// enough to stop the node.
+func (s *snapshots) fault(err error) {
+	select {
+	case s.faults <- err:
+	default:
+	}
 }
 
 // snapshotResult is what the background snapshot writer reports to the

@@ -26,6 +26,10 @@ type raftConfig struct {
 	// listenPeerURL, when set, is where the peer port listens; peers still
 	// reach this node at its --cluster URL (through a proxy, say).
 	listenPeerURL string
+	// unsafeNoFsync (--unsafe-no-fsync) skips every fsync of the WAL and of
+	// our own files: for tests only, a power cut then loses acknowledged
+	// writes.
+	unsafeNoFsync bool
 }
 
 // newRaftNode replays this node's storage and makes its raft.Node, without
@@ -47,7 +51,7 @@ func newRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, hooks no
 			return nil, fmt.Errorf("--listen-peer-url: %w", err)
 		}
 	}
-	disk, state, err := openDiskStorage(lg, cfg.id, cfg.waldir, cfg.snapdir, func() (uint64, error) {
+	disk, state, err := openDiskStorage(lg, cfg.id, cfg.waldir, cfg.snapdir, storageOptions{noFsync: cfg.unsafeNoFsync}, func() (uint64, error) {
 		if cfg.join {
 			return learnClusterID(lg, cfg.peerURLs, cfg.id, cfg.peerTLS)
 		}

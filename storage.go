@@ -1,16 +1,14 @@
 package main
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
-	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -24,6 +22,14 @@ type diskStorage struct {
 	snapdir     string
 	wal         walWriter
 	snapshotter *snap.Snapshotter
+	// noFsync (--unsafe-no-fsync) skips this file's fsyncs; see syncDir.
+	noFsync bool
+	// dirSynced, when set, is called after each directory fsync (tests
+	// check the order of fsyncs with it).
+	dirSynced func(dir string)
+	// snapBytes is the size of the newest snapshot's data file, for the
+	// free-space threshold (see diskMonitor).
+	snapBytes atomic.Int64
 	// inFlight are the indexes of snapshot data files that no .snap file
 	// refers to yet but will: one being written by the snapshot writer, or
 	// received from the leader and on its way through raft. Retention
@@ -49,101 +55,15 @@ type diskState struct {
 	entries   []*raftpb.Entry // entries after the snapshot
 }
 
-// The WAL's metadata names the member and its cluster:
-//
-//	member id (uvarint) | cluster id (uvarint)
-//
-// WALs written before clusters had their own ids hold only the member id;
-// their cluster keeps the id every cluster shared then.
-const legacyClusterID = 0x1000
-
-// openDiskStorage opens the WAL and snapshot directories of node id, creating
-// them for a new node (which belongs to the cluster newClusterID names), and
-// reads back everything a restart needs.
-func openDiskStorage(lg *zap.Logger, id uint64, waldir, snapdir string, newClusterID func() (uint64, error)) (*diskStorage, *diskState, error) {
-	if err := os.MkdirAll(snapdir, 0o750); err != nil {
-		return nil, nil, fmt.Errorf("creating snapshot dir: %w", err)
-	}
-	d := &diskStorage{lg: lg, waldir: waldir, snapdir: snapdir, snapshotter: snap.New(lg, snapdir)}
-	if !wal.Exist(waldir) {
-		cid, err := newClusterID()
-		if err != nil {
-			return nil, nil, err
-		}
-		w, err := wal.Create(lg, waldir, binary.AppendUvarint(binary.AppendUvarint(nil, id), cid))
-		if err != nil {
-			return nil, nil, fmt.Errorf("creating WAL: %w", err)
-		}
-		d.wal = w
-		return d, &diskState{clusterID: cid}, nil
-	}
-	// Nothing is in flight before the node runs: an unreferenced data file is
-	// left over from a crash, or was sent by someone raft never accepted.
-	d.removeUnreferencedDataFiles()
-
-	// The newest snapshot file that the WAL has a record for is where replay
-	// starts; a newer file without a record was orphaned by a crash.
-	walSnaps, err := wal.ValidSnapshotEntries(lg, waldir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing WAL snapshot records: %w", err)
-	}
-	snapshot, err := d.snapshotter.LoadNewestAvailable(walSnaps)
-	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
-		return nil, nil, fmt.Errorf("loading snapshot: %w", err)
-	}
-	walSnap := &walpb.Snapshot{}
-	if snapshot != nil {
-		md := snapshot.GetMetadata()
-		walSnap = &walpb.Snapshot{Index: new(md.GetIndex()), Term: new(md.GetTerm()), ConfState: md.GetConfState()}
-	}
-	w, meta, st, ents, err := readWAL(lg, waldir, walSnap)
-	if err != nil {
-		return nil, nil, err
-	}
-	owner, n := binary.Uvarint(meta)
-	if n <= 0 || owner != id {
-		w.Close()
-		return nil, nil, fmt.Errorf("WAL in %s belongs to member %d, not %d", waldir, owner, id)
-	}
-	cid := uint64(legacyClusterID)
-	if len(meta) > n {
-		if cid, n = binary.Uvarint(meta[n:]); n <= 0 || cid == 0 {
-			w.Close()
-			return nil, nil, fmt.Errorf("WAL in %s has a damaged cluster id", waldir)
-		}
-	}
-	d.wal = w
-	return d, &diskState{existed: true, clusterID: cid, snapshot: snapshot, hardState: st, entries: ents}, nil
-}
-
-// readWAL opens the WAL at walSnap and reads it to the end. A crash in the
-// middle of a write leaves a torn last record; it is cut off once (it was never
-// acknowledged, since acknowledging waits for the fsync) and reading retried.
-func readWAL(lg *zap.Logger, waldir string, walSnap *walpb.Snapshot) (*wal.WAL, []byte, *raftpb.HardState, []*raftpb.Entry, error) {
-	for repaired := false; ; repaired = true {
-		w, err := wal.Open(lg, waldir, walSnap)
-		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("opening WAL: %w", err)
-		}
-		meta, st, ents, err := w.ReadAll()
-		if err == nil {
-			return w, meta, st, ents, nil
-		}
-		w.Close()
-		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, nil, nil, nil, fmt.Errorf("reading WAL: %w", err)
-		}
-		lg.Warn("WAL ends in a torn record; repairing", zap.String("dir", waldir))
-		if !wal.Repair(lg, waldir) {
-			return nil, nil, nil, nil, fmt.Errorf("reading WAL: %w (repair failed)", err)
-		}
-	}
-}
-
 // save appends entries and the hard state to the WAL and fsyncs when raft
-// says it must.
+// says it must. A failure leaves the WAL's tail in an unknown state (a torn
+// record, a segment half cut), so the node must stop: the next start repairs
+// the tail (readWAL).
 func (d *diskStorage) save(st *raftpb.HardState, ents []*raftpb.Entry) error {
-	return d.wal.Save(st, ents)
+	if err := d.wal.Save(st, ents); err != nil {
+		return faultf(err, "writing the WAL in %s", d.waldir)
+	}
+	return nil
 }
 
 // saveSnapshot makes s durable. The snapshot file is written before the WAL
@@ -152,14 +72,26 @@ func (d *diskStorage) save(st *raftpb.HardState, ents []*raftpb.Entry) error {
 // Only then may WAL segments older than the snapshot be released.
 func (d *diskStorage) saveSnapshot(s *raftpb.Snapshot) error {
 	md := s.GetMetadata()
+	// SaveSnap fsyncs the .snap file, and deletes it if that fails, but
+	// never fsyncs the directory: until it is, a power cut can take the
+	// file's name away. The WAL record below lets older WAL segments be
+	// released and deleted, so it must not become durable before the name
+	// it points at: a restart would then find neither the snapshot nor the
+	// entries it replaced.
 	if err := d.snapshotter.SaveSnap(s); err != nil {
-		return fmt.Errorf("writing snapshot file: %w", err)
+		return faultf(err, "writing the snapshot file in %s", d.snapdir)
+	}
+	if err := d.syncDir(d.snapdir); err != nil {
+		return faultf(err, "syncing the snapshot directory %s", d.snapdir)
 	}
 	rec := &walpb.Snapshot{Index: new(md.GetIndex()), Term: new(md.GetTerm()), ConfState: md.GetConfState()}
 	if err := d.wal.SaveSnapshot(rec); err != nil {
-		return fmt.Errorf("recording snapshot in WAL: %w", err)
+		return faultf(err, "recording the snapshot in the WAL in %s", d.waldir)
 	}
-	return d.wal.ReleaseLockTo(md.GetIndex())
+	if err := d.wal.ReleaseLockTo(md.GetIndex()); err != nil {
+		return faultf(err, "releasing WAL segments in %s", d.waldir)
+	}
+	return nil
 }
 
 // saveKV writes the kvstore's part of the snapshot at index to its own file,
@@ -169,10 +101,13 @@ func (d *diskStorage) saveSnapshot(s *raftpb.Snapshot) error {
 func (d *diskStorage) saveKV(index uint64, image io.WriterTo) (int64, error) {
 	f, err := os.CreateTemp(d.snapdir, "db.tmp")
 	if err != nil {
-		return 0, fmt.Errorf("writing snapshot data file: %w", err)
+		return 0, faultf(err, "writing the snapshot data file in %s", d.snapdir)
 	}
-	n, err := image.WriteTo(&chunkSyncer{f: f})
-	if err == nil {
+	// The data is durable before its name, and its name (the directory)
+	// before the .snap file that refers to it is written (saveSnapshot): a
+	// .snap file without its data would be a snapshot no restart can load.
+	n, err := image.WriteTo(&chunkSyncer{f: f, noFsync: d.noFsync})
+	if err == nil && !d.noFsync {
 		err = fileutil.Fsync(f)
 	}
 	if cerr := f.Close(); err == nil {
@@ -182,12 +117,13 @@ func (d *diskStorage) saveKV(index uint64, image io.WriterTo) (int64, error) {
 		err = os.Rename(f.Name(), filepath.Join(d.snapdir, fmt.Sprintf("%016x.snap.db", index)))
 	}
 	if err == nil {
-		err = fsyncDir(d.snapdir)
+		err = d.syncDir(d.snapdir)
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return n, fmt.Errorf("writing snapshot data file: %w", err)
+		return n, faultf(err, "writing the snapshot data file in %s", d.snapdir)
 	}
+	d.snapBytes.Store(n)
 	return n, nil
 }
 
@@ -198,17 +134,32 @@ func (d *diskStorage) saveKV(index uint64, image io.WriterTo) (int64, error) {
 type chunkSyncer struct {
 	f        *os.File
 	unsynced int
+	noFsync  bool
 }
 
 const snapshotSyncBytes = 4 << 20
 
 func (c *chunkSyncer) Write(p []byte) (int, error) {
 	n, err := c.f.Write(p)
-	if c.unsynced += n; err == nil && c.unsynced >= snapshotSyncBytes {
+	if c.unsynced += n; err == nil && c.unsynced >= snapshotSyncBytes && !c.noFsync {
 		c.unsynced = 0
 		err = fileutil.Fdatasync(c.f)
 	}
 	return n, err
+}
+
+// syncDir fsyncs dir, unless --unsafe-no-fsync said not to.
+func (d *diskStorage) syncDir(dir string) error {
+	if d.noFsync {
+		return nil
+	}
+	if err := fsyncDir(dir); err != nil {
+		return err
+	}
+	if d.dirSynced != nil {
+		d.dirSynced(dir)
+	}
+	return nil
 }
 
 func fsyncDir(dir string) error {
@@ -235,6 +186,7 @@ func (d *diskStorage) openKV(index uint64) (io.ReadCloser, int64, error) {
 		f.Close()
 		return nil, 0, err
 	}
+	d.snapBytes.Store(st.Size())
 	return f, st.Size(), nil
 }
 

@@ -9,6 +9,7 @@ package testcluster
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -57,6 +58,13 @@ func (n *Node) UsePowerFS() (*powerfs.FS, error) {
 	powerMu.Lock()
 	powerOf[n] = fs
 	powerMu.Unlock()
+	// Not in the mount: the child changes into its working directory
+	// between vfork and exec, while the parent's thread is stuck in vfork
+	// holding its P. A FUSE request then waits for this process's server
+	// goroutines, which a garbage collection that waits for that P stops
+	// for good (a deadlock seen once in a dozen runs). --data-dir is
+	// absolute, so the server does not care where it runs.
+	n.WorkDir = filepath.Dir(n.DataDir)
 	n.t.Cleanup(func() {
 		n.signal(syscall.SIGKILL)
 		n.Wait(10 * time.Second)

@@ -164,7 +164,8 @@ type Node struct {
 	ID       int      // raft id (0 if unknown)
 	PeerURL  string   // this node's entry in --cluster
 	HTTPPort int      // --port
-	DataDir  string   // --data-dir; also the working directory
+	DataDir  string   // --data-dir; also the working directory, unless WorkDir is set
+	WorkDir  string   // the process's working directory, if not DataDir (UsePowerFS)
 	Args     []string // command line arguments, reused by Restart
 	LogPath  string   // stdout and stderr of every run, appended
 
@@ -275,6 +276,9 @@ func (n *Node) TryStart() error {
 	n.logStart = off
 	cmd := exec.Command(n.bin, n.Args...)
 	cmd.Dir = n.DataDir
+	if n.WorkDir != "" {
+		cmd.Dir = n.WorkDir
+	}
 	cmd.Stdout = f
 	cmd.Stderr = f
 	if err := cmd.Start(); err != nil {

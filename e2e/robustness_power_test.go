@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	tc "raftexample/internal/testcluster"
@@ -205,4 +206,57 @@ func (r *scenario) powerCut(what string, nodes ...*tc.Node) error {
 		}
 	}
 	return nil
+}
+
+// The negative control: with --unsafe-no-fsync nothing a member writes is
+// durable, so cutting the power of every member must make the robustness
+// checks fail (lost writes, diverged replicas, or members that cannot come
+// back). If they all passed, a power cut would prove nothing.
+func TestRobustnessChecksFailAfterAPowerCutWithoutFsync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("robustness runs take tens of seconds")
+	}
+	res := runScenarioWith(t, scenarioOptions{
+		seed: pickSeed(), faults: []string{"power-cut-all"}, traffic: 10 * time.Second,
+		flags: []string{"--unsafe-no-fsync"}, expectFailure: true,
+	})
+	var failed []string
+	for _, c := range res.checks {
+		if c.err != nil {
+			failed = append(failed, c.name)
+		}
+	}
+	t.Logf("checks that failed, as they must: %q", failed)
+	for _, id := range []int{1, 2, 3} {
+		t.Logf("node %d after the power cut: %q", id, restartNotes(res.cluster.Node(id).Log()))
+	}
+	if res.ok() {
+		t.Errorf("every check passed although no member fsynced anything before a power cut of all of them (seed %d)", res.seed)
+	}
+}
+
+// restartNotes picks from a member's log, in every run but the first, the
+// lines that tell how it started again: raft's first term (0 for a member
+// that starts afresh, as if new) and its warnings and errors.
+func restartNotes(log string) []string {
+	var notes []string
+	for i, run := range strings.Split(log, "==== testcluster: run #") {
+		if i < 2 {
+			continue // before the first run, and the first run
+		}
+		term := false
+		for _, l := range strings.Split(run, "\n") {
+			switch {
+			case !term && strings.Contains(l, "became follower at term"):
+				term = true
+				notes = append(notes, l[strings.Index(l, "became"):])
+			case strings.Contains(l, "\tWARN\t") || strings.Contains(l, "\tERROR\t"):
+				if len(l) > 300 {
+					l = l[:300] + "..."
+				}
+				notes = append(notes, l)
+			}
+		}
+	}
+	return notes
 }

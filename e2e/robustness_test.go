@@ -136,6 +136,7 @@ type scenarioResult struct {
 	refused     []string // members that refused to start after a power cut, and why
 	checks      []checkOutcome
 	artifacts   string
+	cluster     *tc.Cluster // for callers that read the members' logs
 }
 
 type checkOutcome struct {
@@ -246,6 +247,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 		}
 		t.Logf("every member's --data-dir is a powerfs mount")
 	}
+	res.cluster = r.c
 	r.c.Start() // with new ports if one was taken
 	tc.WaitLeader(t, 30*time.Second, r.c.Members()...)
 	r.t0 = time.Now()

@@ -11,6 +11,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,4 +261,40 @@ func restartNotes(log string) []string {
 		}
 	}
 	return notes
+}
+
+// The harness's side of powerfs: a node on it runs outside its mount (see
+// Node.UsePowerFS for the deadlock a working directory inside it risks),
+// and a wipe of its data is itself durable, so that a later power cut does
+// not bring a wiped WAL back.
+func TestANodeOnPowerFSRunsOutsideItsMountAndItsWipeSurvivesACrash(t *testing.T) {
+	c := tc.New(t, 1)
+	n := c.Node(1)
+	fs, err := n.UsePowerFS()
+	if err != nil {
+		t.Skipf("cannot run on powerfs: %v", err)
+	}
+	n.Restart()
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", n.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel, err := filepath.Rel(n.DataDir, cwd); err == nil && !strings.HasPrefix(rel, "..") {
+		t.Fatalf("the server runs in %s, inside its mount %s", cwd, n.DataDir)
+	}
+	n.MustPut("k", "v")
+	n.Kill()
+	if err := n.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	left, err := os.ReadDir(n.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Fatalf("after a wipe and a crash %s holds %d entries (%s), want none; %v", n.DataDir, len(left), left[0].Name(), fs.LastCrash())
+	}
 }

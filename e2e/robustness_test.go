@@ -4,8 +4,9 @@ package e2e
 // traffic goes through a fault-injecting proxy, eight clients doing reads,
 // writes and deletes against random members, and a nemesis applying faults
 // picked from a seed (process kills and pauses, partitions, slow and lossy
-// links, catch-up by snapshot, member replacement, a damaged WAL tail). After
-// every run the checks below must hold:
+// links, catch-up by snapshot, member replacement, a damaged WAL tail, power
+// cuts of one, two or all members, and two faults at once). After every run
+// the checks below must hold:
 //
 //  1. the history is linearizable (porcupine, internal/lincheck);
 //  2. no acknowledged write is lost: the final read of every key agrees with
@@ -28,7 +29,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,8 +43,10 @@ import (
 )
 
 var (
-	seedFlag = flag.Int64("robustness.seed", 0, "seed of the robustness runs (0: a random one per run); a failing run prints its seed")
-	soakFlag = flag.Duration("robustness.soak", 0, "run TestRobustnessSoak for this long (0: skip it)")
+	seedFlag  = flag.Int64("robustness.seed", 0, "seed of the robustness runs (0: a random one per run); a failing run prints its seed")
+	soakFlag  = flag.Duration("robustness.soak", 0, "run TestRobustnessSoak for this long (0: skip it)")
+	kindsFlag = flag.String("robustness.kinds", "", "TestRobustnessSoak picks only the fault kinds this regexp matches")
+	powerFlag = flag.Bool("robustness.powerfs", false, "run the members of every scenario on powerfs, not only of those that cut power")
 )
 
 const (
@@ -74,15 +76,13 @@ var faultKinds = map[string]func(r *scenario) error{
 	"snapshot-catchup":   (*scenario).snapshotCatchUp,
 	"replace-member":     (*scenario).replaceMember,
 	"wal-damage":         (*scenario).walDamage,
-}
-
-func faultNames() []string {
-	var names []string
-	for n := range faultKinds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	// robustness_power_test.go
+	"power-cut-one":                       (*scenario).powerCutOne,
+	"power-cut-majority":                  (*scenario).powerCutMajority,
+	"power-cut-all":                       (*scenario).powerCutAll,
+	"power-cut-majority+isolate-survivor": (*scenario).powerCutMajorityIsolated,
+	"partition-follower+power-cut-leader": (*scenario).partitionFollowerPowerCutLeader,
+	"drop+power-cut-follower":             (*scenario).dropPowerCutFollower,
 }
 
 func pickSeed() int64 {
@@ -108,6 +108,9 @@ func TestRobustness(t *testing.T) {
 		{"snapshot-catchup", []string{"snapshot-catchup"}},
 		{"replace-member", []string{"replace-member"}},
 		{"wal-damage", []string{"wal-damage"}},
+		{"power-cut-one+power-cut-majority", []string{"power-cut-one", "power-cut-majority"}},
+		{"power-cut-majority+isolate-survivor", []string{"power-cut-majority+isolate-survivor"}},
+		{"power-cut-all+partition-follower+power-cut-leader", []string{"power-cut-all", "partition-follower+power-cut-leader"}},
 	}
 	start, runs := time.Now(), 0
 	for _, tt := range table {
@@ -122,55 +125,18 @@ func TestRobustness(t *testing.T) {
 	t.Logf("TestRobustness: %d runs in %v", runs, time.Since(start).Round(time.Second))
 }
 
-// TestRobustnessSoak runs random schedules back to back for -robustness.soak.
-func TestRobustnessSoak(t *testing.T) {
-	if *soakFlag <= 0 {
-		t.Skip("soak runs only with -robustness.soak=DURATION")
-	}
-	names := faultNames()
-	deadline := time.Now().Add(*soakFlag)
-	var (
-		runs, failures, ops, faults int
-		failed                      []string
-	)
-	for i := 1; time.Now().Before(deadline); i++ {
-		seed := pickSeed()
-		if i > 1 && *seedFlag != 0 {
-			seed = time.Now().UnixNano() // the given seed replays the first run
-		}
-		rng := rand.New(rand.NewSource(seed))
-		var kinds []string
-		for k := 1 + rng.Intn(3); len(kinds) < k; {
-			kinds = append(kinds, names[rng.Intn(len(names))])
-		}
-		var res *scenarioResult
-		t.Run(fmt.Sprintf("run%d", i), func(t *testing.T) {
-			res = runScenario(t, seed, kinds, time.Duration(15+rng.Intn(11))*time.Second)
-		})
-		runs++
-		if res != nil {
-			ops += res.ops
-			faults += res.faults
-		}
-		if res == nil || !res.ok() {
-			failures++
-			failed = append(failed, fmt.Sprintf("run%d seed %d %v", i, seed, kinds))
-		}
-	}
-	t.Logf("soak summary: %d runs, %d ops, %d faults injected, %d failures", runs, ops, faults, failures)
-	for _, f := range failed {
-		t.Logf("failed: %s (replay: go test -run '^TestRobustnessSoak$' -v ./e2e -args -robustness.soak=1s -robustness.seed=%s)", f, strings.Fields(f)[2])
-	}
-}
-
 // ---------------------------------------------------------------------------
 // A run
 
 type scenarioResult struct {
 	seed        int64
 	ops, faults int
+	acked       int64    // acknowledged writes (PUT and DELETE)
+	cuts        [4]int   // power cuts by how many members they hit
+	refused     []string // members that refused to start after a power cut, and why
 	checks      []checkOutcome
 	artifacts   string
+	cluster     *tc.Cluster // for callers that read the members' logs
 }
 
 type checkOutcome struct {
@@ -228,6 +194,8 @@ type scenario struct {
 	attKey   map[string]string
 	serial   []serialRead
 	stopped  map[int]bool // nodes under SIGSTOP
+	cuts     [4]int       // power cuts by how many members they hit
+	refused  []string     // members that refused to start after a power cut
 
 	// The sampler's findings.
 	smu      sync.Mutex
@@ -250,6 +218,21 @@ func scenarioKey(i int) string { return fmt.Sprintf("rob-k%d", i) }
 // runScenario runs one scenario and reports each check; a failed check
 // fails t.
 func runScenario(t *testing.T, seed int64, faults []string, traffic time.Duration) *scenarioResult {
+	return runScenarioWith(t, scenarioOptions{seed: seed, faults: faults, traffic: traffic})
+}
+
+type scenarioOptions struct {
+	seed    int64
+	faults  []string
+	traffic time.Duration
+	flags   []string // more flags for every member
+	// expectFailure: a failed check is logged and reported in the result,
+	// and does not fail t (for negative controls).
+	expectFailure bool
+}
+
+func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
+	seed, faults, traffic := o.seed, o.faults, o.traffic
 	r := &scenario{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), rec: lincheck.NewRecorder(),
 		attempts: map[string]int64{}, attKey: map[string]string{}, stopped: map[int]bool{},
@@ -257,7 +240,14 @@ func runScenario(t *testing.T, seed int64, faults []string, traffic time.Duratio
 	}
 	res := &scenarioResult{seed: seed, faults: len(faults)}
 	t.Logf("seed %d, faults %v, traffic %v", seed, faults, traffic)
-	r.c = tc.NewProxied(t, 3, seed, "--snap-count", "50", "--request-timeout", memberRequestTimeout.String())
+	r.c = tc.NewProxied(t, 3, seed, append([]string{"--snap-count", "50", "--request-timeout", memberRequestTimeout.String()}, o.flags...)...)
+	if needsPowerFS(faults) || *powerFlag {
+		if err := r.c.UsePowerFS(); err != nil {
+			t.Skipf("members cannot run on powerfs: %v", err)
+		}
+		t.Logf("every member's --data-dir is a powerfs mount")
+	}
+	res.cluster = r.c
 	r.c.Start() // with new ports if one was taken
 	tc.WaitLeader(t, 30*time.Second, r.c.Members()...)
 	r.t0 = time.Now()
@@ -388,29 +378,28 @@ func runScenario(t *testing.T, seed int64, faults []string, traffic time.Duratio
 		{"4 at most one leader per term", leaderErr},
 		{"5 writes accepted within 10s of the last heal (and faults ran as planned)", recoveryErr},
 	}
+	fail := t.Errorf
+	if o.expectFailure {
+		fail = t.Logf
+	}
 	for _, c := range res.checks {
 		if c.err != nil {
-			t.Errorf("check %s: FAILED: %v", c.name, c.err)
+			fail("check %s: FAILED: %v", c.name, c.err)
 		} else {
 			t.Logf("check %s: ok", c.name)
 		}
 	}
+	r.mu.Lock()
+	res.cuts, res.refused = r.cuts, r.refused
+	r.mu.Unlock()
+	res.acked = r.counts[opPut][outcomeOK].Load() + r.counts[opDelete][outcomeOK].Load()
+	if needsPowerFS(faults) {
+		t.Logf("power cuts: %d of one member, %d of two, %d of three; %d acknowledged writes; %d members refused to start after one %v",
+			res.cuts[1], res.cuts[2], res.cuts[3], res.acked, len(res.refused), res.refused)
+	}
 	if !res.ok() {
 		r.saveLogs(artifacts)
-		t.Errorf("seed %d; artifacts (history visualization, node logs) in %s", seed, artifacts)
+		fail("seed %d; artifacts (history visualization, node logs) in %s", seed, artifacts)
 	}
 	return res
-}
-
-// saveLogs copies every node's log into dir.
-func (r *scenario) saveLogs(dir string) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		r.t.Log(err)
-		return
-	}
-	for id := 1; r.c.Node(id) != nil; id++ {
-		n := r.c.Node(id)
-		b, _ := os.ReadFile(n.LogPath)
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("node%d.log", id)), b, 0o644)
-	}
 }

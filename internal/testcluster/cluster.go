@@ -9,7 +9,6 @@ package testcluster
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,6 +33,7 @@ type Cluster struct {
 
 	scheme    string                 // of the peer URLs: "http", or "https" (StartCustom)
 	nodeFlags func(n *Node) []string // flags of each node's own (StartCustom), or nil
+	prepare   []func(n *Node) error  // run on every node made from now on, before it starts (UsePowerFS)
 
 	mu      sync.Mutex
 	URLs    []string       // advertised peer URLs; URLs[i] belongs to id i+1 (the proxy's address with Net)
@@ -101,6 +101,14 @@ func (c *Cluster) addNode() *Node {
 	c.URLs = append(c.URLs, "")
 	c.mu.Unlock()
 	c.givePorts(n) // before other goroutines can see n
+	c.mu.Lock()
+	prepare := c.prepare
+	c.mu.Unlock()
+	for _, f := range prepare {
+		if err := f(n); err != nil {
+			c.t.Fatalf("preparing %v: %v", n, err)
+		}
+	}
 	c.mu.Lock()
 	c.Nodes = append(c.Nodes, n)
 	c.mu.Unlock()
@@ -189,7 +197,7 @@ func (c *Cluster) Start() {
 			if n.Running() {
 				n.Kill()
 			}
-			os.RemoveAll(n.DataDir)
+			n.Wipe() // the directory may be a mount point
 		}
 		for _, n := range members {
 			c.givePorts(n)

@@ -164,7 +164,8 @@ type Node struct {
 	ID       int      // raft id (0 if unknown)
 	PeerURL  string   // this node's entry in --cluster
 	HTTPPort int      // --port
-	DataDir  string   // --data-dir; also the working directory
+	DataDir  string   // --data-dir; also the working directory, unless WorkDir is set
+	WorkDir  string   // the process's working directory, if not DataDir (UsePowerFS)
 	Args     []string // command line arguments, reused by Restart
 	LogPath  string   // stdout and stderr of every run, appended
 
@@ -275,6 +276,9 @@ func (n *Node) TryStart() error {
 	n.logStart = off
 	cmd := exec.Command(n.bin, n.Args...)
 	cmd.Dir = n.DataDir
+	if n.WorkDir != "" {
+		cmd.Dir = n.WorkDir
+	}
 	cmd.Stdout = f
 	cmd.Stderr = f
 	if err := cmd.Start(); err != nil {
@@ -413,12 +417,32 @@ func (n *Node) TryKill() error {
 	return nil
 }
 
-// Wipe deletes the data directory of a node that is not running.
+// Wipe deletes everything in the data directory of a node that is not
+// running. The directory itself stays, as it may be a mount point
+// (UsePowerFS), and is fsynced, so that on a power-loss filesystem no
+// later Crash brings the deleted files back.
 func (n *Node) Wipe() error {
 	if n.Running() {
 		return fmt.Errorf("%v: wiping the data of a running node", n)
 	}
-	return os.RemoveAll(n.DataDir)
+	entries, err := os.ReadDir(n.DataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(n.DataDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	d, err := os.Open(n.DataDir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // WaitServing waits until the current run logged "serving HTTP" or its HTTP

@@ -104,6 +104,13 @@ func (r *scenario) healAll() {
 		r.c.Node(id).Signal(syscall.SIGCONT)
 	}
 	for _, n := range r.c.Members() {
+		if fs := n.PowerFS(); fs != nil { // disks work again
+			fs.FailSyncs(0)
+			fs.FailWrites(0)
+			fs.StallSyncs(0)
+		}
+	}
+	for _, n := range r.c.Members() {
 		if !n.Running() {
 			r.event("restarting node %d, which was down", n.ID)
 			n.Start()

@@ -21,11 +21,11 @@ import (
 	tc "raftexample/internal/testcluster"
 )
 
-// needsPowerFS reports whether a schedule cuts power, so that its members
-// must run on powerfs.
+// needsPowerFS reports whether a schedule cuts power or breaks a disk, so
+// that its members must run on powerfs.
 func needsPowerFS(faults []string) bool {
 	for _, f := range faults {
-		if strings.Contains(f, "power-cut") {
+		if strings.Contains(f, "power-cut") || strings.HasPrefix(f, "disk-") || strings.HasPrefix(f, "fsync-") {
 			return true
 		}
 	}

@@ -83,6 +83,9 @@ var faultKinds = map[string]func(r *scenario) error{
 	"power-cut-majority+isolate-survivor": (*scenario).powerCutMajorityIsolated,
 	"partition-follower+power-cut-leader": (*scenario).partitionFollowerPowerCutLeader,
 	"drop+power-cut-follower":             (*scenario).dropPowerCutFollower,
+	"disk-eio":                            (*scenario).diskEIO,
+	"disk-full":                           (*scenario).diskFull,
+	"fsync-stall":                         (*scenario).fsyncStall,
 }
 
 func pickSeed() int64 {
@@ -111,6 +114,7 @@ func TestRobustness(t *testing.T) {
 		{"power-cut-one+power-cut-majority", []string{"power-cut-one", "power-cut-majority"}},
 		{"power-cut-majority+isolate-survivor", []string{"power-cut-majority+isolate-survivor"}},
 		{"power-cut-all+partition-follower+power-cut-leader", []string{"power-cut-all", "partition-follower+power-cut-leader"}},
+		{"disk-eio+fsync-stall+disk-full+drop+power-cut-follower", []string{"disk-eio", "fsync-stall", "disk-full", "drop+power-cut-follower"}},
 	}
 	start, runs := time.Now(), 0
 	for _, tt := range table {

@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -41,42 +39,17 @@ var (
 	snapshotFlags = []string{"--wal-segment-bytes", "65536", "--snap-count", "100"}
 )
 
-// mountPowerFS mounts a powerfs, over a backing directory of the test's
-// own, at a directory inside n's data directory, and makes that n's
-// --data-dir; call it before n's first start. It skips the test if FUSE
-// mounts cannot be made here. n's working directory (n.DataDir) stays off
-// the mount: the child that os/exec forks chdirs there before it execs,
-// while the parent thread waits in clone, and a chdir that needs this
-// process's FUSE server to answer can then hang both for good (the test
-// binary hung so once; see golang/go#11155 for the family of such hangs).
-// At cleanup it kills n and then unmounts: the cluster's own cleanup, which
-// kills every node, runs only after this one (cleanups run last registered
-// first), and a mount still in use would only be detached.
+// mountPowerFS puts n's data directory on a power-loss filesystem
+// (Node.UsePowerFS), or skips the test where FUSE mounts cannot be made.
 func mountPowerFS(t *testing.T, n *tc.Node) *powerfs.FS {
 	t.Helper()
 	if err := powerfs.Available(); err != nil {
 		t.Skipf("FUSE mounts unavailable: %v", err)
 	}
-	backing := t.TempDir()
-	dir := filepath.Join(n.DataDir, "powerfs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	fs, err := powerfs.Mount(backing, dir)
+	fs, err := n.UsePowerFS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.SetFlag("data-dir", dir)
-	t.Cleanup(func() {
-		if n.Running() {
-			if err := n.TryKill(); err != nil {
-				t.Error(err)
-			}
-		}
-		if err := fs.Unmount(); err != nil {
-			t.Error(err)
-		}
-	})
 	return fs
 }
 

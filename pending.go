@@ -193,18 +193,18 @@ func (s *service) reproposer() {
 			continue // nowhere to send them; the next leader brings them due
 		}
 		due, datas = s.pending.due(time.Now(), due[:0], datas[:0])
-		s.proposeAgain(due, datas)
+		s.proposeAgain(datas)
 		clear(due)
 		clear(datas)
 	}
 }
 
-// proposeAgain proposes copies of pcs, whose encodings are datas, several to
+// proposeAgain proposes copies of the commands encoded in datas, several to
 // an entry. A copy raft refuses is proposed again when due.
-func (s *service) proposeAgain(pcs []*pendingCommand, datas [][]byte) {
-	for len(pcs) > 0 {
+func (s *service) proposeAgain(datas [][]byte) {
+	for len(datas) > 0 {
 		n, size := 0, 0
-		for n < len(pcs) && n < maxBatchCommands && size < maxBatchBytes {
+		for n < len(datas) && n < maxBatchCommands && size < maxBatchBytes {
 			size += len(datas[n])
 			n++
 		}
@@ -218,6 +218,6 @@ func (s *service) proposeAgain(pcs []*pendingCommand, datas [][]byte) {
 		if err == nil || mayHaveReachedRaft(err) {
 			metricProposalsReproposed.Add(float64(n))
 		}
-		pcs, datas = pcs[n:], datas[n:]
+		datas = datas[n:]
 	}
 }

@@ -96,7 +96,10 @@ func (s *service) run(commitC <-chan commit) error {
 			c.freeze <- s.store.freeze()
 			continue
 		}
-		before := s.store.ProposalClock()
+		var before uint64 // the clock a snapshot replaces
+		if c.snapshot != nil {
+			before = s.store.ProposalClock()
+		}
 		var err error
 		if names, err = s.store.applyCommit(c, names[:0]); err != nil {
 			return err

@@ -11,7 +11,6 @@ package e2e
 // cleanly and catches up. A slow disk costs latency, never a write.
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -236,28 +235,7 @@ func longestGap(acked []diskAck, from, to time.Time, not *tc.Node) time.Duration
 func expectAckedReadable(t *testing.T, acked []diskAck, nodes ...*tc.Node) {
 	t.Helper()
 	for _, n := range nodes {
-		got := map[string]string{}
-		for start := ""; ; {
-			resp, err := n.DoRequest(http.MethodGet, "/v1/kv/?prefix="+diskLoadPrefix+"&limit=10000&start="+url.QueryEscape(start), "", nil)
-			if err != nil || resp.Code != http.StatusOK {
-				t.Fatalf("listing through %v: %d %v %s", n, resp.Code, err, resp.Body)
-			}
-			var page []struct{ Key, Value string }
-			if err := json.Unmarshal([]byte(resp.Body), &page); err != nil {
-				t.Fatalf("listing through %v: %v", n, err)
-			}
-			for _, p := range page {
-				got[p.Key] = p.Value
-			}
-			next := resp.Header.Get("X-Next-Start")
-			if next == "" {
-				break
-			}
-			var err2 error
-			if start, err2 = url.QueryUnescape(next); err2 != nil {
-				t.Fatal(err2)
-			}
-		}
+		got := listPrefix(t, n, diskLoadPrefix)
 		var lost []string
 		for _, a := range acked {
 			if got[a.kv.Key] != a.kv.Val {

@@ -4,7 +4,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -44,4 +47,31 @@ func doWithin(timeout time.Duration, n *tc.Node, method, path, body string) (int
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return n.DoContext(ctx, method, path, body)
+}
+
+// listPrefix reads every pair whose key starts with prefix through n, with
+// linearizable listings page by page (X-Next-Start).
+func listPrefix(t *testing.T, n *tc.Node, prefix string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for start := ""; ; {
+		resp, err := n.DoRequest(http.MethodGet, "/v1/kv/?prefix="+url.QueryEscape(prefix)+"&limit=10000&start="+url.QueryEscape(start), "", nil)
+		if err != nil || resp.Code != http.StatusOK {
+			t.Fatalf("listing through %v: %d %v %s", n, resp.Code, err, resp.Body)
+		}
+		var page []struct{ Key, Value string }
+		if err := json.Unmarshal([]byte(resp.Body), &page); err != nil {
+			t.Fatalf("listing through %v: %v", n, err)
+		}
+		for _, p := range page {
+			got[p.Key] = p.Value
+		}
+		next := resp.Header.Get("X-Next-Start")
+		if next == "" {
+			return got
+		}
+		if start, err = url.QueryUnescape(next); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

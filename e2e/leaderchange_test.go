@@ -6,9 +6,7 @@ package e2e
 // leader and the state machine applies each once.
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -128,27 +126,7 @@ func (w *writeLoad) finish() (acked map[string]int, failures map[string][]string
 func expectAcknowledgedWritesReadable(t *testing.T, c *tc.Cluster, acked map[string]int) {
 	t.Helper()
 	for _, n := range c.Members() {
-		got := map[string]string{}
-		for start := ""; ; {
-			resp, err := n.DoRequest("GET", "/v1/kv/?prefix=load-&limit=10000&start="+url.QueryEscape(start), "", nil)
-			if err != nil || resp.Code != 200 {
-				t.Fatalf("listing through %v: %d %v %s", n, resp.Code, err, resp.Body)
-			}
-			var page []struct{ Key, Value string }
-			if err := json.Unmarshal([]byte(resp.Body), &page); err != nil {
-				t.Fatalf("listing through %v: %v", n, err)
-			}
-			for _, p := range page {
-				got[p.Key] = p.Value
-			}
-			next := resp.Header.Get("X-Next-Start")
-			if next == "" {
-				break
-			}
-			if start, err = url.QueryUnescape(next); err != nil {
-				t.Fatal(err)
-			}
-		}
+		got := listPrefix(t, n, "load-")
 		var lost []string
 		for key, v := range acked {
 			if got[key] != fmt.Sprint(v) {

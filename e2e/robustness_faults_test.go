@@ -361,16 +361,27 @@ func (r *scenario) walDamage() error {
 		r.event("node %d repaired its WAL and rejoined", n.ID)
 		return nil
 	}
-	if n.Running() {
+	code, line, err := refusedToStart(n, "WAL damage", err)
+	if err != nil {
 		return err
-	}
-	code, _ := n.Wait(5 * time.Second)
-	line := firstErrorLine(n.RunLog())
-	if code == 0 || line == "" {
-		return fmt.Errorf("node %d exited with code %d after WAL damage without a clear error (%v); log:\n%s", n.ID, code, err, tc.Tail(n.RunLog(), 20))
 	}
 	r.event("node %d refused to start (exit code %d): %s", n.ID, code, line)
 	return r.replace(n)
+}
+
+// refusedToStart explains why n, which did not come up after what (startErr),
+// is not serving: it must have exited non-zero with a one-line reason. A
+// node still running, or one that exited without a reason, is an error.
+func refusedToStart(n *tc.Node, what string, startErr error) (code int, line string, err error) {
+	if n.Running() {
+		return 0, "", startErr
+	}
+	code, _ = n.Wait(5 * time.Second)
+	line = firstErrorLine(n.RunLog())
+	if code == 0 || line == "" {
+		return code, "", fmt.Errorf("node %d exited with code %d after %s without a clear reason (%v); log:\n%s", n.ID, code, what, startErr, tc.Tail(n.RunLog(), 20))
+	}
+	return code, line, nil
 }
 
 // firstErrorLine returns the first line of log that reports an error or panic.

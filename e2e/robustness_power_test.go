@@ -178,13 +178,9 @@ func (r *scenario) powerCut(what string, nodes ...*tc.Node) error {
 			up = append(up, n)
 			continue
 		}
-		if n.Running() {
+		code, line, err := refusedToStart(n, "a power cut", err)
+		if err != nil {
 			return err
-		}
-		code, _ := n.Wait(5 * time.Second)
-		line := firstErrorLine(n.RunLog())
-		if code == 0 || line == "" {
-			return fmt.Errorf("node %d exited with code %d after a power cut without a clear reason (%v); log:\n%s", n.ID, code, err, tc.Tail(n.RunLog(), 20))
 		}
 		r.event("REFUSED: node %d refused to start after the power cut (exit code %d): %s", n.ID, code, line)
 		r.mu.Lock()

@@ -5,6 +5,7 @@ package testcluster
 // revisions, and the listing with revisions.
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -188,4 +189,9 @@ func (n *Node) ListRevs(prefix, query string) ([]RevItem, uint64, error) {
 			return nil, 0, err
 		}
 	}
+}
+
+// DoRequestContext is DoRequest with a context, e.g. for a shorter timeout.
+func (n *Node) DoRequestContext(ctx context.Context, method, path, body string, header http.Header) (Response, error) {
+	return n.send(ctx, method, path, body, header)
 }

@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -567,7 +568,9 @@ func TestWatchDeliversEveryChangeInOrderAndResumesExactly(t *testing.T) {
 			ws = append(ws, w)
 		}
 		waitWatchers(t, n2, 3)
+		a := putChange(t, n3, "a", "1")
 		for _, w := range ws {
+			w.expectChanges(t, []change{a})
 			w.close()
 		}
 		waitWatchers(t, n2, 0)
@@ -647,24 +650,37 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 			}
 		}
 		t.Logf("at revision %d the history of %d events starts at %d", last, history, oldest)
-		// The oldest revision is exactly the edge: from it the stream
-		// starts and replays the rest, one before it is gone.
-		var kept []change
-		for _, w := range writes {
-			if w.rev >= oldest {
-				kept = append(kept, w)
-			}
-		}
+		// One before the oldest is gone, by either way of starting.
+		watchGone(t, n2, fmt.Sprintf("/v1/watch/?fromRevision=%d", oldest-1), nil)
+		watchGone(t, n2, "/v1/watch/?prefix=h/", hdr("Last-Event-ID", strconv.FormatUint(oldest-2, 10)))
+		// The newer half of the history replays from fromRevision and from
+		// Last-Event-ID alike.
+		mid := last - history/2 + 1
+		w := openWatch(t, n2, fmt.Sprintf("/v1/watch/?prefix=h/&fromRevision=%d", mid), nil)
+		w.expectProgress(t, mid-1)
+		w.expectChanges(t, writesFrom(writes, mid))
+		w.close()
+		w = openWatch(t, n2, "/v1/watch/?prefix=h/", hdr("Last-Event-ID", strconv.FormatUint(mid-1, 10)))
+		w.expectProgress(t, mid-1)
+		w.expectChanges(t, writesFrom(writes, mid))
+		w.close()
+	})
+
+	// FAILS against 7be8f6c (server bug, reported): a stream that starts
+	// more than half the history back is closed as "behind" before it
+	// sends a single event, so the oldest revision the 410 names cannot
+	// actually be watched from, and a client resuming from there is closed
+	// again on every attempt and never catches up.
+	t.Run("a watch from the oldest revision the history keeps replays all of it", func(t *testing.T) {
+		oldest, _ := hubState(t, n2)
 		w := openWatch(t, n2, fmt.Sprintf("/v1/watch/?prefix=h/&fromRevision=%d", oldest), nil)
 		w.expectProgress(t, oldest-1)
-		w.expectChanges(t, kept)
+		w.expectChanges(t, writesFrom(writes, oldest))
 		w.close()
-		watchGone(t, n2, fmt.Sprintf("/v1/watch/?fromRevision=%d", oldest-1), nil)
 		w = openWatch(t, n2, "/v1/watch/?prefix=h/", hdr("Last-Event-ID", strconv.FormatUint(oldest-1, 10)))
 		w.expectProgress(t, oldest-1)
-		w.expectChanges(t, kept[:1])
+		w.expectChanges(t, writesFrom(writes, oldest))
 		w.close()
-		watchGone(t, n2, "/v1/watch/?prefix=h/", hdr("Last-Event-ID", strconv.FormatUint(oldest-2, 10)))
 	})
 
 	t.Run("after a restart the history starts after the snapshot the member started from", func(t *testing.T) {
@@ -695,123 +711,203 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 		if g.OldestRevision != want {
 			t.Fatalf("%v restarted from its snapshot at index %d (revision %d): oldest revision %d, want %d", n3, st.SnapshotIndex, want-1, g.OldestRevision, want)
 		}
-		var kept []change
-		for _, w := range writes {
-			if w.rev >= want {
-				kept = append(kept, w)
-			}
-		}
 		w := openWatch(t, n3, fmt.Sprintf("/v1/watch/?prefix=h/&fromRevision=%d", want), nil)
 		w.expectProgress(t, want-1)
-		w.expectChanges(t, kept)
+		w.expectChanges(t, writesFrom(writes, want))
 		t.Logf("%v restarted from its snapshot at index %d: history from revision %d to %d", n3, st.SnapshotIndex, want, last)
 	})
 
-	t.Run("a slow watcher is closed and the others keep up", func(t *testing.T) {
+	t.Run("slow watchers are closed, the others keep up, and the gauge goes back down", func(t *testing.T) {
 		waitWatchers(t, n2, 0)
 		closedBefore := closedStreams(t, n2)
-		// The slow one: a connection with a tiny receive buffer that reads
-		// the answer's headers and then nothing.
-		dialer := &net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
-			var serr error
-			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			return serr
-		}}
-		conn, err := dialer.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n2.HTTPPort))
+		// One watcher never reads: a connection with a tiny receive buffer
+		// that reads the answer's headers and then nothing.
+		never, neverBody := rawWatchConn(t, n2, "/v1/watch/big", 4096)
+		// One reads, but slowly: 32 KiB every 10 ms.
+		slowConn, slowBody := rawWatchConn(t, n2, "/v1/watch/big", 0)
+		slowDone := make(chan error, 1)
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				if _, err := slowBody.Read(buf); err != nil {
+					slowDone <- err
+					return
+				}
+				time.Sleep(10 * time.Millisecond) // a slow client, not a wait for the cluster
+			}
+		}()
+		// The fast one reads as fast as it can and counts the ids of the
+		// events (their values are not even looked at).
+		start, err := n2.Revision()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
-		fmt.Fprintf(conn, "GET /v1/watch/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4096), nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("the slow watch: %v %v", resp, err)
-		}
-		slow := bufio.NewReader(resp.Body)
-		// The fast one counts the ids it has read.
-		fast := openWatch(t, n2, "/v1/watch/big", nil)
-		start := fast.next(t).ID
+		fastConn, fastBody := rawWatchConn(t, n2, "/v1/watch/big", 0)
 		var seen atomic.Uint64
 		seen.Store(start)
 		fastDone := make(chan error, 1)
-		go func() {
-			for ev := range fast.ch {
-				if ev.Type == "progress" {
-					continue
-				}
-				if ev.ID <= seen.Load() {
-					fastDone <- fmt.Errorf("the fast watch: id %d after %d", ev.ID, seen.Load())
-					return
-				}
-				seen.Store(ev.ID)
-			}
-			fastDone <- fast.err
-		}()
-		waitWatchers(t, n2, 2)
+		go func() { fastDone <- countEventIDs(fastBody, &seen) }()
+		waitWatchers(t, n2, 3)
 
 		// Big values, written through n1, never more than 10 ahead of the
-		// fast watcher (so it stays well within half the history), until
-		// the slow one is closed, and then 10 more.
+		// fast watcher (well within half the history), more than the
+		// history holds, and on until the slow reader is closed.
 		value := strings.Repeat("x", 256<<10)
+		began := time.Now()
 		var lastRev uint64
-		var slowClosedAt int
-		for i := 0; i < 400 && (slowClosedAt == 0 || i < slowClosedAt+10); i++ {
-			ch := putChange(t, n1, "big", value)
-			lastRev = ch.rev
+		writes := 0
+		slowClosed := false
+		for ; writes < 2*history || !slowClosed; writes++ {
+			if writes == 400 {
+				t.Fatalf("%d writes of 256 KiB and the slow reader is still open on %v", writes, n2)
+			}
+			lastRev = putChange(t, n1, "big", value).rev
 			tc.Eventually(t, tc.Timeout, func() error {
 				if s := seen.Load(); s+10 < lastRev {
 					return fmt.Errorf("the fast watcher is at %d, the writes at %d", s, lastRev)
 				}
 				return nil
 			})
-			if slowClosedAt == 0 && i%5 == 4 {
-				if v, err := n2.Metric("raftexample_watchers", nil); err == nil && v == 1 {
-					slowClosedAt = i
+			select {
+			case err := <-slowDone:
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("the slow reader's stream ended with %v, want the member closing it", err)
 				}
+				slowClosed = true
+			default:
 			}
 		}
-		if slowClosedAt == 0 {
-			t.Fatalf("400 writes of 256 KiB and the slow watcher is still open on %v", n2)
-		}
+		slowConn.Close()
+		m, _ := n2.Metrics()
+		t.Logf("the slow reader was closed after %d writes of 256 KiB, %v; closed streams: %v", writes, time.Since(began).Round(time.Millisecond), m.Find("raftexample_watch_streams_closed_total", nil))
+		// The watcher that never reads is closed too, however long its
+		// member waits for it; then only the fast one is left.
+		waitWatchers(t, n2, 1)
 		tc.Eventually(t, tc.Timeout, func() error {
 			if s := seen.Load(); s != lastRev {
 				return fmt.Errorf("the fast watcher is at %d, want %d", s, lastRev)
 			}
 			return nil
 		})
-		if after := closedStreams(t, n2); after <= closedBefore {
-			t.Errorf("raftexample_watch_streams_closed_total on %v: %v before, %v after", n2, closedBefore, after)
+		closedAfter := closedStreams(t, n2)
+		if closedAfter < closedBefore+1 {
+			t.Errorf("raftexample_watch_streams_closed_total on %v went from %v to %v, want at least one more (the slow reader)", n2, closedBefore, closedAfter)
 		}
-		// The slow watcher's connection ends (once it reads what was sent);
-		// it may resume from its last id if the history still has it, else
-		// it is gone.
-		conn.SetReadDeadline(time.Now().Add(tc.Timeout))
-		var slowLast uint64
+		if closedAfter < closedBefore+2 {
+			// Against 7be8f6c: the watcher that never reads is closed by the
+			// 10 s write timeout, which the counter does not count.
+			t.Logf("NOTE: raftexample_watch_streams_closed_total on %v went from %v to %v for two slow watchers closed", n2, closedBefore, closedAfter)
+		}
+		// What the one that never read was sent ends: the connection is
+		// closed. It may resume from its last id if the history still has
+		// it, and is gone otherwise.
+		never.SetReadDeadline(time.Now().Add(tc.Timeout))
+		var neverLast uint64
 		for {
-			lines, err := rawFrame(slow)
+			lines, err := rawFrame(neverBody)
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-					t.Fatalf("the slow watcher's connection did not end: %v", err)
+					t.Fatalf("the connection of the watcher that never read did not end: %v", err)
 				}
 				break
 			}
 			if len(lines) > 0 && strings.HasPrefix(lines[0], "id: ") {
-				slowLast, _ = strconv.ParseUint(strings.TrimPrefix(lines[0], "id: "), 10, 64)
+				neverLast, _ = strconv.ParseUint(strings.TrimPrefix(lines[0], "id: "), 10, 64)
 			}
 		}
-		t.Logf("the slow watcher was closed after %d writes, having read up to revision %d; the fast one read all %d", slowClosedAt+1, slowLast, lastRev-start)
-		if s, err := n2.Watch(context.Background(), "/v1/watch/big", hdr("Last-Event-ID", strconv.FormatUint(slowLast, 10))); err == nil {
+		if s, err := n2.Watch(context.Background(), "/v1/watch/big", hdr("Last-Event-ID", strconv.FormatUint(neverLast, 10))); err == nil {
 			s.Close()
 		} else {
 			var refused *tc.WatchRefused
 			if !errors.As(err, &refused) || refused.Code != http.StatusGone {
-				t.Fatalf("resuming the slow watcher from %d: %v, want a stream or 410", slowLast, err)
+				t.Fatalf("resuming the watcher that never read from %d: %v, want a stream or 410", neverLast, err)
 			}
 		}
-		fast.close()
-		<-fastDone
+		t.Logf("the watcher that never read had been sent up to revision %d; the fast one read all %d events", neverLast, lastRev-start)
+		fastConn.Close()
+		if err := <-fastDone; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("the fast watcher: %v", err)
+		}
 		waitWatchers(t, n2, 0)
 	})
+}
+
+// rawWatchConn opens a watch at path on n over a connection of its own
+// with a receive buffer of rcvbuf bytes (0: the system's), reads the answer's headers (200)
+// and returns the connection and the stream's body.
+func rawWatchConn(t *testing.T, n *tc.Node, path string, rcvbuf int) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	dialer := &net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
+		var serr error
+		if rcvbuf > 0 {
+			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
+		}
+		return serr
+	}}
+	conn, err := dialer.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4096), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch %s on %v: %v %v", path, n, resp, err)
+	}
+	return conn, bufio.NewReader(resp.Body)
+}
+
+// countEventIDs reads a stream's frames until it ends, cheaply (data lines
+// are skipped, not decoded), and stores the id of each put or delete in
+// seen, which they must raise.
+func countEventIDs(r *bufio.Reader, seen *atomic.Uint64) error {
+	var id uint64
+	progress := false
+	for {
+		line, err := r.ReadSlice('\n')
+		for err == bufio.ErrBufferFull { // the rest of a long data line
+			_, err = r.ReadSlice('\n')
+			line = nil
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte("id: ")):
+			if id, err = strconv.ParseUint(string(bytes.TrimSpace(line[4:])), 10, 64); err != nil {
+				return fmt.Errorf("bad id line %q", line)
+			}
+		case string(line) == "event: progress\n":
+			progress = true
+		case string(line) == "\n":
+			if !progress {
+				if id <= seen.Load() {
+					return fmt.Errorf("event id %d after %d", id, seen.Load())
+				}
+				seen.Store(id)
+			}
+			progress = false
+		}
+	}
+}
+
+// writesFrom returns the changes of revision from or later.
+func writesFrom(writes []change, from uint64) []change {
+	var out []change
+	for _, w := range writes {
+		if w.rev >= from {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// hubState returns the oldest revision n's history keeps and n's revision,
+// from the 410 of a watch from revision 1.
+func hubState(t *testing.T, n *tc.Node) (oldest, rev uint64) {
+	t.Helper()
+	g := watchGone(t, n, "/v1/watch/?fromRevision=1", nil)
+	return g.OldestRevision, g.Revision
 }
 
 // closedStreams is the sum of n's raftexample_watch_streams_closed_total

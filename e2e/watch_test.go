@@ -542,7 +542,8 @@ func TestWatchDeliversEveryChangeInOrderAndResumesExactly(t *testing.T) {
 			maxAcked = max(maxAcked, rev)
 		}
 		// Every revision after the start, in order, once; each a write that
-		// was made; each acknowledged write at its revision.
+		// was made, applied once; each acknowledged write at its revision.
+		delivered := map[string]uint64{} // value -> revision
 		for rev := from + 1; rev <= maxAcked; rev++ {
 			ev := w.event(t, rev-1)
 			if ev.ID != rev || ev.Revision != rev || ev.Type != "put" {
@@ -551,6 +552,10 @@ func TestWatchDeliversEveryChangeInOrderAndResumesExactly(t *testing.T) {
 			if key, ok := attempts[ev.Value]; !ok || key != ev.Key {
 				t.Fatalf("event %d puts %q=%q, which no client wrote", ev.ID, ev.Key, ev.Value)
 			}
+			if r, dup := delivered[ev.Value]; dup {
+				t.Fatalf("events %d and %d both put %q=%q: one write applied twice", r, ev.ID, ev.Key, ev.Value)
+			}
+			delivered[ev.Value] = ev.ID
 			if a, ok := acked[rev]; ok && (a.key != ev.Key || a.val != ev.Value) {
 				t.Fatalf("event %d puts %q=%q, but the write acknowledged at %d was %v", ev.ID, ev.Key, ev.Value, rev, a)
 			}
@@ -650,6 +655,9 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 			}
 		}
 		t.Logf("at revision %d the history of %d events starts at %d", last, history, oldest)
+		if oldest != last-history+1 {
+			t.Fatalf("the history starts at %d, want %d: the latest %d changes", oldest, last-history+1, history)
+		}
 		// One before the oldest is gone, by either way of starting.
 		watchGone(t, n2, fmt.Sprintf("/v1/watch/?fromRevision=%d", oldest-1), nil)
 		watchGone(t, n2, "/v1/watch/?prefix=h/", hdr("Last-Event-ID", strconv.FormatUint(oldest-2, 10)))

@@ -731,11 +731,11 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 		// One watcher never reads: a connection with a tiny receive buffer
 		// that reads the answer's headers and then nothing.
 		never, neverBody := rawWatchConn(t, n2, "/v1/watch/big", 4096)
-		// One reads, but slowly: 32 KiB every 10 ms.
+		// One reads, but slowly: 8 KiB every 10 ms.
 		slowConn, slowBody := rawWatchConn(t, n2, "/v1/watch/big", 0)
 		slowDone := make(chan error, 1)
 		go func() {
-			buf := make([]byte, 32<<10)
+			buf := make([]byte, 8<<10)
 			for {
 				if _, err := slowBody.Read(buf); err != nil {
 					slowDone <- err
@@ -757,18 +757,22 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 		go func() { fastDone <- countEventIDs(fastBody, &seen) }()
 		waitWatchers(t, n2, 3)
 
-		// Big values, written through n1, never more than 10 ahead of the
-		// fast watcher (well within half the history), more than the
-		// history holds, and on until the slow reader is closed.
-		value := strings.Repeat("x", 256<<10)
+		// Big values, written through n1 at up to 50 a second (3.2 MB/s,
+		// four times what the slow reader takes), never more than 10
+		// ahead of the fast watcher (well within half the history), more
+		// than the history holds, and on until the slow reader is closed.
+		value := strings.Repeat("x", 64<<10)
 		began := time.Now()
+		pace := time.NewTicker(20 * time.Millisecond) // the load's rate, not a wait for the cluster
+		defer pace.Stop()
 		var lastRev uint64
 		writes := 0
 		slowClosed := false
 		for ; writes < 2*history || !slowClosed; writes++ {
-			if writes == 400 {
-				t.Fatalf("%d writes of 256 KiB and the slow reader is still open on %v", writes, n2)
+			if time.Since(began) > tc.Timeout {
+				t.Fatalf("%d writes of 64 KiB in %v and the slow reader is still open on %v", writes, tc.Timeout, n2)
 			}
+			<-pace.C
 			lastRev = putChange(t, n1, "big", value).rev
 			tc.Eventually(t, tc.Timeout, func() error {
 				if s := seen.Load(); s+10 < lastRev {
@@ -787,7 +791,7 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 		}
 		slowConn.Close()
 		m, _ := n2.Metrics()
-		t.Logf("the slow reader was closed after %d writes of 256 KiB, %v; closed streams: %v", writes, time.Since(began).Round(time.Millisecond), m.Find("raftexample_watch_streams_closed_total", nil))
+		t.Logf("the slow reader was closed after %d writes of 64 KiB, %v; closed streams: %v", writes, time.Since(began).Round(time.Millisecond), m.Find("raftexample_watch_streams_closed_total", nil))
 		// The watcher that never reads is closed too, however long its
 		// member waits for it; then only the fast one is left.
 		waitWatchers(t, n2, 1)

@@ -32,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader|status|catchup ...")
+		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader|status|catchup|watch|revs|codes ...")
 		os.Exit(2)
 	}
 	var err error
@@ -45,6 +45,12 @@ func main() {
 		err = status(os.Args[2:])
 	case "catchup":
 		err = catchup(os.Args[2:])
+	case "watch":
+		err = watchCmd(os.Args[2:])
+	case "revs":
+		err = revs(os.Args[2:])
+	case "codes":
+		err = codes(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

@@ -208,16 +208,20 @@ bench_system() { # raftexample|etcd
 	target_url=${urls[idx - 1]}
 	echo "$system: member $lead leads; all requests go to member $idx ($target, $target_url)" | tee -a "$out/machine.txt"
 	bench/bin/benchtool load -kind "$system" -url "$target_url" -keys "$keys" -value-bytes "$value_bytes" | tee -a "$out/machine.txt"
+	# Connection counts outside, workloads inside: the rows to compare (put
+	# and put-if at 16, say) run one after the other, under the same
+	# conditions on a shared machine.
 	local w c
-	for w in $workloads; do
-		case "$system/$w" in
-		etcd/put-if | etcd/watch) echo "  $w: raftexample only, skipped for etcd"; continue ;;
-		raftexample/watch) run_watch "${urls[@]}"; continue ;;
-		esac
-		for c in $conns; do
+	for c in $conns; do
+		for w in $workloads; do
+			case "$system/$w" in
+			etcd/put-if | etcd/watch) [ "$c" = "${conns%% *}" ] && echo "  $w: raftexample only, skipped for etcd"; continue ;;
+			*/watch) continue ;;
+			esac
 			run_wrk "$system" "$prefix$w" "$w" "$c" "$target_url"
 		done
 	done
+	if [ "$system" = raftexample ] && [[ " $workloads " == *" watch "* ]]; then run_watch "${urls[@]}"; fi
 	if [ $keep = 1 ]; then cp "$data/$system"/*.log "$out/" 2>/dev/null || true; fi
 	stop_members
 	rm -rf "${data:?}/$system"
@@ -237,11 +241,15 @@ table() { # system
 	echo "$system"
 	printf '| %-16s | %5s | %8s | %8s | %8s | %8s | %7s | %6s |\n' workload conns 'req/s' 'p50 ms' 'p99 ms' 'max ms' non-2xx errors
 	printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------------ ------: ---------: ---------: ---------: ---------: --------: -------:
-	awk -F'\t' -v s="$system" '$1 == s { printf "| %-16s | %5s | %8s | %8s | %8s | %8s | %7s | %6s |\n", $2, $3, $4, $5, $6, $7, $8, $9 }' "$out/results.tsv"
+	local w
+	for w in $(tr ' ' '\n' <<<"$workloads" | awk 'NF && !seen[$0]++'); do
+		awk -F'\t' -v s="$system" -v w="$w" '$1 == s && $2 == w { printf "| %-16s | %5s | %8s | %8s | %8s | %8s | %7s | %6s |\n", $2, $3, $4, $5, $6, $7, $8, $9 }' "$out/results.tsv"
+	done
 }
-[ $raftexample = 1 ] && table raftexample
-[ $etcd = 1 ] && table etcd
-if [ $raftexample = 1 ] && [ $etcd = 1 ]; then
+touch "$out/results.tsv"
+grep -q '^raftexample' "$out/results.tsv" && table raftexample
+grep -q '^etcd' "$out/results.tsv" && table etcd
+if grep -q '^raftexample' "$out/results.tsv" && grep -q '^etcd' "$out/results.tsv"; then
 	echo
 	echo "raftexample / etcd (throughput: higher is better for raftexample; latency: lower is better)"
 	printf '| %-16s | %5s | %8s | %8s | %8s |\n' workload conns 'req/s' 'p50' 'p99'
@@ -273,7 +281,7 @@ if [ -s "$out/put-if.tsv" ]; then
 				c = order[i]
 				r = (p[c] + 0 > 0 && q[c] + 0 > 0) ? sprintf("%.2fx", q[c] / p[c]) : "-"
 				printf "| %5s | %9s | %9s | %6s | %8s | %8s | %6s | %6.2f%% |\n", c, (c in p) ? p[c] : "-", q[c], r,
-					(c in p99) ? p99[c] : "-", q99[c], f[c], all[c] > 0 ? 100 * f[c] / all[c] : 0
+					(c in p99) ? p99[c] : "-", q99[c], f[c], (all[c] > 0 ? 100 * f[c] / all[c] : 0)
 			}
 		}' "$out/put-if.tsv" "$out/results.tsv"
 fi

@@ -75,3 +75,29 @@ func (h *hist) quantile(q float64) int64 {
 	}
 	return h.max
 }
+
+// wireHist is a hist as JSON: the non-empty buckets only.
+type wireHist struct {
+	Buckets map[int]int64 `json:",omitempty"`
+	N, Max  int64
+}
+
+func (h *hist) wire() wireHist {
+	w := wireHist{Buckets: map[int]int64{}, N: h.n, Max: h.max}
+	for i, c := range h.counts {
+		if c != 0 {
+			w.Buckets[i] = c
+		}
+	}
+	return w
+}
+
+func (w wireHist) hist() *hist {
+	h := &hist{n: w.N, max: w.Max}
+	for i, c := range w.Buckets {
+		if i >= 0 && i < histBuckets {
+			h.counts[i] = c
+		}
+	}
+	return h
+}

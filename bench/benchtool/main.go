@@ -47,6 +47,8 @@ func main() {
 		err = catchup(os.Args[2:])
 	case "watch":
 		err = watchCmd(os.Args[2:])
+	case "watchers": // benchtool watch's child process
+		err = watchersCmd(os.Args[2:])
 	case "revs":
 		err = revs(os.Args[2:])
 	case "codes":

@@ -23,20 +23,25 @@ package main
 // /metrics, before and after each phase.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 type watchBench struct {
@@ -46,49 +51,92 @@ type watchBench struct {
 	keys       int
 	valueBytes int
 	prefix     string
+	inProcess  bool // the watchers in this process, not a child's
 
-	epoch time.Time
-	seq   atomic.Uint64 // next PUT's sequence number
-	acks  ackTable
-	put   *http.Client
+	seq  atomic.Uint64 // next PUT's sequence number
+	acks *ackTable
+	put  *http.Client
 }
 
-// now is nanoseconds since the epoch, monotonic; never 0 after the start.
-func (b *watchBench) now() int64 { return int64(time.Since(b.epoch)) }
+// now is the wall clock in nanoseconds: the same in a child process, where
+// the monotonic clock of time.Now is not.
+func now() int64 { return time.Now().UnixNano() }
 
-// ackTable maps a PUT's seq to its acknowledgement time (0: not yet, or
-// never), in chunks allocated as the seqs grow.
+// ackTable holds each PUT's send and acknowledgement times by seq (0: not
+// yet, or never), in memory that a child process may map too: a file of
+// pairs of int64, grown as the file system needs (it is sparse).
 type ackTable struct {
-	chunks [1 << 14]atomic.Pointer[[ackChunk]atomic.Int64]
+	t    []int64 // [2*seq] sent, [2*seq+1] acknowledged
+	file string  // where the child maps it; "" when in this process only
 }
 
-const ackChunk = 1 << 16
+const ackCapacity = 1 << 24 // PUTs per invocation
 
-func (t *ackTable) chunk(seq uint64, alloc bool) *[ackChunk]atomic.Int64 {
-	i := seq / ackChunk
-	if i >= uint64(len(t.chunks)) {
+func newAckTable(shared bool) (*ackTable, error) {
+	if !shared {
+		return &ackTable{t: make([]int64, 2*ackCapacity)}, nil
+	}
+	f, err := os.CreateTemp("", "benchtool-acks-")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	a, err := mapAcks(f)
+	if err == nil {
+		a.file = f.Name()
+	}
+	return a, err
+}
+
+func openAckTable(file string) (*ackTable, error) {
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return mapAcks(f)
+}
+
+func mapAcks(f *os.File) (*ackTable, error) {
+	const size = 2 * ackCapacity * 8
+	if err := f.Truncate(size); err != nil {
+		return nil, err
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	return &ackTable{t: unsafe.Slice((*int64)(unsafe.Pointer(&b[0])), 2*ackCapacity)}, nil
+}
+
+func (a *ackTable) close() {
+	if a.file != "" {
+		os.Remove(a.file)
+	}
+}
+
+func (a *ackTable) slot(seq uint64, i uint64) *int64 {
+	if seq >= ackCapacity {
 		return nil
 	}
-	c := t.chunks[i].Load()
-	if c == nil && alloc {
-		t.chunks[i].CompareAndSwap(nil, new([ackChunk]atomic.Int64))
-		c = t.chunks[i].Load()
-	}
-	return c
+	return &a.t[2*seq+i]
 }
 
-func (t *ackTable) set(seq uint64, at int64) {
-	if c := t.chunk(seq, true); c != nil {
-		c[seq%ackChunk].Store(at)
+func (a *ackTable) set(seq, i uint64, at int64) {
+	if p := a.slot(seq, i); p != nil {
+		atomic.StoreInt64(p, at)
 	}
 }
 
-func (t *ackTable) get(seq uint64) int64 {
-	if c := t.chunk(seq, false); c != nil {
-		return c[seq%ackChunk].Load()
+func (a *ackTable) get(seq, i uint64) int64 {
+	if p := a.slot(seq, i); p != nil {
+		return atomic.LoadInt64(p)
 	}
 	return 0
 }
+
+func (a *ackTable) sent(seq uint64) int64  { return a.get(seq, 0) }
+func (a *ackTable) acked(seq uint64) int64 { return a.get(seq, 1) }
 
 type putResult struct {
 	acked, failed, refused int64 // 2xx; no answer; an answer other than 2xx
@@ -125,9 +173,10 @@ func (b *watchBench) runPuts(d time.Duration) *putResult {
 				if err != nil {
 					panic(err)
 				}
-				t0 := b.now()
+				t0 := now()
+				b.acks.set(seq, 0, t0)
 				resp, err := b.put.Do(req)
-				t1 := b.now()
+				t1 := now()
 				if err != nil {
 					failed++
 					if firstErr == "" {
@@ -144,7 +193,7 @@ func (b *watchBench) runPuts(d time.Duration) *putResult {
 					}
 					continue
 				}
-				b.acks.set(seq, t1)
+				b.acks.set(seq, 1, t1)
 				acked++
 				lat.add(t1 - t0)
 			}
@@ -170,6 +219,7 @@ func (b *watchBench) runPuts(d time.Duration) *putResult {
 type watcher struct {
 	member   int // index into urls
 	firstSeq uint64
+	acks     *ackTable
 
 	progressed chan struct{} // closed at the first progress frame
 	done       chan struct{} // closed when the stream ended
@@ -177,8 +227,9 @@ type watcher struct {
 	ended      atomic.Bool   // the stream ended
 	closing    *atomic.Bool  // we are closing the streams: an end is not a cut
 
-	lat      hist
-	early    int64 // delivered before acknowledged
+	lat      hist // delivery − acknowledgement
+	fromSend hist // delivery − the PUT's start
+	early    int64
 	minLat   int64
 	pending  []pendingEvent
 	older    int64 // put events from before the phase
@@ -194,12 +245,16 @@ type pendingEvent struct {
 	at  int64
 }
 
-func (w *watcher) record(lat int64) {
+// record takes one delivery of seq at time at, whose PUT was acknowledged
+// at ack (not 0).
+func (w *watcher) record(seq uint64, at, ack int64) {
+	lat := at - ack
 	if lat < 0 {
 		w.early++
 		w.minLat = min(w.minLat, lat)
 	}
 	w.lat.add(lat)
+	w.fromSend.add(at - w.acks.sent(seq))
 }
 
 var (
@@ -210,7 +265,7 @@ var (
 )
 
 // frame handles one SSE frame (without its blank line) read at time at.
-func (w *watcher) frame(b *watchBench, f []byte, at int64) {
+func (w *watcher) frame(f []byte, at int64) {
 	var id []byte
 	var typ, data []byte
 	for len(f) > 0 {
@@ -278,15 +333,16 @@ func (w *watcher) frame(b *watchBench, f []byte, at int64) {
 		return
 	}
 	w.events.Add(1)
-	if ack := b.acks.get(seq); ack != 0 {
-		w.record(at - ack)
+	if ack := w.acks.acked(seq); ack != 0 {
+		w.record(seq, at, ack)
 	} else {
 		w.pending = append(w.pending, pendingEvent{seq, at})
 	}
 }
 
-// read consumes the stream until it ends.
-func (w *watcher) read(b *watchBench, body io.ReadCloser) {
+// read consumes the stream until it ends, stamping what each read returns
+// with the time it returned.
+func (w *watcher) read(body io.ReadCloser) {
 	defer close(w.done)
 	defer w.ended.Store(true)
 	defer body.Close()
@@ -294,7 +350,7 @@ func (w *watcher) read(b *watchBench, body io.ReadCloser) {
 	filled := 0
 	for {
 		n, err := body.Read(buf[filled:])
-		at := b.now()
+		at := now()
 		filled += n
 		start := 0
 		for {
@@ -302,7 +358,7 @@ func (w *watcher) read(b *watchBench, body io.ReadCloser) {
 			if i < 0 {
 				break
 			}
-			w.frame(b, buf[start:start+i], at)
+			w.frame(buf[start:start+i], at)
 			start += i + 2
 		}
 		filled = copy(buf, buf[start:filled])
@@ -319,20 +375,261 @@ func (w *watcher) read(b *watchBench, body io.ReadCloser) {
 	}
 }
 
+// watchTally is what a set of watchers found; a child process sends it to
+// its parent as JSON.
+type watchTally struct {
+	Watchers, OpenFailed     int
+	OpenErr                  string
+	Opened                   time.Duration // until every stream had its first progress frame
+	Events, EventsDuringPuts int64
+	Missed, Unacked, Older   int64
+	Cut, BadFrame, Disorder  int64
+	Early, MinLat            int64
+	Drained                  time.Duration // after the last PUT, until every live stream had every write
+	DrainedAll               bool
+	Lat, FromSend            wireHist
+	PerMember                []wireHist
+	CutErr                   string
+	CPU                      float64 // the process's, when it is a child
+}
+
+// watchSet is the watchers of one phase.
+type watchSet struct {
+	urls    []string
+	prefix  string
+	acks    *ackTable
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closing atomic.Bool
+	ws      []*watcher
+	tally   watchTally
+}
+
+// open opens n streams, spread over the members, and waits until each has
+// had its first progress frame (or ended). Events of PUTs before firstSeq
+// are not counted.
+func openWatchers(urls []string, prefix string, acks *ackTable, n int, firstSeq uint64) (*watchSet, error) {
+	s := &watchSet{urls: urls, prefix: prefix, acks: acks}
+	s.tally.Watchers = n
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: -1, // a stream's connection is closed with it
+		DisableCompression:  true,
+		ReadBufferSize:      64 << 10,
+	}
+	c := &http.Client{Transport: tr}
+	start := time.Now()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		w := &watcher{member: i % len(urls), firstSeq: firstSeq, acks: acks, closing: &s.closing,
+			progressed: make(chan struct{}), done: make(chan struct{})}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req, _ := http.NewRequestWithContext(s.ctx, http.MethodGet,
+				urls[w.member]+"/v1/watch/?prefix="+url.QueryEscape(prefix), nil)
+			req.Header.Set("Accept", "text/event-stream")
+			resp, err := c.Do(req)
+			if err == nil && resp.StatusCode != http.StatusOK {
+				msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+				resp.Body.Close()
+				err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				s.tally.OpenFailed++
+				if s.tally.OpenErr == "" {
+					s.tally.OpenErr = err.Error()
+				}
+				return
+			}
+			s.ws = append(s.ws, w)
+			go w.read(resp.Body)
+		}()
+	}
+	wg.Wait()
+	deadline := time.After(60 * time.Second)
+	for _, w := range s.ws {
+		select {
+		case <-w.progressed:
+		case <-w.done:
+		case <-deadline:
+			s.close()
+			return nil, fmt.Errorf("watch: %d streams open, not all had a progress frame within 60 s", len(s.ws))
+		}
+	}
+	s.tally.Opened = time.Since(start)
+	return s, nil
+}
+
+// putsDone notes the events delivered while the PUTs ran, then waits up to
+// drain for every live stream to have delivered acked events.
+func (s *watchSet) putsDone(acked int64, drain time.Duration) {
+	for _, w := range s.ws {
+		s.tally.EventsDuringPuts += w.events.Load()
+	}
+	start := time.Now()
+	for {
+		all := true
+		for _, w := range s.ws {
+			if !w.ended.Load() && w.events.Load() < acked {
+				all = false
+				break
+			}
+		}
+		if all {
+			s.tally.DrainedAll = true
+			break
+		}
+		if time.Since(start) > drain {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.tally.Drained = time.Since(start)
+}
+
+func (s *watchSet) close() {
+	s.closing.Store(true)
+	s.cancel()
+	for _, w := range s.ws {
+		<-w.done
+	}
+}
+
+// finish closes the streams and tallies them against acked PUTs.
+func (s *watchSet) finish(acked int64) *watchTally {
+	s.close()
+	t := &s.tally
+	var lat, fromSend hist
+	per := make([]hist, len(s.urls))
+	for _, w := range s.ws {
+		resolved := int64(0)
+		for _, p := range w.pending {
+			if ack := s.acks.acked(p.seq); ack != 0 {
+				w.record(p.seq, p.at, ack)
+				resolved++
+			} else {
+				t.Unacked++
+			}
+		}
+		delivered := w.events.Load()
+		t.Events += delivered
+		deliveredAcked := delivered - int64(len(w.pending)) + resolved
+		t.Missed += max(0, acked-deliveredAcked)
+		t.Older += w.older
+		t.BadFrame += w.badFrame
+		t.Disorder += w.disorder
+		t.Early += w.early
+		t.MinLat = min(t.MinLat, w.minLat)
+		if w.cut {
+			t.Cut++
+			if t.CutErr == "" {
+				t.CutErr = w.err
+			}
+		}
+		lat.merge(&w.lat)
+		fromSend.merge(&w.fromSend)
+		per[w.member].merge(&w.lat)
+	}
+	t.Lat, t.FromSend = lat.wire(), fromSend.wire()
+	for i := range per {
+		t.PerMember = append(t.PerMember, per[i].wire())
+	}
+	return t
+}
+
+// watchersCmd is the child process of benchtool watch: it opens the
+// watchers, prints "ready", reads "stop <acked PUTs>" once the PUTs are
+// done, drains, and prints its tally as JSON.
+func watchersCmd(args []string) error {
+	fs := flag.NewFlagSet("watchers", flag.ExitOnError)
+	urls := fs.String("urls", "", "comma-separated client URLs")
+	prefix := fs.String("prefix", "watch-", "the watched prefix")
+	n := fs.Int("watchers", 1000, "streams")
+	first := fs.Uint64("first-seq", 0, "events of PUTs before this seq are not counted")
+	acksFile := fs.String("acks", "", "the parent's table of PUT times")
+	drain := fs.Duration("drain", 10*time.Second, "the most to wait for the streams to catch up")
+	fs.Parse(args)
+	acks, err := openAckTable(*acksFile)
+	if err != nil {
+		return err
+	}
+	s, err := openWatchers(strings.Split(*urls, ","), *prefix, acks, *n, *first)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	var acked int64
+	if _, err := fmt.Scanf("stop %d\n", &acked); err != nil {
+		s.close()
+		return fmt.Errorf("watchers: reading the stop line: %v", err)
+	}
+	s.putsDone(acked, *drain)
+	t := s.finish(acked)
+	t.CPU = cpuSeconds()
+	return json.NewEncoder(os.Stdout).Encode(t)
+}
+
+// childWatchers runs the watchers in a child process, so that its
+// goroutines do not queue ahead of the PUTs' in this one's scheduler: the
+// two share the machine's CPUs as two processes, as a server's clients on
+// other hosts would not, but no more.
+type childWatchers struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func (b *watchBench) startChild(n int, drain time.Duration) (*childWatchers, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "watchers", "-urls", strings.Join(b.urls, ","), "-prefix", b.prefix,
+		"-watchers", strconv.Itoa(n), "-first-seq", strconv.FormatUint(b.seq.Load(), 10),
+		"-acks", b.acks.file, "-drain", drain.String())
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &childWatchers{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	line, err := c.out.ReadString('\n')
+	if err != nil || line != "ready\n" {
+		in.Close()
+		cmd.Wait()
+		return nil, fmt.Errorf("watch: the watchers' process did not start: %q %v", line, err)
+	}
+	return c, nil
+}
+
+func (c *childWatchers) finish(acked int64) (*watchTally, error) {
+	fmt.Fprintf(c.in, "stop %d\n", acked)
+	c.in.Close()
+	var t watchTally
+	err := json.NewDecoder(c.out).Decode(&t)
+	if werr := c.cmd.Wait(); err == nil {
+		err = werr
+	}
+	return &t, err
+}
+
 type watchResult struct {
-	put                        *putResult
-	watchers, openFailed       int
-	openErr                    string
-	opened                     time.Duration // until every stream had its first progress frame
-	events, eventsDuringPuts   int64
-	missed, unacked, older     int64
-	cut, badFrame, disorder    int64
-	early, minLat              int64
-	drained                    time.Duration // after the last PUT, until every live stream had every write
-	drainedAll                 bool
-	lat                        hist
-	perMember                  []hist
-	cutErr                     string
+	put *putResult
+	watchTally
 	clientCPU                  float64
 	serverCPU                  []float64
 	serverSent, serverWatchers []float64
@@ -341,79 +638,26 @@ type watchResult struct {
 
 // phase runs the PUTs for d with n watchers open (n may be 0).
 func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watchResult, error) {
-	res := &watchResult{watchers: n, minLat: 0, perMember: make([]hist, len(b.urls))}
+	res := &watchResult{}
+	res.Watchers = n
 	before := b.scrape()
 	cpu0 := cpuSeconds()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var closing atomic.Bool
-	ws := make([]*watcher, 0, n)
+	var set *watchSet
+	var child *childWatchers
 	if n > 0 {
-		tr := &http.Transport{
-			MaxIdleConnsPerHost: -1, // a stream's connection is closed with it
-			DisableCompression:  true,
-			ReadBufferSize:      64 << 10,
-			ForceAttemptHTTP2:   false,
+		var err error
+		if b.inProcess {
+			set, err = openWatchers(b.urls, b.prefix, b.acks, n, b.seq.Load())
+		} else {
+			child, err = b.startChild(n, drain)
 		}
-		defer tr.CloseIdleConnections()
-		c := &http.Client{Transport: tr}
-		first := b.seq.Load()
-		start := time.Now()
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 64)
-		for i := range n {
-			w := &watcher{member: i % len(b.urls), firstSeq: first, closing: &closing,
-				progressed: make(chan struct{}), done: make(chan struct{})}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
-					b.urls[w.member]+"/v1/watch/?prefix="+b.prefix, nil)
-				req.Header.Set("Accept", "text/event-stream")
-				resp, err := c.Do(req)
-				if err == nil && resp.StatusCode != http.StatusOK {
-					msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-					resp.Body.Close()
-					err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					res.openFailed++
-					if res.openErr == "" {
-						res.openErr = err.Error()
-					}
-					return
-				}
-				ws = append(ws, w)
-				go w.read(b, resp.Body)
-			}()
+		if err != nil {
+			return nil, err
 		}
-		wg.Wait()
-		deadline := time.After(60 * time.Second)
-		for _, w := range ws {
-			select {
-			case <-w.progressed:
-			case <-w.done:
-			case <-deadline:
-				closing.Store(true)
-				cancel()
-				return nil, fmt.Errorf("watch: %d streams open, not all had a progress frame within 60 s", len(ws))
-			}
-		}
-		res.opened = time.Since(start)
 		for _, m := range b.scrape() {
 			res.serverWatchers = append(res.serverWatchers, m.watchers)
 		}
-		if res.openFailed > 0 {
-			fmt.Fprintf(os.Stderr, "watch: %d of %d streams refused, the first: %s\n", res.openFailed, n, res.openErr)
-		}
 	}
-
 	var prof chan error
 	if profile != "" {
 		prof = make(chan error, 1)
@@ -421,41 +665,29 @@ func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watc
 		go func() { prof <- fetchProfile(b.leader, secs, profile) }()
 	}
 	res.put = b.runPuts(d)
-	for _, w := range ws {
-		res.eventsDuringPuts += w.events.Load()
-	}
-	if n > 0 {
-		start := time.Now()
-		for {
-			all := true
-			for _, w := range ws {
-				if !w.ended.Load() && w.events.Load() < res.put.acked {
-					all = false
-					break
-				}
-			}
-			if all {
-				res.drainedAll = true
-				break
-			}
-			if time.Since(start) > drain {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
+	var t *watchTally
+	switch {
+	case set != nil:
+		set.putsDone(res.put.acked, drain)
+		t = set.finish(res.put.acked)
+	case child != nil:
+		var err error
+		if t, err = child.finish(res.put.acked); err != nil {
+			return nil, err
 		}
-		res.drained = time.Since(start)
+	}
+	if t != nil {
+		res.watchTally = *t
 	}
 	if prof != nil {
 		if err := <-prof; err != nil {
 			fmt.Fprintln(os.Stderr, "watch: profile:", err)
 		}
 	}
-	closing.Store(true)
-	cancel()
-	for _, w := range ws {
-		<-w.done
+	res.clientCPU = cpuSeconds() - cpu0 + res.CPU
+	if res.OpenFailed > 0 {
+		fmt.Fprintf(os.Stderr, "watch: %d of %d streams refused, the first: %s\n", res.OpenFailed, n, res.OpenErr)
 	}
-	res.clientCPU = cpuSeconds() - cpu0
 	after := b.scrape()
 	for i := range b.urls {
 		res.serverCPU = append(res.serverCPU, after[i].cpu-before[i].cpu)
@@ -467,39 +699,6 @@ func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watc
 			}
 		}
 		res.serverClosed = append(res.serverClosed, strings.Join(closed, ","))
-	}
-
-	// Tally, now that the streams are done.
-	for _, w := range ws {
-		for _, p := range w.pending {
-			if ack := b.acks.get(p.seq); ack != 0 {
-				w.record(p.at - ack)
-			} else {
-				res.unacked++
-			}
-		}
-		delivered := w.events.Load()
-		res.events += delivered
-		acked := delivered - int64(len(w.pending))
-		for _, p := range w.pending {
-			if b.acks.get(p.seq) != 0 {
-				acked++
-			}
-		}
-		res.missed += max(0, res.put.acked-acked)
-		res.older += w.older
-		res.badFrame += w.badFrame
-		res.disorder += w.disorder
-		res.early += w.early
-		res.minLat = min(res.minLat, w.minLat)
-		if w.cut {
-			res.cut++
-			if res.cutErr == "" {
-				res.cutErr = w.err
-			}
-		}
-		res.lat.merge(&w.lat)
-		res.perMember[w.member].merge(&w.lat)
 	}
 	return res, nil
 }
@@ -590,6 +789,7 @@ func watchCmd(args []string) error {
 	prefix := fs.String("prefix", "watch-", "the watched prefix; the PUTs write keys under it")
 	keys := fs.Int("keys", 1000, "the PUTs cycle over this many keys under the prefix")
 	valueBytes := fs.Int("value-bytes", 256, "bytes per value (at least the sequence number's, about 10)")
+	inProcess := fs.Bool("in-process", false, "run the watchers in this process, beside the PUTs, not in a child process")
 	profile := fs.String("profile", "", "write a CPU profile of the leader taken during the PUTs with watchers to this file (members need --pprof)")
 	fs.Parse(args)
 	if *urls == "" {
@@ -599,7 +799,7 @@ func watchCmd(args []string) error {
 		return errors.New("watch: -conns and -keys must be positive, -watchers not negative")
 	}
 	b := &watchBench{urls: strings.Split(*urls, ","), leader: *leaderURL, conns: *conns,
-		keys: *keys, valueBytes: *valueBytes, prefix: *prefix, epoch: time.Now()}
+		keys: *keys, valueBytes: *valueBytes, prefix: *prefix, inProcess: *inProcess}
 	if b.leader == "" {
 		c := client(1)
 		for _, u := range b.urls {
@@ -613,11 +813,20 @@ func watchCmd(args []string) error {
 			return errors.New("watch: no member leads")
 		}
 	}
+	var err error
+	if b.acks, err = newAckTable(!b.inProcess); err != nil {
+		return err
+	}
+	defer b.acks.close()
 	b.put = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: *conns, MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns}}
 
-	fmt.Printf("watch: PUTs of %d B at %d connections to %s over %d keys under %q; phases of %s: without watchers, with %d (spread over %d members), without\n",
-		*valueBytes, *conns, b.leader, *keys, *prefix, *duration, *watchers, len(b.urls))
+	where := "a child process"
+	if b.inProcess {
+		where = "this process"
+	}
+	fmt.Printf("watch: PUTs of %d B at %d connections to %s over %d keys under %q; phases of %s: without watchers, with %d (spread over %d members, in %s), without\n",
+		*valueBytes, *conns, b.leader, *keys, *prefix, *duration, *watchers, len(b.urls), where)
 	if *warmup > 0 {
 		b.runPuts(*warmup)
 	}
@@ -642,7 +851,6 @@ func watchCmd(args []string) error {
 	if base > 0 {
 		fmt.Printf("watch: PUT/s with %d watchers / without (mean of the two) = %.3f (before %.0f, with %.0f, after %.0f)\n",
 			*watchers, putRate(results[1])/base, putRate(results[0]), putRate(results[1]), putRate(results[2]))
-		fmt.Printf("WATCHRATIO ratio=%.3f\n", putRate(results[1])/base)
 	}
 	return nil
 }
@@ -665,35 +873,39 @@ func report(b *watchBench, name string, r *watchResult) {
 		fmt.Printf(" (first: %s)", p.firstErr)
 	}
 	fmt.Printf("; CPU s: client %.1f, members %s\n", r.clientCPU, joinFloats(r.serverCPU, "%.1f"))
-	if r.watchers > 0 {
-		live := r.watchers - r.openFailed
+	lat, fromSend := r.Lat.hist(), r.FromSend.hist()
+	live := r.Watchers - r.OpenFailed
+	if r.Watchers > 0 {
 		fmt.Printf("          %d watchers open in %.1f s (%d refused); delivered %d events, %.0f/s while the PUTs ran (%d live watchers × PUT/s = %.0f/s)\n",
-			live, r.opened.Seconds(), r.openFailed, r.events, float64(r.eventsDuringPuts)/secs, live, float64(live)*rate)
+			live, r.Opened.Seconds(), r.OpenFailed, r.Events, float64(r.EventsDuringPuts)/secs, live, float64(live)*rate)
 		drained := "all caught up"
-		if !r.drainedAll {
+		if !r.DrainedAll {
 			drained = "NOT all caught up"
 		}
 		fmt.Printf("          missed %d, streams cut by the member %d, drained %.2f s after the last PUT (%s); unacknowledged writes delivered %d, bad frames %d, out of order %d\n",
-			r.missed, r.cut, r.drained.Seconds(), drained, r.unacked, r.badFrame, r.disorder)
-		if r.cutErr != "" {
-			fmt.Printf("          the first cut: %s\n", r.cutErr)
+			r.Missed, r.Cut, r.Drained.Seconds(), drained, r.Unacked, r.BadFrame, r.Disorder)
+		if r.CutErr != "" {
+			fmt.Printf("          the first cut: %s\n", r.CutErr)
 		}
 		fmt.Printf("          notification latency (delivery − acknowledgement): p50 %.2f ms, p99 %.2f ms, max %.1f ms; early %d (%.1f%%, most %.2f ms before)\n",
-			ms(r.lat.quantile(.5)), ms(r.lat.quantile(.99)), ms(r.lat.max), r.early, pct(r.early, r.lat.n), -ms(r.minLat))
-		for i := range r.perMember {
+			ms(lat.quantile(.5)), ms(lat.quantile(.99)), ms(lat.max), r.Early, pct(r.Early, lat.n), -ms(r.MinLat))
+		fmt.Printf("          delivery − the PUT's start: p50 %.2f ms, p99 %.2f ms, max %.1f ms (the PUTs' own: p50 %.2f ms, p99 %.2f ms)\n",
+			ms(fromSend.quantile(.5)), ms(fromSend.quantile(.99)), ms(fromSend.max), ms(p.lat.quantile(.5)), ms(p.lat.quantile(.99)))
+		for i := range r.PerMember {
 			role := "follower"
 			if b.urls[i] == b.leader {
 				role = "leader"
 			}
-			h := &r.perMember[i]
+			h := r.PerMember[i].hist()
 			fmt.Printf("          member %d (%s): p50 %.2f ms, p99 %.2f ms, max %.1f ms; its metrics: %.0f watchers, %.0f events sent, streams closed: %s\n",
 				i+1, role, ms(h.quantile(.5)), ms(h.quantile(.99)), ms(h.max), at(r.serverWatchers, i), at(r.serverSent, i), orNone(at(r.serverClosed, i)))
 		}
 	}
-	fmt.Printf("WATCH phase=%s watchers=%d refused=%d conns=%d puts=%d put_per_s=%.0f put_p50_us=%d put_p99_us=%d put_failed=%d put_refused=%d events=%d events_per_s=%.0f expected_per_s=%.0f missed=%d cut=%d lat_p50_us=%d lat_p99_us=%d lat_max_us=%d early=%d early_min_us=%d drain_ms=%d client_cpu_s=%.1f members_cpu_s=%.1f\n",
-		name, r.watchers, r.openFailed, b.conns, p.acked, rate, p.lat.quantile(.5)/1000, p.lat.quantile(.99)/1000, p.failed, p.refused,
-		r.events, float64(r.eventsDuringPuts)/secs, float64(r.watchers-r.openFailed)*rate, r.missed, r.cut,
-		r.lat.quantile(.5)/1000, r.lat.quantile(.99)/1000, r.lat.max/1000, r.early, r.minLat/1000, r.drained.Milliseconds(), r.clientCPU, sum)
+	fmt.Printf("WATCH phase=%s watchers=%d refused=%d conns=%d puts=%d put_per_s=%.0f put_p50_us=%d put_p99_us=%d put_failed=%d put_refused=%d events=%d events_per_s=%.0f expected_per_s=%.0f missed=%d cut=%d lat_p50_us=%d lat_p99_us=%d lat_max_us=%d early=%d early_min_us=%d send_p50_us=%d send_p99_us=%d drain_ms=%d client_cpu_s=%.1f members_cpu_s=%.1f\n",
+		name, r.Watchers, r.OpenFailed, b.conns, p.acked, rate, p.lat.quantile(.5)/1000, p.lat.quantile(.99)/1000, p.failed, p.refused,
+		r.Events, float64(r.EventsDuringPuts)/secs, float64(live)*rate, r.Missed, r.Cut,
+		lat.quantile(.5)/1000, lat.quantile(.99)/1000, lat.max/1000, r.Early, r.MinLat/1000,
+		fromSend.quantile(.5)/1000, fromSend.quantile(.99)/1000, r.Drained.Milliseconds(), r.clientCPU, sum)
 }
 
 func pct(a, b int64) float64 {

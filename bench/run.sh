@@ -43,6 +43,8 @@ usage: bench/run.sh [flags]
                       connection may hold one when a member binds it)
   --watchers N        watch streams in the watch workload (default 1000)
   --watch-conns C     PUT connections in the watch workload (default 16)
+  --watch-on M        the members the watchers are spread over: all, followers or
+                      leader (default all)
   --profile           members run with --pprof; the watch workload saves a CPU
                       profile of the leader (during the PUTs with watchers) in
                       bench/results/<time>/ and prints its top functions
@@ -52,7 +54,7 @@ EOF
 
 etcd=0 raftexample=1 duration=10s conns="1 16 256" workloads="put get get-serializable"
 keys=100000 value_bytes=256 target=leader base_port=28100 keep=0
-watchers=1000 watch_conns=16 profile=0
+watchers=1000 watch_conns=16 watch_on=all profile=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--etcd) etcd=1 ;;
@@ -66,6 +68,7 @@ while [ $# -gt 0 ]; do
 	--base-port) base_port=$2; shift ;;
 	--watchers) watchers=$2; shift ;;
 	--watch-conns) watch_conns=$2; shift ;;
+	--watch-on) watch_on=$2; shift ;;
 	--profile) profile=1 ;;
 	--keep) keep=1 ;;
 	-h | --help) usage; exit 0 ;;
@@ -149,13 +152,14 @@ run_watch() { # url...
 	local log=$out/raftexample-watch.txt prof=()
 	[ $profile = 1 ] && prof=(-profile "$out/leader-watch.pprof")
 	echo "  watch: $watchers watchers, PUTs at $watch_conns connections, 3 phases of $duration (output in ${log#"$root"/})"
-	in_bg bench/bin/benchtool watch -urls "$(IFS=,; echo "$*")" -leader "$target_url" -watchers "$watchers" \
+	in_bg bench/bin/benchtool watch -urls "$(IFS=,; echo "$*")" -leader "$target_url" -watchers "$watchers" -on "$watch_on" \
 		-conns "$watch_conns" -duration "$duration" -value-bytes "$value_bytes" -prefix watch- "${prof[@]}" >"$log" 2>&1 || true
 	grep -v '^WATCH' "$log" | sed 's/^/  /'
 	grep '^WATCH ' "$log" | sed 's/^WATCH //' >>"$out/watch.tsv" || echo "benchtool watch failed, see $log" >&2
 	if [ $profile = 1 ] && [ -s "$out/leader-watch.pprof" ]; then
 		echo "  CPU profile of the leader during the PUTs with watchers ($out/leader-watch.pprof):"
-		go tool pprof -top -nodecount=25 ./raftexample "$out/leader-watch.pprof" 2>/dev/null | sed 's/^/    /' | tee "$out/leader-watch-top.txt"
+		go tool pprof -top -nodecount=25 ./raftexample "$out/leader-watch.pprof" 2>/dev/null | tee "$out/leader-watch-top.txt" | sed 's/^/    /'
+		echo "  and where its goroutines were, halfway: $out/leader-watch.pprof.goroutines.txt"
 	fi
 }
 
@@ -199,6 +203,7 @@ bench_system() { # raftexample|etcd
 	done
 	echo
 	echo "== $system: starting 3 members"
+	rm -rf "${data:?}/$system" # a fresh cluster, whatever an interrupted run left
 	"start_$system"
 	wait_health "${urls[@]}"
 	local lead idx
@@ -207,7 +212,10 @@ bench_system() { # raftexample|etcd
 	[ "$target" = follower ] && idx=$((lead % 3 + 1))
 	target_url=${urls[idx - 1]}
 	echo "$system: member $lead leads; all requests go to member $idx ($target, $target_url)" | tee -a "$out/machine.txt"
-	bench/bin/benchtool load -kind "$system" -url "$target_url" -keys "$keys" -value-bytes "$value_bytes" | tee -a "$out/machine.txt"
+	# The key space the wrk workloads use (the watch workload writes its own).
+	if tr ' ' '\n' <<<"$workloads" | grep -qvx 'watch\|'; then
+		bench/bin/benchtool load -kind "$system" -url "$target_url" -keys "$keys" -value-bytes "$value_bytes" | tee -a "$out/machine.txt"
+	fi
 	# Connection counts outside, workloads inside: the rows to compare (put
 	# and put-if at 16, say) run one after the other, under the same
 	# conditions on a shared machine.
@@ -232,7 +240,7 @@ bench_system() { # raftexample|etcd
 
 # --- the table
 echo
-echo "results (duration $duration per row, $keys keys of $value_bytes B; raw wrk output in ${out#"$root"/}/)"
+echo "results (duration $duration per row, $keys keys of $value_bytes B; raw output in ${out#"$root"/}/)"
 echo "p50/p99 are wrk's, which corrects for coordinated omission: one stall of S ms at a request interval of"
 echo "I ms adds about S/I samples, so a few stalls show in p99; max is the slowest response measured."
 table() { # system
@@ -287,7 +295,7 @@ if [ -s "$out/put-if.tsv" ]; then
 fi
 if [ -s "$out/watch.tsv" ]; then
 	echo
-	echo "watch: $watchers watchers on one prefix over 3 members; PUTs ($value_bytes B) at $watch_conns connections to the leader, $duration per phase"
+	echo "watch: $watchers watchers on one prefix over the members ($watch_on); PUTs ($value_bytes B) at $watch_conns connections to the leader, $duration per phase"
 	echo "(notify: delivery - acknowledgement of the write, early ones as 0; events/s while the PUTs ran; expected = live watchers x PUT/s)"
 	printf '| %-9s | %8s | %7s | %7s | %7s | %9s | %9s | %7s | %5s | %7s | %7s | %7s | %7s |\n' phase watchers 'PUT/s' 'PUT p50' 'PUT p99' 'events/s' 'expected' missed cut 'ntf p50' 'ntf p99' 'ntf max' early
 	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ---------: --------: --------: --------: ----------: ----------: --------: ------: --------: --------: --------: --------:

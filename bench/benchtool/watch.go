@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,8 @@ type watchBench struct {
 	keys       int
 	valueBytes int
 	prefix     string
-	inProcess  bool // the watchers in this process, not a child's
+	inProcess  bool     // the watchers in this process, not a child's
+	watchURLs  []string // the members the watchers are spread over
 
 	seq  atomic.Uint64 // next PUT's sequence number
 	acks *ackTable
@@ -591,7 +593,7 @@ func (b *watchBench) startChild(n int, drain time.Duration) (*childWatchers, err
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "watchers", "-urls", strings.Join(b.urls, ","), "-prefix", b.prefix,
+	cmd := exec.Command(self, "watchers", "-urls", strings.Join(b.watchURLs, ","), "-prefix", b.prefix,
 		"-watchers", strconv.Itoa(n), "-first-seq", strconv.FormatUint(b.seq.Load(), 10),
 		"-acks", b.acks.file, "-drain", drain.String())
 	cmd.Stderr = os.Stderr
@@ -633,6 +635,7 @@ type watchResult struct {
 	clientCPU                  float64
 	serverCPU                  []float64
 	serverSent, serverWatchers []float64
+	serverApplies              []float64
 	serverClosed               []string
 }
 
@@ -647,7 +650,7 @@ func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watc
 	if n > 0 {
 		var err error
 		if b.inProcess {
-			set, err = openWatchers(b.urls, b.prefix, b.acks, n, b.seq.Load())
+			set, err = openWatchers(b.watchURLs, b.prefix, b.acks, n, b.seq.Load())
 		} else {
 			child, err = b.startChild(n, drain)
 		}
@@ -663,6 +666,13 @@ func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watc
 		prof = make(chan error, 1)
 		secs := max(1, min(30, int(d.Seconds())))
 		go func() { prof <- fetchProfile(b.leader, secs, profile) }()
+		go func() {
+			// Where the leader's goroutines wait, halfway through.
+			time.Sleep(d / 2)
+			if err := fetchGoroutines(b.leader, profile+".goroutines.txt"); err != nil {
+				fmt.Fprintln(os.Stderr, "watch: goroutines:", err)
+			}
+		}()
 	}
 	res.put = b.runPuts(d)
 	var t *watchTally
@@ -692,6 +702,7 @@ func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watc
 	for i := range b.urls {
 		res.serverCPU = append(res.serverCPU, after[i].cpu-before[i].cpu)
 		res.serverSent = append(res.serverSent, after[i].sent-before[i].sent)
+		res.serverApplies = append(res.serverApplies, after[i].applies-before[i].applies)
 		var closed []string
 		for reason, v := range after[i].closed {
 			if d := v - before[i].closed[reason]; d > 0 {
@@ -724,6 +735,23 @@ func fetchProfile(base string, secs int, file string) error {
 	return f.Close()
 }
 
+func fetchGoroutines(base, file string) error {
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(base + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s/debug/pprof/goroutine: %s", base, resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, body, 0o644)
+}
+
 func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -735,6 +763,7 @@ func cpuSeconds() float64 {
 // memberMetrics is what the watch benchmark reads from a member's /metrics.
 type memberMetrics struct {
 	cpu, sent, watchers float64
+	applies             float64 // commits applied (each wakes the streams once)
 	closed              map[string]float64
 }
 
@@ -765,6 +794,8 @@ func (b *watchBench) scrape() []memberMetrics {
 				out[i].sent = v
 			case name == "raftexample_watchers":
 				out[i].watchers = v
+			case name == "raftexample_apply_duration_seconds_count":
+				out[i].applies = v
 			case strings.HasPrefix(name, "raftexample_watch_streams_closed_total{"):
 				reason := name
 				if _, r, ok := strings.Cut(name, `reason="`); ok {
@@ -789,6 +820,7 @@ func watchCmd(args []string) error {
 	prefix := fs.String("prefix", "watch-", "the watched prefix; the PUTs write keys under it")
 	keys := fs.Int("keys", 1000, "the PUTs cycle over this many keys under the prefix")
 	valueBytes := fs.Int("value-bytes", 256, "bytes per value (at least the sequence number's, about 10)")
+	spread := fs.String("on", "all", "the members the watchers are spread over: all, followers or leader")
 	inProcess := fs.Bool("in-process", false, "run the watchers in this process, beside the PUTs, not in a child process")
 	profile := fs.String("profile", "", "write a CPU profile of the leader taken during the PUTs with watchers to this file (members need --pprof)")
 	fs.Parse(args)
@@ -813,6 +845,14 @@ func watchCmd(args []string) error {
 			return errors.New("watch: no member leads")
 		}
 	}
+	for _, u := range b.urls {
+		if *spread == "all" || (*spread == "leader") == (u == b.leader) {
+			b.watchURLs = append(b.watchURLs, u)
+		}
+	}
+	if len(b.watchURLs) == 0 || (*spread != "all" && *spread != "followers" && *spread != "leader") {
+		return fmt.Errorf("watch: -on %q: no member to watch on (all, followers or leader)", *spread)
+	}
 	var err error
 	if b.acks, err = newAckTable(!b.inProcess); err != nil {
 		return err
@@ -825,8 +865,8 @@ func watchCmd(args []string) error {
 	if b.inProcess {
 		where = "this process"
 	}
-	fmt.Printf("watch: PUTs of %d B at %d connections to %s over %d keys under %q; phases of %s: without watchers, with %d (spread over %d members, in %s), without\n",
-		*valueBytes, *conns, b.leader, *keys, *prefix, *duration, *watchers, len(b.urls), where)
+	fmt.Printf("watch: PUTs of %d B at %d connections to %s over %d keys under %q; phases of %s: without watchers, with %d (spread over %d members: %s; in %s), without\n",
+		*valueBytes, *conns, b.leader, *keys, *prefix, *duration, *watchers, len(b.watchURLs), *spread, where)
 	if *warmup > 0 {
 		b.runPuts(*warmup)
 	}
@@ -889,17 +929,37 @@ func report(b *watchBench, name string, r *watchResult) {
 		}
 		fmt.Printf("          notification latency (delivery − acknowledgement): p50 %.2f ms, p99 %.2f ms, max %.1f ms; early %d (%.1f%%, most %.2f ms before)\n",
 			ms(lat.quantile(.5)), ms(lat.quantile(.99)), ms(lat.max), r.Early, pct(r.Early, lat.n), -ms(r.MinLat))
+		var applies float64
+		for _, a := range r.serverApplies {
+			applies += a
+		}
+		fmt.Printf("          CPU (all of it, raft too) per event delivered: members %.1f µs, client %.1f µs; per stream wake-up (a commit × a watcher, %.0f): members %.1f µs\n",
+			1e6*sum/float64(max(1, r.Events)), 1e6*r.clientCPU/float64(max(1, r.Events)),
+			applies/float64(len(b.urls))*float64(live), 1e6*sum/max(1, applies/float64(len(b.urls))*float64(live)))
 		fmt.Printf("          delivery − the PUT's start: p50 %.2f ms, p99 %.2f ms, max %.1f ms (the PUTs' own: p50 %.2f ms, p99 %.2f ms)\n",
 			ms(fromSend.quantile(.5)), ms(fromSend.quantile(.99)), ms(fromSend.max), ms(p.lat.quantile(.5)), ms(p.lat.quantile(.99)))
-		for i := range r.PerMember {
+		perURL := map[string]*hist{}
+		for i, u := range b.watchURLs {
+			if i < len(r.PerMember) {
+				perURL[u] = r.PerMember[i].hist()
+			}
+		}
+		for i, u := range b.urls {
 			role := "follower"
-			if b.urls[i] == b.leader {
+			if u == b.leader {
 				role = "leader"
 			}
-			h := r.PerMember[i].hist()
-			fmt.Printf("          member %d (%s): p50 %.2f ms, p99 %.2f ms, max %.1f ms; its metrics: %.0f watchers, %.0f events sent, streams closed: %s\n",
-				i+1, role, ms(h.quantile(.5)), ms(h.quantile(.99)), ms(h.max), at(r.serverWatchers, i), at(r.serverSent, i), orNone(at(r.serverClosed, i)))
+			lat := "no watchers"
+			if h := perURL[u]; h != nil {
+				lat = fmt.Sprintf("p50 %.2f ms, p99 %.2f ms, max %.1f ms", ms(h.quantile(.5)), ms(h.quantile(.99)), ms(h.max))
+			}
+			fmt.Printf("          member %d (%s): %s; its metrics: %.0f watchers, %.0f events sent, %.0f commits applied (%.1f PUTs each), streams closed: %s\n",
+				i+1, role, lat, at(r.serverWatchers, i), at(r.serverSent, i), at(r.serverApplies, i),
+				float64(p.acked)/max(1, at(r.serverApplies, i)), orNone(at(r.serverClosed, i)))
 		}
+	} else {
+		fmt.Printf("          commits applied by the members: %s (%.1f PUTs each on the leader)\n",
+			joinFloats(r.serverApplies, "%.0f"), float64(p.acked)/max(1, at(r.serverApplies, slices.Index(b.urls, b.leader))))
 	}
 	fmt.Printf("WATCH phase=%s watchers=%d refused=%d conns=%d puts=%d put_per_s=%.0f put_p50_us=%d put_p99_us=%d put_failed=%d put_refused=%d events=%d events_per_s=%.0f expected_per_s=%.0f missed=%d cut=%d lat_p50_us=%d lat_p99_us=%d lat_max_us=%d early=%d early_min_us=%d send_p50_us=%d send_p99_us=%d drain_ms=%d client_cpu_s=%.1f members_cpu_s=%.1f\n",
 		name, r.Watchers, r.OpenFailed, b.conns, p.acked, rate, p.lat.quantile(.5)/1000, p.lat.quantile(.99)/1000, p.failed, p.refused,

@@ -104,6 +104,7 @@ func newTestBench(t *testing.T, url string, urls int, conns int, inProcess bool)
 	for range urls {
 		b.urls = append(b.urls, url)
 	}
+	b.watchURLs = b.urls
 	return b
 }
 

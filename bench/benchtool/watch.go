@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -858,6 +859,13 @@ func watchCmd(args []string) error {
 		return err
 	}
 	defer b.acks.close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig // stopped (bench/run.sh on Ctrl-C): the child ends when its stdin closes
+		b.acks.close()
+		os.Exit(130)
+	}()
 	b.put = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: *conns, MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns}}
 

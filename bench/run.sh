@@ -305,9 +305,10 @@ if [ -s "$out/watch.tsv" ]; then
 	echo "watch: watchers on one prefix over the members ($watch_on); PUTs ($value_bytes B) at $watch_conns connections to the leader, $duration per phase;"
 	echo "each run: PUTs without watchers, with them, without again"
 	echo "(ntf: notification latency, delivery - acknowledgement of the write; early: deliveries before the acknowledgement, counted as 0;"
-	echo " events/s: delivered while the PUTs ran; expected: live watchers x PUT/s; missed: acknowledged writes a watcher never got)"
-	printf '| %-9s | %8s | %7s | %7s | %7s | %9s | %9s | %7s | %5s | %7s | %7s | %7s | %7s | %6s |\n' phase watchers 'PUT/s' 'PUT p50' 'PUT p99' 'events/s' 'expected' missed cut 'ntf p50' 'ntf p99' 'ntf max' 'early' ratio
-	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ---------: --------: --------: --------: ----------: ----------: --------: ------: --------: --------: --------: --------: -------:
+	echo " events/s: delivered while the PUTs ran; expected: live watchers x PUT/s; missed: acknowledged writes a watcher never got;"
+	echo " cpu busy: the whole machine's, all its CPUs, over the phase, whoever used them)"
+	printf '| %-9s | %8s | %7s | %7s | %7s | %9s | %9s | %7s | %5s | %7s | %7s | %7s | %7s | %6s | %8s |\n' phase watchers 'PUT/s' 'PUT p50' 'PUT p99' 'events/s' 'expected' missed cut 'ntf p50' 'ntf p99' 'ntf max' 'early' ratio 'cpu busy'
+	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ---------: --------: --------: --------: ----------: ----------: --------: ------: --------: --------: --------: --------: -------: ---------:
 	# ratio: PUT/s with watchers / the mean of the two runs without, around it.
 	awk '{
 		delete v
@@ -320,13 +321,13 @@ if [ -s "$out/watch.tsv" ]; then
 			k = split(line[j], f, " ")
 			for (i = 1; i <= k; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
 			if (v["phase"] != "with") {
-				printf "| %-9s | %8d | %7d | %7.2f | %7.2f | %9s | %9s | %7s | %5s | %7s | %7s | %7s | %7s | %6s |\n", v["phase"], 0, v["put_per_s"], v["put_p50_us"] / 1000, v["put_p99_us"] / 1000, "-", "-", "-", "-", "-", "-", "-", "-", "-"
+				printf "| %-9s | %8d | %7d | %7.2f | %7.2f | %9s | %9s | %7s | %5s | %7s | %7s | %7s | %7s | %6s | %7s%% |\n", v["phase"], 0, v["put_per_s"], v["put_p50_us"] / 1000, v["put_p99_us"] / 1000, "-", "-", "-", "-", "-", "-", "-", "-", "-", v["machine_busy_pct"]
 				continue
 			}
 			b = (rate[v["set"] "/without-1"] + rate[v["set"] "/without-2"]) / 2
-			printf "| %-9s | %8d | %7d | %7.2f | %7.2f | %9d | %9d | %7d | %5d | %7.2f | %7.2f | %7.1f | %6.1f%% | %6s |\n", v["phase"], v["watchers"] - v["refused"], v["put_per_s"], v["put_p50_us"] / 1000, v["put_p99_us"] / 1000,
+			printf "| %-9s | %8d | %7d | %7.2f | %7.2f | %9d | %9d | %7d | %5d | %7.2f | %7.2f | %7.1f | %6.1f%% | %6s | %7s%% |\n", v["phase"], v["watchers"] - v["refused"], v["put_per_s"], v["put_p50_us"] / 1000, v["put_p99_us"] / 1000,
 				v["events_per_s"], v["expected_per_s"], v["missed"], v["cut"], v["lat_p50_us"] / 1000, v["lat_p99_us"] / 1000, v["lat_max_us"] / 1000,
-				(v["events"] > 0 ? 100 * v["early"] / v["events"] : 0), (b > 0 ? sprintf("%.3f", v["put_per_s"] / b) : "-")
+				(v["events"] > 0 ? 100 * v["early"] / v["events"] : 0), (b > 0 ? sprintf("%.3f", v["put_per_s"] / b) : "-"), v["machine_busy_pct"]
 		}
 	}' "$out/watch.tsv"
 	echo "ratio target (1,000 watchers): at least 0.90"

@@ -634,6 +634,7 @@ type watchResult struct {
 	put *putResult
 	watchTally
 	clientCPU                  float64
+	machineBusy                float64 // of all the machine's CPUs, over the phase (/proc/stat)
 	serverCPU                  []float64
 	serverSent, serverWatchers []float64
 	serverApplies              []float64
@@ -646,6 +647,7 @@ func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watc
 	res.Watchers = n
 	before := b.scrape()
 	cpu0 := cpuSeconds()
+	busy0, total0 := machineCPU()
 	var set *watchSet
 	var child *childWatchers
 	if n > 0 {
@@ -696,6 +698,9 @@ func (b *watchBench) phase(n int, d, drain time.Duration, profile string) (*watc
 		}
 	}
 	res.clientCPU = cpuSeconds() - cpu0 + res.CPU
+	if busy1, total1 := machineCPU(); total1 > total0 {
+		res.machineBusy = (busy1 - busy0) / (total1 - total0)
+	}
 	if res.OpenFailed > 0 {
 		fmt.Fprintf(os.Stderr, "watch: %d of %d streams refused, the first: %s\n", res.OpenFailed, n, res.OpenErr)
 	}
@@ -751,6 +756,28 @@ func fetchGoroutines(base, file string) error {
 		return err
 	}
 	return os.WriteFile(file, body, 0o644)
+}
+
+// machineCPU reads /proc/stat's first line: jiffies busy and in all (0, 0
+// where there is none).
+func machineCPU() (busy, total float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, x := range f[1:min(len(f), 9)] { // user .. steal; guest is in user already
+		v, _ := strconv.ParseFloat(x, 64)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
 }
 
 func cpuSeconds() float64 {
@@ -920,7 +947,7 @@ func report(b *watchBench, name string, r *watchResult) {
 	if p.firstErr != "" {
 		fmt.Printf(" (first: %s)", p.firstErr)
 	}
-	fmt.Printf("; CPU s: client %.1f, members %s\n", r.clientCPU, joinFloats(r.serverCPU, "%.1f"))
+	fmt.Printf("; CPU s: client %.1f, members %s; the machine's CPUs %.0f%% busy\n", r.clientCPU, joinFloats(r.serverCPU, "%.1f"), 100*r.machineBusy)
 	lat, fromSend := r.Lat.hist(), r.FromSend.hist()
 	live := r.Watchers - r.OpenFailed
 	if r.Watchers > 0 {
@@ -969,11 +996,11 @@ func report(b *watchBench, name string, r *watchResult) {
 		fmt.Printf("          commits applied by the members: %s (%.1f PUTs each on the leader)\n",
 			joinFloats(r.serverApplies, "%.0f"), float64(p.acked)/max(1, at(r.serverApplies, slices.Index(b.urls, b.leader))))
 	}
-	fmt.Printf("WATCH phase=%s watchers=%d refused=%d conns=%d puts=%d put_per_s=%.0f put_p50_us=%d put_p99_us=%d put_failed=%d put_refused=%d events=%d events_per_s=%.0f expected_per_s=%.0f missed=%d cut=%d lat_p50_us=%d lat_p99_us=%d lat_max_us=%d early=%d early_min_us=%d send_p50_us=%d send_p99_us=%d drain_ms=%d client_cpu_s=%.1f members_cpu_s=%.1f\n",
+	fmt.Printf("WATCH phase=%s watchers=%d refused=%d conns=%d puts=%d put_per_s=%.0f put_p50_us=%d put_p99_us=%d put_failed=%d put_refused=%d events=%d events_per_s=%.0f expected_per_s=%.0f missed=%d cut=%d lat_p50_us=%d lat_p99_us=%d lat_max_us=%d early=%d early_min_us=%d send_p50_us=%d send_p99_us=%d drain_ms=%d client_cpu_s=%.1f members_cpu_s=%.1f machine_busy_pct=%.0f\n",
 		name, r.Watchers, r.OpenFailed, b.conns, p.acked, rate, p.lat.quantile(.5)/1000, p.lat.quantile(.99)/1000, p.failed, p.refused,
 		r.Events, float64(r.EventsDuringPuts)/secs, float64(live)*rate, r.Missed, r.Cut,
 		lat.quantile(.5)/1000, lat.quantile(.99)/1000, lat.max/1000, r.Early, r.MinLat/1000,
-		fromSend.quantile(.5)/1000, fromSend.quantile(.99)/1000, r.Drained.Milliseconds(), r.clientCPU, sum)
+		fromSend.quantile(.5)/1000, fromSend.quantile(.99)/1000, r.Drained.Milliseconds(), r.clientCPU, sum, 100*r.machineBusy)
 }
 
 func pct(a, b int64) float64 {

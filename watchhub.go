@@ -63,9 +63,11 @@ func (h *watchHub) publish(changes []change, revision uint64) {
 	if len(changes) == 0 && revision == h.revision {
 		return // nothing to wake the streams for (read without the lock: only we write it)
 	}
+	evs := make([]watchEvent, len(changes)) // one allocation per commit, not per change
 	h.mu.Lock()
-	for _, c := range changes {
-		h.events = append(h.events, &watchEvent{change: c})
+	for i, c := range changes {
+		evs[i].change = c
+		h.events = append(h.events, &evs[i])
 		h.bytes += eventBytes(c)
 	}
 	for n := len(h.events) - h.head; n > 0 && (n > h.maxEvents || h.bytes > h.maxBytes); n-- {

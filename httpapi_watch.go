@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -198,10 +200,14 @@ func (s *watchStream) progress() bool {
 
 func (s *watchStream) flush() bool {
 	s.rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
-	if _, err := s.w.Write(s.out); err != nil {
-		return false
+	_, err := s.w.Write(s.out)
+	if err == nil {
+		err = s.rc.Flush()
 	}
-	return s.rc.Flush() == nil
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		metricWatchClosed.WithLabelValues("stalled").Inc() // the client took nothing for watchWriteTimeout
+	}
+	return err == nil
 }
 
 // watchEventData is an event's data line. JSON strings must be UTF-8, so a

@@ -29,12 +29,14 @@ type proposalOutcome struct {
 	result outcome
 }
 
-// outcome is what a command did: the revision of the change it made (0 if
-// it made none: a condition that failed, a delete of a missing key, or a
-// command from before revisions), and whether its condition failed.
+// outcome is what a command did, and the state it left, as of its
+// application: what its answer reports, even when other writes follow at
+// once.
 type outcome struct {
-	revision uint64
-	failed   bool
+	failed      bool   // its condition did not hold: it changed nothing
+	revision    uint64 // the store's revision just after it: its change's own, if it made one
+	exists      bool   // whether its key existed just after it
+	modRevision uint64 // its key's modRevision just after it (0 if absent)
 }
 
 // change is one change to the map, as watchers see it.
@@ -142,10 +144,10 @@ func (s *kvstore) apply(data []byte, out *appliedCommit) {
 func (s *kvstore) change(cmd command, out *appliedCommit) outcome {
 	old, had := s.lookupLocked(cmd.key)
 	if !cmd.cond.holds(had, old.meta) {
-		return outcome{failed: true}
+		return outcome{failed: true, revision: s.revision, exists: had, modRevision: old.meta.modRevision}
 	}
 	if cmd.op == opDelete && !had {
-		return outcome{}
+		return outcome{revision: s.revision}
 	}
 	if had {
 		s.digest -= pairDigest(cmd.key, old)
@@ -164,7 +166,7 @@ func (s *kvstore) change(cmd command, out *appliedCommit) outcome {
 		if revision != 0 {
 			out.changes = append(out.changes, change{revision: revision, key: cmd.key, deleted: true})
 		}
-		return outcome{revision: revision}
+		return outcome{revision: s.revision}
 	}
 	v := storedValue{value: cmd.value}
 	if revision != 0 {
@@ -183,5 +185,5 @@ func (s *kvstore) change(cmd command, out *appliedCommit) outcome {
 	if revision != 0 {
 		out.changes = append(out.changes, change{revision: revision, key: cmd.key, value: v.value, meta: v.meta})
 	}
-	return outcome{revision: revision}
+	return outcome{revision: s.revision, exists: true, modRevision: v.meta.modRevision}
 }

@@ -29,6 +29,17 @@ func metaOf(t *testing.T, s *kvstore, key string) (keyMeta, bool) {
 	return v.meta, found
 }
 
+// wrote is the outcome of a write that left the store at revision and its
+// key at modRevision; refused that of one whose condition failed against a
+// key at modRevision.
+func wrote(revision, modRevision uint64) outcome {
+	return outcome{revision: revision, exists: true, modRevision: modRevision}
+}
+
+func refused(revision, modRevision uint64) outcome {
+	return outcome{failed: true, revision: revision, exists: true, modRevision: modRevision}
+}
+
 func TestEveryChangeMovesTheRevisionByOneAndNothingElseDoes(t *testing.T) {
 	s := kvTestStore(t)
 	put := func(id uint64, key string, cond condition) outcome {
@@ -43,21 +54,21 @@ func TestEveryChangeMovesTheRevisionByOneAndNothingElseDoes(t *testing.T) {
 		want     outcome
 		revision uint64
 	}{
-		{"create a", func() outcome { return put(1, "a", condition{}) }, outcome{revision: 1}, 1},
-		{"create b", func() outcome { return put(2, "b", condition{}) }, outcome{revision: 2}, 2},
-		{"overwrite a", func() outcome { return put(3, "a", condition{}) }, outcome{revision: 3}, 3},
-		{"delete a missing key", func() outcome { return del(4, "nope", condition{}) }, outcome{}, 3},
-		{"If-Match a stale revision", func() outcome { return put(5, "a", condition{kind: condModRevision, modRevision: 1}) }, outcome{failed: true}, 3},
-		{"If-Match the current revision", func() outcome { return put(6, "a", condition{kind: condModRevision, modRevision: 3}) }, outcome{revision: 4}, 4},
-		{"If-None-Match * on an existing key", func() outcome { return put(7, "b", condition{kind: condAbsent}) }, outcome{failed: true}, 4},
-		{"If-None-Match * on a new key", func() outcome { return put(8, "c", condition{kind: condAbsent}) }, outcome{revision: 5}, 5},
-		{"If-Match * on a missing key", func() outcome { return put(9, "d", condition{kind: condExists}) }, outcome{failed: true}, 5},
-		{"If-Match * on an existing key", func() outcome { return put(10, "c", condition{kind: condExists}) }, outcome{revision: 6}, 6},
-		{"delete If-Match a stale revision", func() outcome { return del(11, "b", condition{kind: condModRevision, modRevision: 1}) }, outcome{failed: true}, 6},
+		{"create a", func() outcome { return put(1, "a", condition{}) }, wrote(1, 1), 1},
+		{"create b", func() outcome { return put(2, "b", condition{}) }, wrote(2, 2), 2},
+		{"overwrite a", func() outcome { return put(3, "a", condition{}) }, wrote(3, 3), 3},
+		{"delete a missing key", func() outcome { return del(4, "nope", condition{}) }, outcome{revision: 3}, 3},
+		{"If-Match a stale revision", func() outcome { return put(5, "a", condition{kind: condModRevision, modRevision: 1}) }, refused(3, 3), 3},
+		{"If-Match the current revision", func() outcome { return put(6, "a", condition{kind: condModRevision, modRevision: 3}) }, wrote(4, 4), 4},
+		{"If-None-Match * on an existing key", func() outcome { return put(7, "b", condition{kind: condAbsent}) }, refused(4, 2), 4},
+		{"If-None-Match * on a new key", func() outcome { return put(8, "c", condition{kind: condAbsent}) }, wrote(5, 5), 5},
+		{"If-Match * on a missing key", func() outcome { return put(9, "d", condition{kind: condExists}) }, outcome{failed: true, revision: 5}, 5},
+		{"If-Match * on an existing key", func() outcome { return put(10, "c", condition{kind: condExists}) }, wrote(6, 6), 6},
+		{"delete If-Match a stale revision", func() outcome { return del(11, "b", condition{kind: condModRevision, modRevision: 1}) }, refused(6, 2), 6},
 		{"delete If-Match the current revision", func() outcome { return del(12, "b", condition{kind: condModRevision, modRevision: 2}) }, outcome{revision: 7}, 7},
-		{"delete If-Match * of a missing key", func() outcome { return del(13, "b", condition{kind: condExists}) }, outcome{failed: true}, 7},
-		{"If-Match revision 0 of a missing key", func() outcome { return put(14, "b", condition{kind: condModRevision}) }, outcome{failed: true}, 7},
-		{"re-create b", func() outcome { return put(15, "b", condition{}) }, outcome{revision: 8}, 8},
+		{"delete If-Match * of a missing key", func() outcome { return del(13, "b", condition{kind: condExists}) }, outcome{failed: true, revision: 7}, 7},
+		{"If-Match revision 0 of a missing key", func() outcome { return put(14, "b", condition{kind: condModRevision}) }, outcome{failed: true, revision: 7}, 7},
+		{"re-create b", func() outcome { return put(15, "b", condition{}) }, wrote(8, 8), 8},
 	}
 	for _, st := range steps {
 		if got := st.do(); got != st.want {
@@ -116,7 +127,7 @@ func TestCommandsFromBeforeRevisionsApplyWithoutMovingTheRevision(t *testing.T) 
 		t.Fatalf("a legacy write carries revisions %+v", m)
 	}
 	// A write of today to such a key: the key keeps createRevision 0.
-	if got := applyNamed(t, s, 9, command{op: opPut, key: "b", value: "3"}); got.revision != 1 {
+	if got := applyNamed(t, s, 9, command{op: opPut, key: "b", value: "3"}); got != wrote(1, 1) {
 		t.Fatalf("outcome %+v", got)
 	}
 	if m, _ := metaOf(t, s, "b"); m != (keyMeta{createRevision: 0, modRevision: 1, version: 1}) {
@@ -143,7 +154,7 @@ func TestApplyReportsEachChangeWithItsRevision(t *testing.T) {
 	if fmt.Sprint(out.changes) != fmt.Sprint(want) || out.revision != 2 {
 		t.Fatalf("changes %+v at revision %d, want %+v at 2", out.changes, out.revision, want)
 	}
-	wantOutcomes := []outcome{{revision: 1}, {failed: true}, {}, {revision: 2}}
+	wantOutcomes := []outcome{wrote(1, 1), refused(1, 1), {revision: 1}, {revision: 2}}
 	for i, o := range out.outcomes {
 		if o.result != wantOutcomes[i] {
 			t.Errorf("outcome %d: %+v, want %+v", i, o.result, wantOutcomes[i])
@@ -168,13 +179,13 @@ func TestASnapshotCarriesRevisionsAndOutcomes(t *testing.T) {
 	if m, _ := metaOf(t, dst, "a"); m != (keyMeta{createRevision: 1, modRevision: 2, version: 2}) {
 		t.Fatalf("restored revisions of a: %+v", m)
 	}
-	for id, want := range map[uint64]outcome{1: {revision: 1}, 2: {revision: 2}, 3: {failed: true}, 5: {revision: 4}} {
+	for id, want := range map[uint64]outcome{1: wrote(1, 1), 2: wrote(2, 2), 3: refused(2, 2), 5: {revision: 4}} {
 		if got, ok := dst.AppliedOutcome(proposalName{1, id}); !ok || got != want {
 			t.Errorf("restored outcome of proposal %d: %+v, %v; want %+v", id, got, ok, want)
 		}
 	}
 	// And the next change continues from the restored revision.
-	if got := applyNamed(t, dst, 6, command{op: opPut, key: "c", value: "4"}); got.revision != 5 {
+	if got := applyNamed(t, dst, 6, command{op: opPut, key: "c", value: "4"}); got != wrote(5, 5) {
 		t.Fatalf("first change after the restore: %+v, want revision 5", got)
 	}
 }
@@ -244,13 +255,13 @@ func TestASnapshotWithImpossibleRevisionsIsRefused(t *testing.T) {
 func TestAWriteAppliedInsideASnapshotGetsItsOutcome(t *testing.T) {
 	p := newPendingCommands(1)
 	pc, _ := p.add(command{op: opPut, cond: condition{kind: condAbsent}, key: "k"}, 5)
-	p.restored(0, 10, func(n proposalName) (outcome, bool) { return outcome{failed: true}, n == proposalName{1, 5} })
+	p.restored(0, 10, func(n proposalName) (outcome, bool) { return refused(9, 3), n == proposalName{1, 5} })
 	select {
 	case <-pc.applied:
 	default:
 		t.Fatal("still pending")
 	}
-	if pc.result != (outcome{failed: true}) {
+	if pc.result != refused(9, 3) {
 		t.Fatalf("result %+v, want the failed condition the window recorded", pc.result)
 	}
 }

@@ -88,6 +88,28 @@ func TestRobustnessLastWriteCheckCatchesLostWrite(t *testing.T) {
 	if err := checkLastWrites(deleted, final); err == nil {
 		t.Fatal("a deleted value coming back passed")
 	}
+	// With revisions: the final read must show the last put's.
+	putRev := func(c int, v string, rev uint64, call, ret int64) lincheck.Op {
+		op := put(c, v, call, ret)
+		op.Revision = rev
+		return op
+	}
+	readRev := func(v string, rev uint64) lincheck.Op { op := read(v, true); op.Revision = rev; return op }
+	if err := checkLastWrites([]lincheck.Op{putRev(0, "a", 4, 0, 10), readRev("a", 4)}, final); err != nil {
+		t.Fatalf("same revision, yet: %v", err)
+	}
+	if err := checkLastWrites([]lincheck.Op{putRev(0, "a", 4, 0, 10), readRev("a", 5)}, final); err == nil {
+		t.Fatal("final read showing another revision than the last put's passed")
+	}
+	// A write refused for its condition wrote nothing, and is no write.
+	refused := put(1, "b", 20, 30)
+	refused.Refused, refused.Cond = true, lincheck.Cond{Kind: lincheck.IfNoneMatch}
+	if err := checkLastWrites([]lincheck.Op{put(0, "a", 0, 10), refused, read("a", true)}, final); err != nil {
+		t.Fatalf("a refused write, yet: %v", err)
+	}
+	if err := checkLastWrites([]lincheck.Op{put(0, "a", 0, 10), refused, read("b", true)}, final); err == nil {
+		t.Fatal("the value of a refused write read last passed")
+	}
 	// An unknown write may land after the last acknowledged one: no verdict.
 	unknown := []lincheck.Op{put(0, "a", 0, 10), put(1, "b", 5, lincheck.Infinity), read("b", true)}
 	if err := checkLastWrites(unknown, final); err != nil {
@@ -96,19 +118,36 @@ func TestRobustnessLastWriteCheckCatchesLostWrite(t *testing.T) {
 }
 
 func TestRobustnessSerializableCheckCatchesUnwrittenValue(t *testing.T) {
-	r := &scenario{rec: lincheck.NewRecorder(), attempts: map[string]int64{"c0-1": 5}, attKey: map[string]string{"c0-1": "k"}}
+	r := &scenario{rec: lincheck.NewRecorder(), attempts: map[string]int64{"c0-1": 5, "c0-2": 6}, attKey: map[string]string{"c0-1": "k", "c0-2": "k"},
+		refusedVals: map[string]bool{"c0-2": true}}
 	r.serial = []serialRead{{key: "k", value: "c0-1", found: true, ret: 10}, {key: "k", found: false, ret: 3}}
-	if err := r.checkSerializable(); err != nil {
+	if err := r.checkSerializable(nil); err != nil {
 		t.Fatalf("written value, yet: %v", err)
 	}
 	for _, bad := range []serialRead{
 		{key: "k", value: "never", found: true, ret: 10}, // never written
 		{key: "j", value: "c0-1", found: true, ret: 10},  // written to another key
 		{key: "k", value: "c0-1", found: true, ret: 4},   // read before the write began
+		{key: "k", value: "c0-2", found: true, ret: 10},  // its conditional PUT was refused (412)
 	} {
 		r.serial = []serialRead{bad}
-		if err := r.checkSerializable(); err == nil {
+		if err := r.checkSerializable(nil); err == nil {
 			t.Fatalf("%+v passed", bad)
 		}
+	}
+}
+
+func TestRobustnessCheck1CatchesSharedRevisionsAndAnswersAgainstTheContract(t *testing.T) {
+	r := &scenario{rec: lincheck.NewRecorder()}
+	twice := []lincheck.Op{
+		{Kind: lincheck.Put, Key: "k", Value: "a", Found: true, Revision: 3, Call: 0, Return: 10},
+		{Kind: lincheck.Put, Key: "j", Value: "b", Found: true, Revision: 3, Call: 11, Return: 20},
+	}
+	if err := r.checkSerializable(twice); err == nil {
+		t.Fatal("two puts with one revision passed")
+	}
+	r.oddity("PUT /k: 204 without ETag")
+	if err := r.checkSerializable(nil); err == nil || !strings.Contains(err.Error(), "without ETag") {
+		t.Fatalf("an answer against the contract: got %v", err)
 	}
 }

@@ -163,15 +163,20 @@ const (
 	opGet
 	opDelete
 	opSerialGet // serializable get
+	opCasPut    // PUT If-Match "<rev>" (after a GET) or If-Match *
+	opCreate    // PUT If-None-Match *
+	opCasDelete // DELETE If-Match "<rev>" (after a GET)
 	opKinds
 )
 
-var opKindNames = [opKinds]string{"put", "get", "delete", "serializable-get"}
+var opKindNames = [opKinds]string{"put", "get", "delete", "serializable-get", "put-if-match", "put-if-none-match", "delete-if-match"}
 
 const (
 	outcomeOK = iota
 	outcomeFailed
 	outcomeUnknown
+	outcomeRefused // 412: the condition did not hold, nothing was written
+	outcomes
 )
 
 type serialRead struct {
@@ -191,15 +196,22 @@ type scenario struct {
 	evMu   sync.Mutex
 	events []string
 
-	counts [opKinds][3]atomic.Int64
+	counts [opKinds][outcomes]atomic.Int64
 
 	mu       sync.Mutex
 	attempts map[string]int64 // value -> call time of the PUT that tried it
 	attKey   map[string]string
-	serial   []serialRead
-	stopped  map[int]bool // nodes under SIGSTOP
-	cuts     [4]int       // power cuts by how many members they hit
-	refused  []string     // members that refused to start after a power cut
+	// Values of conditional PUTs refused (412), keys a DELETE was tried on
+	// (-> first call time), answers the contract forbids, the store's
+	// revision after the traffic.
+	refusedVals map[string]bool
+	delAttempts map[string]int64
+	oddities    []string
+	finalRev    uint64
+	serial      []serialRead
+	stopped     map[int]bool // nodes under SIGSTOP
+	cuts        [4]int       // power cuts by how many members they hit
+	refused     []string     // members that refused to start after a power cut
 
 	// The sampler's findings.
 	smu      sync.Mutex
@@ -240,6 +252,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	r := &scenario{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), rec: lincheck.NewRecorder(),
 		attempts: map[string]int64{}, attKey: map[string]string{}, stopped: map[int]bool{},
+		refusedVals: map[string]bool{}, delAttempts: map[string]int64{},
 		leaders: map[uint64]map[uint64]bool{}, digests: map[uint64]map[string]uint64{},
 	}
 	res := &scenarioResult{seed: seed, faults: len(faults)}
@@ -331,8 +344,8 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	history := r.rec.History()
 	res.ops = len(history)
 	for k := 0; k < opKinds; k++ {
-		t.Logf("ops %-16s ok %5d  failed %5d  unknown %5d", opKindNames[k],
-			r.counts[k][outcomeOK].Load(), r.counts[k][outcomeFailed].Load(), r.counts[k][outcomeUnknown].Load())
+		t.Logf("ops %-17s ok %5d  failed %5d  unknown %5d  412 %5d", opKindNames[k],
+			r.counts[k][outcomeOK].Load(), r.counts[k][outcomeFailed].Load(), r.counts[k][outcomeUnknown].Load(), r.counts[k][outcomeRefused].Load())
 	}
 
 	artifacts := os.Getenv("RAFTEXAMPLE_ARTIFACTS")
@@ -356,7 +369,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	}
 	t.Logf("porcupine: %v on %d ops in %v", lin.Verdict, lin.Ops, time.Since(start).Round(time.Millisecond))
 	if linErr == nil {
-		linErr = r.checkSerializable()
+		linErr = r.checkSerializable(history)
 	}
 
 	// Check 2: acknowledged writes survive.
@@ -396,7 +409,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	r.mu.Lock()
 	res.cuts, res.refused = r.cuts, r.refused
 	r.mu.Unlock()
-	res.acked = r.counts[opPut][outcomeOK].Load() + r.counts[opDelete][outcomeOK].Load()
+	res.acked = r.acked()
 	if needsPowerFS(faults) {
 		t.Logf("power cuts: %d of one member, %d of two, %d of three; %d acknowledged writes; %d members refused to start after one %v",
 			res.cuts[1], res.cuts[2], res.cuts[3], res.acked, len(res.refused), res.refused)

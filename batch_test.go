@@ -60,16 +60,22 @@ func TestApplyEntryAppliesEveryCommandOfABatchAndReportsEachName(t *testing.T) {
 		encodeCommand(command{op: opPut, origin: 1, id: 12, key: "a", value: "2"}), // later in the batch wins
 	})
 	s.mu.Lock()
-	names := s.applyEntry(batch, nil)
+	var out appliedCommit
+	s.applyEntry(batch, &out)
 	s.mu.Unlock()
+	var names []proposalName
+	for _, o := range out.outcomes {
+		names = append(names, o.name)
+	}
 	if fmt.Sprint(names) != "[{1 10} {2 11} {1 12}]" {
 		t.Fatalf("names = %v, want [{1 10} {2 11} {1 12}]", names)
 	}
 	if got, want := kvContents(s), map[string]string{"a": "2"}; !maps.Equal(got, want) {
 		t.Fatalf("map = %v, want %v", got, want)
 	}
-	_, keys, digest := s.State()
-	if keys != 1 || digest != pairDigest("a", "2") {
+	st := s.State()
+	keys, digest := st.keys, st.digest
+	if keys != 1 || digest != s.pairsDigest() {
 		t.Fatalf("State() keys %d digest %x; want 1 and the digest of a=2", keys, digest)
 	}
 }
@@ -99,7 +105,7 @@ func TestConcurrentPutsShareOneEntry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	errs := make(chan error, waiting+1)
-	go func() { errs <- s.Put(ctx, "first", "v") }()
+	go func() { errs <- s.put(ctx, "first", "v") }()
 	ipEventually(t, 5*time.Second, "the first entry proposed", func() error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -109,7 +115,7 @@ func TestConcurrentPutsShareOneEntry(t *testing.T) {
 		return nil
 	})
 	for i := range waiting {
-		go func() { errs <- s.Put(ctx, fmt.Sprintf("k%d", i), "v") }()
+		go func() { errs <- s.put(ctx, fmt.Sprintf("k%d", i), "v") }()
 	}
 	ipEventually(t, 5*time.Second, "the others queued", func() error {
 		if n := len(s.batcher.queue); n < waiting {

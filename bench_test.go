@@ -77,8 +77,10 @@ func BenchmarkApplyPut(b *testing.B) {
 	const chunk = 1 << 17 // a multiple of the batch below
 	newStore := func() *kvstore {
 		s := newKVStore(zap.NewNop())
+		var out appliedCommit
 		for _, e := range benchEntries(1, benchKeys) {
-			s.apply(e)
+			s.apply(e, &out)
+			out.reset()
 		}
 		return s
 	}
@@ -90,19 +92,21 @@ func BenchmarkApplyPut(b *testing.B) {
 	b.Run("entry", func(b *testing.B) {
 		s := newStore()
 		ents := next(b, s)
+		var out appliedCommit
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			if i > 0 && i%chunk == 0 {
 				ents = next(b, s)
 			}
 			s.mu.Lock()
-			s.apply(ents[i%chunk])
+			s.apply(ents[i%chunk], &out)
 			s.mu.Unlock()
+			out.reset()
 		}
 	})
 	b.Run("run", func(b *testing.B) {
 		const batch = 64
-		svc := newService(zap.NewNop(), newStore())
+		svc := newService(zap.NewNop(), newStore(), newWatchHub(defaultHistory.events, defaultHistory.bytes))
 		svc.pending = newPendingCommands(1)
 		commitC := make(chan commit, 64)
 		runDone := make(chan error, 1)
@@ -171,7 +175,7 @@ func benchCluster(b *testing.B, size int) []*benchNode {
 			waldir:    filepath.Join(dir, name),
 			snapdir:   filepath.Join(dir, name+"-snap"),
 			snapCount: 10000,
-		})
+		}, defaultHistory)
 		if err != nil {
 			b.Fatalf("starting member %d: %v", id, err)
 		}
@@ -200,7 +204,7 @@ func benchReady(nodes []*benchNode) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return nodes[0].store.Put(ctx, "bench-ready", "yes")
+	return nodes[0].store.put(ctx, "bench-ready", "yes")
 }
 
 // benchLeader returns the member that leads and one that follows (nil for a
@@ -231,7 +235,7 @@ func benchLoad(b *testing.B, s *service, n int) {
 					return
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				err := s.Put(ctx, benchKey(i), benchValue)
+				err := s.put(ctx, benchKey(i), benchValue)
 				cancel()
 				if err != nil {
 					errc <- err
@@ -325,7 +329,7 @@ func BenchmarkInProcessClusterPut(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					err := bc.n.store.Put(ctx, benchKey(rand.IntN(benchKeys)), benchValue)
+					err := bc.n.store.put(ctx, benchKey(rand.IntN(benchKeys)), benchValue)
 					cancel()
 					if err != nil {
 						b.Errorf("Put: %v", err)
@@ -355,7 +359,7 @@ func BenchmarkLinearizableGet(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					_, ok, err := bc.n.store.Get(ctx, benchKey(rand.IntN(keys)), true)
+					_, ok, _, err := bc.n.store.Get(ctx, benchKey(rand.IntN(keys)), true)
 					cancel()
 					if err != nil || !ok {
 						b.Errorf("Get: found %v, %v", ok, err)

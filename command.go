@@ -11,21 +11,28 @@ import (
 // operation byte, so later operations add a new byte value and old logs keep
 // decoding:
 //
-//	op (1 byte) | origin (uvarint) | id (uvarint) | base (uvarint) | key (uvarint length + bytes) | value (rest)
+//	op (1 byte) | origin (uvarint) | id (uvarint) | base (uvarint) | condition | key (uvarint length + bytes) | value (rest)
+//	condition: kind (1 byte) | modRevision (uvarint, for kind condModRevision only)
 //
 // A delete has no value. origin and id name the proposal across the
 // cluster, and base is when it was first proposed; the state machine uses
 // both to apply a command proposed more than once only once (see
-// appliedProposals). Logs written before commands had names hold
+// appliedProposals). The condition is checked when the command is applied
+// (see kvstore.apply): a command whose condition fails changes nothing.
 //
-//	op (1 = put, 2 = delete) | id (uvarint) | key | value
+// Logs written by earlier versions hold commands without a condition, which
+// predate revisions, and they are applied as those versions did, moving no
+// revision (see kvstore.apply):
 //
-// which decode with origin 0: anonymous, applied every time they appear.
+//	op (4 = put, 5 = delete) | origin | id | base | key | value
+//	op (1 = put, 2 = delete) | id (uvarint) | key | value      (anonymous: origin 0, applied every time they appear)
 type command struct {
-	op     byte
+	op     byte   // opPut or opDelete
+	legacy bool   // written by a version before revisions (ops 1, 2, 4, 5)
 	origin uint64 // the member that proposed it; 0 for an anonymous command
 	id     uint64 // the proposal's number at its origin, reported back when applied
 	base   uint64 // the proposal clock the origin had applied when it first proposed
+	cond   condition
 	key    string
 	value  string
 }
@@ -34,9 +41,39 @@ const (
 	opPutAnonymous    byte = 1 // written by earlier versions
 	opDeleteAnonymous byte = 2 // written by earlier versions
 	opBatch           byte = 3 // not a command: an entry carrying several (see encodeBatch)
-	opPut             byte = 4
-	opDelete          byte = 5
+	opPutNamed        byte = 4 // written by earlier versions
+	opDeleteNamed     byte = 5 // written by earlier versions
+	opPut             byte = 6
+	opDelete          byte = 7
 )
+
+// condition is what must hold of a command's key, when the command is
+// applied, for it to change anything.
+type condition struct {
+	kind        byte
+	modRevision uint64 // for condModRevision
+}
+
+const (
+	condNone        byte = 0
+	condModRevision byte = 1 // the key exists and its modRevision is modRevision (If-Match: "N")
+	condExists      byte = 2 // the key exists (If-Match: *)
+	condAbsent      byte = 3 // the key does not exist (If-None-Match: *)
+)
+
+// holds reports whether c holds of a key with meta (found: whether it
+// exists).
+func (c condition) holds(found bool, meta keyMeta) bool {
+	switch c.kind {
+	case condModRevision:
+		return found && meta.modRevision == c.modRevision
+	case condExists:
+		return found
+	case condAbsent:
+		return !found
+	}
+	return true
+}
 
 // name is the command's identity across the cluster; the zero value for an
 // anonymous command.
@@ -47,11 +84,15 @@ func (c command) name() proposalName { return proposalName{origin: c.origin, id:
 type proposalName struct{ origin, id uint64 }
 
 func encodeCommand(c command) []byte {
-	buf := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(c.key)+len(c.value))
+	buf := make([]byte, 0, 2+5*binary.MaxVarintLen64+len(c.key)+len(c.value))
 	buf = append(buf, c.op)
 	buf = binary.AppendUvarint(buf, c.origin)
 	buf = binary.AppendUvarint(buf, c.id)
 	buf = binary.AppendUvarint(buf, c.base)
+	buf = append(buf, c.cond.kind)
+	if c.cond.kind == condModRevision {
+		buf = binary.AppendUvarint(buf, c.cond.modRevision)
+	}
 	buf = appendString(buf, c.key)
 	return append(buf, c.value...)
 }
@@ -64,7 +105,7 @@ func decodeCommand(data []byte) (command, error) {
 	data = data[1:]
 	var err error
 	switch c.op {
-	case opPut, opDelete:
+	case opPut, opDelete, opPutNamed, opDeleteNamed:
 		if c.origin, data, err = readUvarint(data); err != nil {
 			return command{}, err
 		}
@@ -74,8 +115,25 @@ func decodeCommand(data []byte) (command, error) {
 		if c.base, data, err = readUvarint(data); err != nil {
 			return command{}, err
 		}
+		if c.op == opPutNamed || c.op == opDeleteNamed {
+			c.op, c.legacy = c.op+opPut-opPutNamed, true
+			break
+		}
+		if len(data) == 0 {
+			return command{}, errors.New("missing condition")
+		}
+		c.cond.kind, data = data[0], data[1:]
+		switch c.cond.kind {
+		case condNone, condExists, condAbsent:
+		case condModRevision:
+			if c.cond.modRevision, data, err = readUvarint(data); err != nil {
+				return command{}, err
+			}
+		default:
+			return command{}, fmt.Errorf("unknown condition %d", c.cond.kind)
+		}
 	case opPutAnonymous, opDeleteAnonymous:
-		c.op += opPut - opPutAnonymous
+		c.op, c.legacy = c.op+opPut-opPutAnonymous, true
 		if c.id, data, err = readUvarint(data); err != nil {
 			return command{}, err
 		}

@@ -1,6 +1,10 @@
 package main
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
 
 // A command proposed more than once is applied once (Raft thesis, 6.3).
 //
@@ -58,10 +62,13 @@ type appliedProposals struct {
 	head   int
 }
 
-// appliedName is a remembered name and the tick it was applied at.
+// appliedName is a remembered name, the tick it was applied at and what it
+// did: a request that learns of its command's application only from a
+// snapshot (see pendingCommands.restored) still gets its answer.
 type appliedName struct {
-	name proposalName
-	at   uint64
+	name   proposalName
+	at     uint64
+	result outcome
 }
 
 func newAppliedProposals() *appliedProposals {
@@ -81,9 +88,12 @@ func (a *appliedProposals) decide(c command) decision {
 		return duplicate
 	}
 	a.byName[name] = now
-	a.order = append(a.order, appliedName{name, now})
+	a.order = append(a.order, appliedName{name: name, at: now})
 	return applied
 }
+
+// record sets what the command decide last applied did.
+func (a *appliedProposals) record(result outcome) { a.order[len(a.order)-1].result = result }
 
 // forget drops the names applied a whole window before now.
 func (a *appliedProposals) forget(now uint64) {
@@ -98,11 +108,16 @@ func (a *appliedProposals) forget(now uint64) {
 	}
 }
 
-// wasApplied reports whether a command named name was applied in the last
-// proposalWindow ticks.
-func (a *appliedProposals) wasApplied(name proposalName) bool {
-	_, ok := a.byName[name]
-	return ok
+// outcome reports whether a command named name was applied in the last
+// proposalWindow ticks, and what it did.
+func (a *appliedProposals) outcome(name proposalName) (outcome, bool) {
+	at, ok := a.byName[name]
+	if !ok {
+		return outcome{}, false
+	}
+	names := a.remembered()
+	i, _ := slices.BinarySearchFunc(names, at, func(n appliedName, at uint64) int { return cmp.Compare(n.at, at) })
+	return names[i].result, true
 }
 
 // remembered lists the names in the window, oldest first: what a snapshot

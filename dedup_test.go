@@ -27,7 +27,7 @@ func TestACopyOfAnAppliedCommandIsNotAppliedAgain(t *testing.T) {
 	if _, ok := s.applyOne(first); ok {
 		t.Fatal("a copy of an applied command was applied again")
 	}
-	if v, _ := s.Lookup("k"); v != "second" {
+	if v, _ := s.value("k"); v != "second" {
 		t.Fatalf("k = %q after a late copy of the first write, want %q", v, "second")
 	}
 	if c := s.ProposalClock(); c != 3 {
@@ -51,7 +51,7 @@ func TestACopyIsRememberedForAWholeWindowAndThenExpires(t *testing.T) {
 	if _, ok := s.applyOne(named(1, 1, 0, "k", "again")); ok {
 		t.Fatal("a copy older than the window was applied")
 	}
-	if v, _ := s.Lookup("k"); v != "v" {
+	if v, _ := s.value("k"); v != "v" {
 		t.Fatalf("k = %q, want v", v)
 	}
 	// A copy never applied, proposed afresh with a new base, is applied.
@@ -99,12 +99,12 @@ func TestASnapshotCarriesTheWindowSoRestoredReplicasDecideAlike(t *testing.T) {
 			t.Fatalf("command %d/%d: applied %v on the steady replica, %v on the restored one", c.origin, c.id, a, b)
 		}
 	}
-	_, _, d1 := steady.State()
-	_, _, d2 := restored.State()
+	d1 := steady.State().digest
+	d2 := restored.State().digest
 	if d1 != d2 || steady.ProposalClock() != restored.ProposalClock() {
 		t.Fatalf("replicas differ: digest %x vs %x, clock %d vs %d", d1, d2, steady.ProposalClock(), restored.ProposalClock())
 	}
-	if v, _ := restored.Lookup("k5"); v != "95" {
+	if v, _ := restored.value("k5"); v != "95" {
 		t.Fatalf("k5 = %q, want 95 (the late copy of 5 must not apply)", v)
 	}
 }
@@ -120,7 +120,7 @@ func TestASnapshotFromBeforeNamedCommandsRestoresAnEmptyWindow(t *testing.T) {
 	if err := s.restoreAll(old); err != nil {
 		t.Fatalf("an old snapshot does not restore: %v", err)
 	}
-	if v, _ := s.Lookup("k"); v != "v" || s.ProposalClock() != 0 {
+	if v, _ := s.value("k"); v != "v" || s.ProposalClock() != 0 {
 		t.Fatalf("after an old snapshot: k = %q, clock %d", v, s.ProposalClock())
 	}
 }
@@ -131,9 +131,13 @@ func TestASnapshotWithAnImpossibleWindowIsRefused(t *testing.T) {
 		b = binary.AppendUvarint(b, kvSnapshotFormat)
 		b = binary.AppendUvarint(b, clock)
 		b = binary.AppendUvarint(b, uint64(len(names)/3))
-		for _, n := range names {
+		for i, n := range names {
 			b = binary.AppendUvarint(b, n)
+			if i%3 == 2 {
+				b = binary.AppendUvarint(b, 0) // the outcome
+			}
 		}
+		b = binary.AppendUvarint(b, 0) // revision
 		b = binary.AppendUvarint(b, 0) // no pairs
 		return binary.BigEndian.AppendUint32(b, crcOf(b))
 	}
@@ -144,7 +148,7 @@ func TestASnapshotWithAnImpossibleWindowIsRefused(t *testing.T) {
 		"older than the window":    header(proposalWindow+5, 1, 1, 5),
 		"a name of zeros":          header(5, 0, 0, 1),
 		"more names than the data": append(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, kvSnapshotMarker), kvSnapshotFormat), 9), proposalWindow), 0, 0, 0, 0),
-		"unknown format":           append(binary.AppendUvarint(binary.AppendUvarint(nil, kvSnapshotMarker), 3), 0, 0, 0, 0, 0, 0),
+		"unknown format":           append(binary.AppendUvarint(binary.AppendUvarint(nil, kvSnapshotMarker), kvSnapshotFormat+1), 0, 0, 0, 0, 0, 0),
 	}
 	if err := kvTestStore(t).restoreAll(header(5, 1, 1, 2, 1, 2, 1)); err != nil {
 		t.Fatalf("a sound window is refused: %v", err)
@@ -180,7 +184,7 @@ func TestAPendingCommandIsProposedAgainUntilApplied(t *testing.T) {
 	s = kvTestService(t, node)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.Put(ctx, "k", "v"); err != nil {
+	if err := s.put(ctx, "k", "v"); err != nil {
 		t.Fatalf("Put = %v, want it applied once proposed again", err)
 	}
 	if n := proposals.Load(); n < 2 {
@@ -189,7 +193,7 @@ func TestAPendingCommandIsProposedAgainUntilApplied(t *testing.T) {
 	if c := s.store.ProposalClock(); c != 2 {
 		t.Fatalf("clock %d, want two copies decided", c)
 	}
-	if _, keys, _ := s.store.State(); keys != 1 {
+	if keys := s.store.State().keys; keys != 1 {
 		t.Fatalf("%d keys, want 1", keys)
 	}
 }
@@ -214,7 +218,7 @@ func TestAPendingCommandGetsANewBaseOnlyOnceNoCopyCanApply(t *testing.T) {
 	// A snapshot that jumped past ticks the window no longer shows leaves the
 	// command unsure: it keeps its base for good.
 	pc2, _ := p.add(command{op: opPut, key: "j"}, 6)
-	p.restored(proposalWindow, 3*proposalWindow, func(proposalName) bool { return false })
+	p.restored(proposalWindow, 3*proposalWindow, func(proposalName) (outcome, bool) { return outcome{}, false })
 	p.publish(3 * proposalWindow)
 	for _, got := range due() {
 		if got == pc2 && got.cmd.base != proposalWindow {
@@ -222,7 +226,7 @@ func TestAPendingCommandGetsANewBaseOnlyOnceNoCopyCanApply(t *testing.T) {
 		}
 	}
 	// One the snapshot's window shows as applied is done.
-	p.restored(3*proposalWindow, 3*proposalWindow+1, func(n proposalName) bool { return n.id == 5 })
+	p.restored(3*proposalWindow, 3*proposalWindow+1, func(n proposalName) (outcome, bool) { return outcome{revision: 9}, n.id == 5 })
 	select {
 	case <-pc.applied:
 	default:
@@ -251,7 +255,7 @@ func TestADuplicateProposalIsAppliedOnceInACluster(t *testing.T) {
 	ipPut(t, nodes[0].svc, "done", "x")
 	for _, n := range nodes {
 		ipExpectValue(t, n.id, n.store, "done", "x")
-		if v, _ := n.store.Lookup("k"); v != "second" {
+		if v, _ := n.store.value("k"); v != "second" {
 			t.Errorf("node %d: k = %q, want second: the duplicate was applied", n.id, v)
 		}
 	}

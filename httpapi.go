@@ -27,10 +27,25 @@ type httpAPI struct {
 	pprof          bool         // serve Go's profiler under /debug/pprof/
 	disk           *diskMonitor // free space of --data-dir; nil: not watched
 
-	once   sync.Once
-	keys   *http.ServeMux    // the root key space
-	api    *http.ServeMux    // the reserved paths
-	labels map[string]string // pattern -> its route label in the metrics
+	once     sync.Once
+	keys     *http.ServeMux    // the root key space
+	api      *http.ServeMux    // the reserved paths
+	labels   map[string]string // pattern -> its route label in the metrics
+	stop     chan struct{}     // closed when the server shuts down: watches end
+	stopOnce sync.Once
+}
+
+// stopping is closed when the server shuts down (see stopWatches).
+func (h *httpAPI) stopping() <-chan struct{} {
+	h.once.Do(h.routes)
+	return h.stop
+}
+
+// stopWatches ends every watch stream: give it to the server's
+// RegisterOnShutdown, since Shutdown waits for every request to end.
+func (h *httpAPI) stopWatches() {
+	h.once.Do(h.routes)
+	h.stopOnce.Do(func() { close(h.stop) })
 }
 
 // get answers GET /{key} and GET /v1/kv/{key}. The key is the path after
@@ -44,17 +59,26 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
+	if _, err := notModified(r, false, keyMeta{}); err != nil {
+		return err // checked before the read: a malformed header is refused at once
+	}
 	ctx, cancel := h.waitContext(r)
 	defer cancel()
-	v, found, err := h.svc.Get(ctx, key, linearizable)
+	v, found, revision, err := h.svc.Get(ctx, key, linearizable)
 	if err != nil {
 		return err
 	}
 	if !found {
+		setRevision(w, revision)
 		return apiErr(http.StatusNotFound, "key not found")
 	}
+	setKeyHeaders(w, v.meta, revision)
+	if unchanged, _ := notModified(r, found, v.meta); unchanged {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	io.WriteString(w, v)
+	io.WriteString(w, v.value)
 	return nil
 }
 
@@ -71,10 +95,15 @@ func readConsistency(r *http.Request) (linearizable bool, err error) {
 	}
 }
 
-// put answers PUT /{key} and PUT /v1/kv/{key}.
+// put answers PUT /{key} and PUT /v1/kv/{key}, honouring If-Match and
+// If-None-Match: *.
 func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 	key := pathTail(r)
 	if err := validKey(key); err != nil {
+		return err
+	}
+	cond, err := writeCondition(r, true)
+	if err != nil {
 		return err
 	}
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxValueBytes))
@@ -87,11 +116,11 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := h.waitContext(r)
 	defer cancel()
-	if err := h.svc.Put(ctx, key, string(value)); err != nil {
+	result, err := h.svc.Put(ctx, key, string(value), cond)
+	if err != nil {
 		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return h.writeAnswered(w, key, result, true)
 }
 
 func validKey(key string) error {
@@ -163,7 +192,7 @@ const maxHealthyApplyLag = 1000
 // lowDiskThreshold), else 503 with the reason.
 func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) error {
 	st := h.svc.Status()
-	applied, _, _ := h.svc.State()
+	applied := h.svc.State().index
 	lowDisk := h.disk.lowReason()
 	switch {
 	case st.Leader == 0:

@@ -86,20 +86,21 @@ func FuzzHTTPAPIKeepsTheClusterHealthy(f *testing.F) {
 		key := fmt.Sprintf("fuzz-health-%d", seq)
 		ipPut(t, c.nodes[1].svc, key, "ok")
 		ipEventually(t, 30*time.Second, "replicas agree", func() error {
-			index1, _, digest1 := c.nodes[1].store.State()
+			st1 := c.nodes[1].store.State()
+			index1, digest1 := st1.index, st1.digest
 			for id, n := range c.nodes {
-				if _, ok := n.store.Lookup(key); !ok {
+				if _, ok := n.store.value(key); !ok {
 					return fmt.Errorf("member %d lacks %s", id, key)
 				}
-				if index, _, digest := n.store.State(); index != index1 || digest != digest1 {
-					return fmt.Errorf("member %d has digest %x at %d, member 1 %x at %d", id, digest, index, digest1, index1)
+				if st := n.store.State(); st.index != index1 || st.digest != digest1 {
+					return fmt.Errorf("member %d has digest %x at %d, member 1 %x at %d", id, st.digest, st.index, digest1, index1)
 				}
 			}
 			return nil
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, _, err := c.nodes[2].svc.Get(ctx, key, true); err != nil {
+		if _, _, _, err := c.nodes[2].svc.Get(ctx, key, true); err != nil {
 			t.Fatalf("linearizable read after %s %q: %v", method, path, err)
 		}
 	})

@@ -21,20 +21,24 @@ func (h *httpAPI) getOrList(w http.ResponseWriter, r *http.Request) error {
 	return h.get(w, r)
 }
 
-// deleteKey removes key; deleting a missing key succeeds too (204), so a
-// retried DELETE is harmless.
+// deleteKey removes key, honouring If-Match; deleting a missing key
+// succeeds too (204), so a retried DELETE is harmless.
 func (h *httpAPI) deleteKey(w http.ResponseWriter, r *http.Request) error {
 	key := pathTail(r)
 	if err := validKey(key); err != nil {
 		return err
 	}
-	ctx, cancel := h.waitContext(r)
-	defer cancel()
-	if err := h.svc.Delete(ctx, key); err != nil {
+	cond, err := writeCondition(r, false)
+	if err != nil {
 		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	result, err := h.svc.Delete(ctx, key, cond)
+	if err != nil {
+		return err
+	}
+	return h.writeAnswered(w, key, result, false)
 }
 
 // noSuchEndpoint answers every /v1 path no route takes.
@@ -46,9 +50,12 @@ func noSuchEndpoint(w http.ResponseWriter, r *http.Request) error {
 // key or the value is not, both are given in standard base64 and encoding
 // says so.
 type listItem struct {
-	Key      string `json:"key"`
-	Value    string `json:"value"`
-	Encoding string `json:"encoding,omitempty"`
+	Key            string `json:"key"`
+	Value          string `json:"value"`
+	CreateRevision uint64 `json:"createRevision"`
+	ModRevision    uint64 `json:"modRevision"`
+	Version        uint64 `json:"version"`
+	Encoding       string `json:"encoding,omitempty"`
 }
 
 // Listing pages: how many pairs a page holds unless limit says otherwise,
@@ -87,6 +94,7 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	setRevision(w, page.Revision)
 	if page.Next != "" {
 		w.Header().Set("X-Next-Start", url.QueryEscape(page.Next))
 	}
@@ -98,15 +106,14 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) error {
 	bw.WriteByte('[')
 	for i, p := range page.Pairs {
 		item.Reset()
-		if utf8.ValidString(p.Key) && utf8.ValidString(p.Value) {
-			enc.Encode(listItem{Key: p.Key, Value: p.Value})
-		} else {
-			enc.Encode(listItem{
-				Key:      base64.StdEncoding.EncodeToString([]byte(p.Key)),
-				Value:    base64.StdEncoding.EncodeToString([]byte(p.Value)),
-				Encoding: "base64",
-			})
+		li := listItem{Key: p.Key, Value: p.Value,
+			CreateRevision: p.Meta.createRevision, ModRevision: p.Meta.modRevision, Version: p.Meta.version}
+		if !utf8.ValidString(p.Key) || !utf8.ValidString(p.Value) {
+			li.Key = base64.StdEncoding.EncodeToString([]byte(p.Key))
+			li.Value = base64.StdEncoding.EncodeToString([]byte(p.Value))
+			li.Encoding = "base64"
 		}
+		enc.Encode(li)
 		if i > 0 {
 			bw.WriteByte(',')
 		}
@@ -157,18 +164,20 @@ func (h *httpAPI) v1RemoveMember(w http.ResponseWriter, r *http.Request) error {
 // report the same digest.
 type statusResponse struct {
 	raftStatus
-	Applied uint64 `json:"applied"` // log index the map reflects
-	Keys    int    `json:"keys"`
-	Digest  string `json:"digest"` // of the map at the applied index
+	Applied  uint64 `json:"applied"` // log index the map reflects
+	Keys     int    `json:"keys"`
+	Digest   string `json:"digest"`   // of the map at the applied index
+	Revision uint64 `json:"revision"` // of the store at the applied index
 }
 
 func (h *httpAPI) status(w http.ResponseWriter, r *http.Request) error {
-	applied, keys, digest := h.svc.State()
+	st := h.svc.State()
 	writeJSON(w, http.StatusOK, statusResponse{
 		raftStatus: h.svc.Status(),
-		Applied:    applied,
-		Keys:       keys,
-		Digest:     fmt.Sprintf("%016x", digest),
+		Applied:    st.index,
+		Keys:       st.keys,
+		Digest:     fmt.Sprintf("%016x", st.digest),
+		Revision:   st.revision,
 	})
 	return nil
 }

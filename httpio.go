@@ -18,8 +18,9 @@ import (
 // saying why. Any other error a handler returns came from the service, and
 // statusFor gives its status.
 type apiError struct {
-	code int
-	msg  string
+	code   int
+	msg    string
+	fields map[string]any // more of the answer, in the JSON face only
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -28,12 +29,19 @@ func apiErr(code int, msg string) error { return &apiError{code: code, msg: msg}
 
 // A face is how one API writes its errors: plain text at the root (and for
 // /metrics and pprof), JSON under /v1 (and for /health and /readyz).
-type face func(w http.ResponseWriter, code int, msg string)
+// JSON errors are {"error": msg}, with fields beside it.
+type face func(w http.ResponseWriter, code int, msg string, fields map[string]any)
 
-func plainFace(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) }
+func plainFace(w http.ResponseWriter, code int, msg string, _ map[string]any) {
+	http.Error(w, msg, code)
+}
 
-func jsonFace(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
+func jsonFace(w http.ResponseWriter, code int, msg string, fields map[string]any) {
+	body := map[string]any{"error": msg}
+	for k, v := range fields {
+		body[k] = v
+	}
+	writeJSON(w, code, body)
 }
 
 // apiHandler serves a request, or returns why it did not; nothing may be
@@ -44,24 +52,25 @@ type apiHandler func(w http.ResponseWriter, r *http.Request) error
 func (h *httpAPI) serve(f face, fn apiHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := fn(w, r); err != nil {
-			code, msg := h.describe(err)
-			f(w, code, msg)
+			code, msg, fields := h.describe(err)
+			f(w, code, msg, fields)
 		}
 	})
 }
 
-// describe gives err's status and the line that says why.
-func (h *httpAPI) describe(err error) (code int, msg string) {
+// describe gives err's status, the line that says why, and what more a
+// JSON answer holds.
+func (h *httpAPI) describe(err error) (code int, msg string, fields map[string]any) {
 	var refused *apiError
 	if errors.As(err, &refused) {
-		return refused.code, refused.msg
+		return refused.code, refused.msg, refused.fields
 	}
 	code = statusFor(err)
 	if code == http.StatusInternalServerError {
 		h.lg.Error("request failed", zap.Error(err))
-		return code, "internal error: " + err.Error()
+		return code, "internal error: " + err.Error(), nil
 	}
-	return code, err.Error()
+	return code, err.Error(), nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

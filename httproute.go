@@ -28,6 +28,7 @@ import (
 // routes builds the muxes, on the first request: tests build an httpAPI as a
 // struct literal.
 func (h *httpAPI) routes() {
+	h.stop = make(chan struct{})
 	h.keys, h.api = http.NewServeMux(), http.NewServeMux()
 	h.labels = map[string]string{}
 	handle := func(mux *http.ServeMux, pattern string, handler http.Handler) {
@@ -48,6 +49,7 @@ func (h *httpAPI) routes() {
 	handle(h.api, "GET /v1/members", json(h.listMembers))
 	handle(h.api, "POST /v1/members", json(h.v1AddMember))
 	handle(h.api, "DELETE /v1/members/{id}", json(h.v1RemoveMember))
+	handle(h.api, "GET /v1/watch/{key...}", json(h.watch))
 	handle(h.api, "GET /v1/status", json(h.status))
 	handle(h.api, "POST /v1/leader", json(h.transferLeadership))
 	handle(h.api, "/v1/{$}", json(noSuchEndpoint)) // where target sends every other /v1 path
@@ -82,6 +84,9 @@ func (h *httpAPI) target(path string) target {
 		return target{mux: h.api, path: "/v1/members", face: jsonFace}
 	case strings.HasPrefix(path, "/v1/members/"):
 		return target{mux: h.api, path: "/v1/members/i", tail: strings.TrimPrefix(path, "/v1/members/"), face: jsonFace}
+	case path == "/v1/watch" || strings.HasPrefix(path, "/v1/watch/"):
+		key := strings.TrimPrefix(strings.TrimPrefix(path, "/v1/watch"), "/")
+		return target{mux: h.api, path: "/v1/watch/k", tail: key, face: jsonFace}
 	case path == "/v1/status" || path == "/v1/leader" || path == "/health" || path == "/readyz":
 		return target{mux: h.api, face: jsonFace}
 	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
@@ -162,7 +167,7 @@ func (w *responseRecorder) WriteHeader(code int) {
 	w.code = code
 	if code == http.StatusMethodNotAllowed && w.req.Pattern == "" {
 		w.Header().Del("X-Content-Type-Options") // http.Error's; the faces set their own headers
-		w.face(w.ResponseWriter, code, "method "+w.req.Method+" not allowed")
+		w.face(w.ResponseWriter, code, "method "+w.req.Method+" not allowed", nil)
 		w.muxsText = true
 		return
 	}

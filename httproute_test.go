@@ -42,7 +42,7 @@ func TestHTTPAPIRoutesRawKeysAndAnswersInEachFace(t *testing.T) {
 				t.Errorf("PUT %s: status %d %q, want 204", path, w.Code, w.Body)
 				continue
 			}
-			if v, ok := n.store.Lookup(key); !ok || v != "at "+path {
+			if v, ok := n.store.value(key); !ok || v != "at "+path {
 				t.Errorf("PUT %s: key %q holds %q (%v), want %q", path, key, v, ok, "at "+path)
 			}
 			if w := do(http.MethodGet, path+"?consistency=serializable", ""); w.Code != http.StatusOK || w.Body.String() != "at "+path {
@@ -118,7 +118,7 @@ func TestHTTPAPIRoutesRawKeysAndAnswersInEachFace(t *testing.T) {
 		if w.Code != http.StatusNoContent {
 			t.Fatalf("PUT with a body slower than --request-timeout: status %d %q, want 204", w.Code, w.Body)
 		}
-		if v, _ := n.store.Lookup("slow"); v != "slow upload" {
+		if v, _ := n.store.value("slow"); v != "slow upload" {
 			t.Fatalf("slow = %q, want %q", v, "slow upload")
 		}
 	})

@@ -16,20 +16,27 @@ import (
 // The encoding is a stream, so that neither writing nor reading a snapshot
 // needs a second copy of the map in memory:
 //
-//	format marker (uvarint, = 2^64-1) | format (uvarint, = 2)
+//	format marker (uvarint, = 2^64-1) | format (uvarint, = 3)
 //	proposal clock (uvarint) | remembered names (uvarint)
 //	per name, oldest first: origin (uvarint) | id (uvarint) | ticks since the previous name's (uvarint)
+//	    | outcome (uvarint: the revision of its change << 1 | 1 if its condition failed)
+//	store revision (uvarint)
 //	pair count (uvarint)
 //	per pair: key length (uvarint) | key | value length (uvarint) | value
+//	    | createRevision (uvarint) | modRevision (uvarint) | version (uvarint)
 //	CRC-32C of everything above (4 bytes, big-endian)
 //
-// Snapshots written before commands had names start at the pair count: no
-// real count is 2^64-1, so the marker tells the two apart, and an old
-// snapshot restores an empty window at clock 0 (no named command can
-// precede it).
+// Earlier versions wrote format 2, which has no outcomes, no revisions and
+// no pair revisions: it restores revision 0 and keys with zero revisions,
+// and names whose outcome was a change of unknown revision (0), as
+// commands of those versions had no conditions. Snapshots written before
+// commands had names start at the pair count: no real count is 2^64-1, so
+// the marker tells them apart, and they restore an empty window at clock 0
+// (no named command can precede them).
 const (
-	kvSnapshotMarker = 1<<64 - 1
-	kvSnapshotFormat = 2
+	kvSnapshotMarker    = 1<<64 - 1
+	kvSnapshotFormat    = 3
+	kvSnapshotFormatOld = 2
 )
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -37,9 +44,10 @@ var crc32c = crc32.MakeTable(crc32.Castagnoli)
 // frozenKV is the map as it was at one log index, held still so that a
 // snapshot can be written from it while later entries are applied.
 type frozenKV struct {
-	store *kvstore
-	kv    map[string]string // read-only until Release
-	index uint64
+	store    *kvstore
+	kv       map[string]storedValue // read-only until Release
+	index    uint64
+	revision uint64
 	// The window of applied proposals at index, copied: it is small next to
 	// the map, and apply changes it in place.
 	clock uint64
@@ -54,7 +62,7 @@ type frozenKV struct {
 func (s *kvstore) freeze() *frozenKV {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := &frozenKV{store: s, kv: s.kv, index: s.index,
+	f := &frozenKV{store: s, kv: s.kv, index: s.index, revision: s.revision,
 		clock: s.proposals.clock, names: slices.Clone(s.proposals.remembered())}
 	s.frozen, s.pending = f, make(map[string]pendingValue)
 	return f
@@ -73,7 +81,7 @@ func (f *frozenKV) Release() {
 		if p.deleted {
 			delete(s.kv, k)
 		} else {
-			s.kv[k] = p.value
+			s.kv[k] = p.storedValue
 		}
 	}
 	s.frozen, s.pending = nil, nil
@@ -97,14 +105,19 @@ func (f *frozenKV) WriteTo(w io.Writer) (int64, error) {
 		writeUvarint(n.name.origin)
 		writeUvarint(n.name.id)
 		writeUvarint(n.at - prev)
+		writeUvarint(encodeOutcome(n.result))
 		prev = n.at
 	}
+	writeUvarint(f.revision)
 	writeUvarint(uint64(len(f.kv)))
 	for k, v := range f.kv {
 		writeUvarint(uint64(len(k)))
 		bw.WriteString(k)
-		writeUvarint(uint64(len(v)))
-		bw.WriteString(v) // a write error sticks in bw and is returned by Flush
+		writeUvarint(uint64(len(v.value)))
+		bw.WriteString(v.value) // a write error sticks in bw and is returned by Flush
+		writeUvarint(v.meta.createRevision)
+		writeUvarint(v.meta.modRevision)
+		writeUvarint(v.meta.version)
 	}
 	if err := bw.Flush(); err != nil {
 		return cw.n, err
@@ -127,17 +140,29 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // decodedKV is a map read back from a snapshot, with what the kvstore keeps
 // alongside it.
 type decodedKV struct {
-	kv        map[string]string
+	kv        map[string]storedValue
 	digest    uint64
 	bytes     int64 // of keys and values
+	revision  uint64
 	proposals *appliedProposals
 }
+
+// encodeOutcome packs an outcome into one number, as snapshots hold it.
+func encodeOutcome(o outcome) uint64 {
+	n := o.revision << 1
+	if o.failed {
+		n |= 1
+	}
+	return n
+}
+
+func decodeOutcome(n uint64) outcome { return outcome{revision: n >> 1, failed: n&1 == 1} }
 
 // replaceLocked makes a decoded snapshot the whole state; the caller holds
 // s.mu for writing. A frozen map being written out stays as it was, and its
 // Release no longer applies.
 func (s *kvstore) replaceLocked(d *decodedKV) {
-	s.kv, s.digest, s.keys, s.bytes, s.proposals = d.kv, d.digest, len(d.kv), d.bytes, d.proposals
+	s.kv, s.digest, s.keys, s.bytes, s.revision, s.proposals = d.kv, d.digest, len(d.kv), d.bytes, d.revision, d.proposals
 	s.pending, s.frozen = nil, nil
 }
 
@@ -155,7 +180,7 @@ func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoding kv snapshot: %w", err)
 	}
-	out := &decodedKV{kv: make(map[string]string, min(sr.count, uint64(max(size, 0))/2)), proposals: proposals}
+	out := &decodedKV{kv: make(map[string]storedValue, min(sr.count, uint64(max(size, 0))/2)), revision: sr.revision, proposals: proposals}
 	for i := uint64(0); i < sr.count; i++ {
 		k, v, err := sr.next(i)
 		if err != nil {
@@ -163,7 +188,7 @@ func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
 		}
 		out.kv[k] = v
 		out.digest += pairDigest(k, v)
-		out.bytes += int64(len(k) + len(v))
+		out.bytes += int64(len(k) + len(v.value))
 	}
 	if err := sr.finish(); err != nil {
 		return nil, err
@@ -193,10 +218,12 @@ func verifyKVSnapshot(r io.Reader, size int64) error {
 // kvSnapshotReader reads the encoding: the window of applied proposals at
 // once, then one pair at a time.
 type kvSnapshotReader struct {
-	d     *snapshotDecoder
-	clock uint64
-	names []appliedName
-	count uint64
+	d        *snapshotDecoder
+	format   uint64 // 0 for a snapshot from before the marker
+	clock    uint64
+	names    []appliedName
+	revision uint64
+	count    uint64
 }
 
 func readKVSnapshot(r io.Reader, size int64) (*kvSnapshotReader, error) {
@@ -213,8 +240,8 @@ func (sr *kvSnapshotReader) readHeader() error {
 		sr.count = n // a snapshot from before the marker
 		return err
 	}
-	if format, err := sr.d.uvarint(); err != nil || format != kvSnapshotFormat {
-		return fmt.Errorf("unknown format %d (%v)", format, err)
+	if sr.format, err = sr.d.uvarint(); err != nil || (sr.format != kvSnapshotFormat && sr.format != kvSnapshotFormatOld) {
+		return fmt.Errorf("unknown format %d (%v)", sr.format, err)
 	}
 	if sr.clock, err = sr.d.uvarint(); err != nil {
 		return err
@@ -232,11 +259,15 @@ func (sr *kvSnapshotReader) readHeader() error {
 	var at uint64
 	for i := range sr.names {
 		n := &sr.names[i]
-		var gap uint64
+		var gap, result uint64
 		if n.name.origin, err = sr.d.uvarint(); err == nil {
 			if n.name.id, err = sr.d.uvarint(); err == nil {
 				gap, err = sr.d.uvarint()
 			}
+		}
+		if err == nil && sr.format == kvSnapshotFormat {
+			result, err = sr.d.uvarint()
+			n.result = decodeOutcome(result)
 		}
 		if err != nil {
 			return fmt.Errorf("remembered proposal %d: %w", i, err)
@@ -249,16 +280,33 @@ func (sr *kvSnapshotReader) readHeader() error {
 		at += gap
 		n.at = at
 	}
+	if sr.format == kvSnapshotFormat {
+		if sr.revision, err = sr.d.uvarint(); err != nil {
+			return err
+		}
+	}
 	sr.count, err = sr.d.uvarint()
 	return err
 }
 
-func (sr *kvSnapshotReader) next(i uint64) (k, v string, err error) {
+func (sr *kvSnapshotReader) next(i uint64) (k string, v storedValue, err error) {
 	if k, err = sr.d.string(); err == nil {
-		v, err = sr.d.string()
+		v.value, err = sr.d.string()
+	}
+	if err == nil && sr.format == kvSnapshotFormat {
+		if v.meta.createRevision, err = sr.d.uvarint(); err == nil {
+			if v.meta.modRevision, err = sr.d.uvarint(); err == nil {
+				v.meta.version, err = sr.d.uvarint()
+			}
+		}
+		// As apply keeps them: no revision past the store's, none made
+		// before the key was created.
+		if err == nil && (v.meta.modRevision > sr.revision || v.meta.createRevision > v.meta.modRevision) {
+			err = fmt.Errorf("revisions %d/%d do not fit a store at revision %d", v.meta.createRevision, v.meta.modRevision, sr.revision)
+		}
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
+		return "", storedValue{}, fmt.Errorf("decoding kv snapshot pair %d: %w", i, err)
 	}
 	return k, v, nil
 }

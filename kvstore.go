@@ -12,81 +12,105 @@ import (
 
 // kvstore is the replicated state machine: a map from key to value, changed
 // only by applying committed commands (applyCommit), in log order, from one
-// goroutine (service.run). It knows nothing of proposals, waiters or raft:
-// the same commits in the same order give the same map on every replica.
-// Reads (Lookup, List, State) may come from any goroutine.
+// goroutine (service.run). It knows nothing of proposals, waiters, watchers
+// or raft: the same commits in the same order give the same map, with the
+// same revisions, on every replica. Reads (Lookup, List, State) may come
+// from any goroutine.
+//
+// The store has a revision: every applied command that changes the map
+// moves it one up, and each key records the revisions of its creation and
+// its last change, and how many times it was written since its creation.
 type kvstore struct {
 	lg *zap.Logger
 
 	mu sync.RWMutex
-	kv map[string]string
+	kv map[string]storedValue
 	// While a snapshot is written out, kv is frozen: the writer reads it
 	// without the lock, and changes collect in pending until it is done (see
 	// freeze). pending is nil otherwise.
-	pending map[string]pendingValue
-	frozen  *frozenKV
-	split   [][]byte // reused by applyEntry
-	keys    int      // the number of keys, counting pending changes
-	bytes   int64    // the size of all keys and values, counting pending changes
-	digest  uint64   // sum of pairDigest over all pairs, kept current by apply
-	index   uint64   // the log index the map reflects
+	pending  map[string]pendingValue
+	frozen   *frozenKV
+	split    [][]byte // reused by applyEntry
+	keys     int      // the number of keys, counting pending changes
+	bytes    int64    // the size of all keys and values, counting pending changes
+	digest   uint64   // sum of pairDigest over all pairs, kept current by apply
+	index    uint64   // the log index the map reflects
+	revision uint64   // changes applied so far
 	// proposals remembers the named commands applied lately, so that a
 	// command proposed twice is applied once (see dedup.go).
 	proposals *appliedProposals
 }
 
+// storedValue is a key's value and its revisions.
+type storedValue struct {
+	value string
+	meta  keyMeta
+}
+
+// keyMeta is what the store records of a key besides its value. Keys
+// written by versions before revisions carry zeros.
+type keyMeta struct {
+	createRevision uint64 // the revision that created it
+	modRevision    uint64 // the revision of its last change
+	version        uint64 // writes since its creation, 1 at creation
+}
+
 // pendingValue is a change made while the map is frozen: a new value, or the
 // key's deletion.
 type pendingValue struct {
-	value   string
+	storedValue
 	deleted bool
 }
 
 func newKVStore(lg *zap.Logger) *kvstore {
-	return &kvstore{lg: lg, kv: make(map[string]string), proposals: newAppliedProposals()}
+	return &kvstore{lg: lg, kv: make(map[string]storedValue), proposals: newAppliedProposals()}
 }
 
-// Lookup reads key from the map as it is now.
-func (s *kvstore) Lookup(key string) (string, bool) {
+// Lookup reads key from the map as it is now, and the store's revision.
+func (s *kvstore) Lookup(key string) (v storedValue, found bool, revision uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.lookupLocked(key)
+	v, found = s.lookupLocked(key)
+	return v, found, s.revision
 }
 
 // lookupLocked reads key, seeing changes made while the map is frozen. The
 // caller holds s.mu.
-func (s *kvstore) lookupLocked(key string) (string, bool) {
+func (s *kvstore) lookupLocked(key string) (storedValue, bool) {
 	if p, ok := s.pending[key]; ok {
-		return p.value, !p.deleted
+		return p.storedValue, !p.deleted
 	}
 	v, ok := s.kv[key]
 	return v, ok
 }
 
-// storeLocked sets key to value, or deletes it, in pending while the map is
+// storeLocked sets key to v, or deletes it, in pending while the map is
 // frozen and in the map itself otherwise. The caller holds s.mu for writing.
-func (s *kvstore) storeLocked(key, value string, deleted bool) {
+func (s *kvstore) storeLocked(key string, v storedValue, deleted bool) {
 	switch {
 	case s.pending != nil:
-		s.pending[key] = pendingValue{value: value, deleted: deleted}
+		s.pending[key] = pendingValue{storedValue: v, deleted: deleted}
 	case deleted:
 		delete(s.kv, key)
 	default:
-		s.kv[key] = value
+		s.kv[key] = v
 	}
 }
 
-// kvPair is one key and its value.
+// kvPair is one key, its value and its revisions.
 type kvPair struct {
 	Key   string
 	Value string
+	Meta  keyMeta
 }
 
-// listPage is one page of a listing: pairs sorted by key, and where the next
-// page starts ("" when this is the last).
+// listPage is one page of a listing: pairs sorted by key, where the next
+// page starts ("" when this is the last), and the store revision it
+// reflects.
 type listPage struct {
-	Pairs []kvPair
-	Next  string
+	Pairs    []kvPair
+	Next     string
+	Revision uint64
 }
 
 // List returns a page of the pairs whose key starts with prefix and is at
@@ -100,14 +124,14 @@ type listPage struct {
 // map, not copied.
 func (s *kvstore) List(prefix, start string, limit int, maxBytes int64) listPage {
 	smallest := &pairHeap{}
-	offer := func(k, v string) {
+	offer := func(k string, v storedValue) {
 		if k < start || !strings.HasPrefix(k, prefix) {
 			return
 		}
 		if smallest.Len() <= limit {
-			heap.Push(smallest, kvPair{k, v})
+			heap.Push(smallest, kvPair{k, v.value, v.meta})
 		} else if k < (*smallest)[0].Key {
-			(*smallest)[0] = kvPair{k, v}
+			(*smallest)[0] = kvPair{k, v.value, v.meta}
 			heap.Fix(smallest, 0)
 		}
 	}
@@ -119,19 +143,20 @@ func (s *kvstore) List(prefix, start string, limit int, maxBytes int64) listPage
 	}
 	for k, p := range s.pending {
 		if !p.deleted {
-			offer(k, p.value)
+			offer(k, p.storedValue)
 		}
 	}
+	revision := s.revision
 	s.mu.RUnlock()
 	pairs := []kvPair(*smallest)
 	slices.SortFunc(pairs, func(a, b kvPair) int { return strings.Compare(a.Key, b.Key) })
 	var size int64
 	for i, p := range pairs {
 		if size += int64(len(p.Key) + len(p.Value)); i == limit || (i > 0 && size > maxBytes) {
-			return listPage{Pairs: pairs[:i], Next: p.Key}
+			return listPage{Pairs: pairs[:i], Next: p.Key, Revision: revision}
 		}
 	}
-	return listPage{Pairs: pairs}
+	return listPage{Pairs: pairs, Revision: revision}
 }
 
 // pairHeap is a max-heap of pairs by key (container/heap).
@@ -148,41 +173,85 @@ func (h *pairHeap) Pop() any {
 	return x
 }
 
+// appliedCommit is what applying a commit did, for the apply loop to report
+// on: the outcome of each named command applied (not of those refused as
+// duplicates or expired), and the changes made, in log order. Its slices are
+// reused from one commit to the next.
+type appliedCommit struct {
+	outcomes []proposalOutcome
+	changes  []change
+	// restored is set when the commit carried a snapshot, which replaced
+	// the state at revision restoredRevision before its entries applied.
+	restored         bool
+	restoredRevision uint64
+	revision         uint64 // the store's revision after the commit
+}
+
+// proposalOutcome is what became of one named command.
+type proposalOutcome struct {
+	name   proposalName
+	result outcome
+}
+
+// outcome is what a command did: the revision of the change it made (0 if
+// it made none: a condition that failed, a delete of a missing key, or a
+// command from before revisions), and whether its condition failed.
+type outcome struct {
+	revision uint64
+	failed   bool
+}
+
+// change is one change to the map, as watchers see it.
+type change struct {
+	revision uint64
+	key      string
+	value    string  // for a put
+	meta     keyMeta // for a put: the key's revisions after it
+	deleted  bool
+}
+
+func (a *appliedCommit) reset() {
+	clear(a.changes) // drop the values, which the map may no longer hold
+	a.outcomes, a.changes = a.outcomes[:0], a.changes[:0]
+	a.restored, a.restoredRevision, a.revision = false, 0, 0
+}
+
 // applyCommit applies one commit: the snapshot it carries, if any, replaces
-// the map, then its entries' commands are applied. It returns the names of
-// the named commands it applied (not those it refused as duplicates or
-// expired), appended to names. An error means the state machine can no
-// longer follow the log (a snapshot it cannot decode).
-func (s *kvstore) applyCommit(c commit, names []proposalName) ([]proposalName, error) {
+// the map, then its entries' commands are applied; out (reset first) says
+// what they did. An error means the state machine can no longer follow the
+// log (a snapshot it cannot decode).
+func (s *kvstore) applyCommit(c commit, out *appliedCommit) error {
 	start := time.Now()
+	out.reset()
 	var restored *decodedKV
 	if c.snapshot != nil {
 		// Decoded before taking the lock: reads go on meanwhile.
 		kv, err := decodeKVSnapshot(c.snapshot, c.snapshotSize)
 		c.snapshot.Close()
 		if err != nil {
-			return names, err
+			return err
 		}
 		restored = kv
 	}
 	// One commit is applied under one lock, so readers of the map, its
 	// digest and its index never see half a batch.
-	before := len(names)
 	s.mu.Lock()
 	if restored != nil {
 		s.replaceLocked(restored)
+		out.restored, out.restoredRevision = true, s.revision
 	}
 	for _, data := range c.entries {
-		names = s.applyEntry(data, names)
+		s.applyEntry(data, out)
 	}
 	s.index = c.index
+	out.revision = s.revision
 	keys := s.keys
 	s.mu.Unlock()
 	metricApplyDuration.Observe(time.Since(start).Seconds())
-	metricProposalsApplied.Add(float64(len(names) - before))
+	metricProposalsApplied.Add(float64(len(out.outcomes)))
 	metricAppliedIndex.Set(float64(c.index))
 	metricKeys.Set(float64(keys))
-	return names, nil
+	return nil
 }
 
 // ProposalClock is the proposal clock (see dedup.go): how many named
@@ -193,21 +262,29 @@ func (s *kvstore) ProposalClock() uint64 {
 	return s.proposals.clock
 }
 
-// WasApplied reports whether a command named name was applied within the
-// last proposalWindow ticks of the proposal clock.
-func (s *kvstore) WasApplied(name proposalName) bool {
+// AppliedOutcome reports whether a command named name was applied within
+// the last proposalWindow ticks of the proposal clock, and what it did.
+func (s *kvstore) AppliedOutcome(name proposalName) (outcome, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.proposals.wasApplied(name)
+	return s.proposals.outcome(name)
 }
 
 // State reports, consistently with each other, the log index the map
-// reflects, the number of keys and the map's digest. Replicas at the same
-// index have the same digest.
-func (s *kvstore) State() (index uint64, keys int, digest uint64) {
+// reflects, the number of keys, the map's digest and the store's revision.
+// Replicas at the same index have the same digest and revision.
+func (s *kvstore) State() storeState {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.index, s.keys, s.digest
+	return storeState{index: s.index, keys: s.keys, digest: s.digest, revision: s.revision}
+}
+
+// storeState is kvstore.State.
+type storeState struct {
+	index    uint64
+	keys     int
+	digest   uint64
+	revision uint64
 }
 
 // DataBytes is the size of all keys and values in the map.
@@ -217,10 +294,13 @@ func (s *kvstore) DataBytes() int64 {
 	return s.bytes
 }
 
-// pairDigest hashes one pair. The map's digest is the sum of its pairs'
-// digests: independent of order, and updated in O(1) when a pair changes.
-func pairDigest(k, v string) uint64 {
-	// FNV-1a over len(k) as a uvarint, k, then v, written out so that the
+// pairDigest hashes one pair with its revisions. The map's digest is the
+// sum of its pairs' digests: independent of order, and updated in O(1) when
+// a pair changes. A pair from before revisions (zero meta) hashes as it did
+// then.
+func pairDigest(k string, v storedValue) uint64 {
+	// FNV-1a over len(k) as a uvarint, k, v, then the revisions (8 bytes
+	// each, little-endian) unless all are zero, written out so that the
 	// apply path allocates nothing for it.
 	const prime = 1099511628211
 	h := uint64(14695981039346656037)
@@ -237,73 +317,111 @@ func pairDigest(k, v string) uint64 {
 	for i := 0; i < len(k); i++ {
 		h = (h ^ uint64(k[i])) * prime
 	}
-	for i := 0; i < len(v); i++ {
-		h = (h ^ uint64(v[i])) * prime
+	for i := 0; i < len(v.value); i++ {
+		h = (h ^ uint64(v.value[i])) * prime
+	}
+	if v.meta != (keyMeta{}) {
+		for _, n := range [3]uint64{v.meta.createRevision, v.meta.modRevision, v.meta.version} {
+			for i := 0; i < 8; i++ {
+				h = (h ^ (n >> (8 * i) & 0xff)) * prime
+			}
+		}
 	}
 	return h
 }
 
-// applyEntry applies the commands of one committed entry and appends the
-// names of the named ones it applied to names. The caller holds s.mu.
-func (s *kvstore) applyEntry(data []byte, names []proposalName) []proposalName {
+// applyEntry applies the commands of one committed entry, reporting to out.
+// The caller holds s.mu.
+func (s *kvstore) applyEntry(data []byte, out *appliedCommit) {
 	cmds, err := splitEntry(data, s.split[:0])
 	s.split = cmds[:0]
 	if err != nil {
 		// As for a command apply cannot decode: every replica skips it.
 		s.lg.Error("skipping committed batch this version cannot decode", zap.Error(err))
-		return names
+		return
 	}
 	for _, c := range cmds {
-		if name, ok := s.apply(c); ok && name.origin != 0 {
-			names = append(names, name)
-		}
+		s.apply(c, out)
 	}
-	return names
 }
 
 // apply is the state machine's transition function: one committed command
-// in, one change to the map out, and the name of the proposal it carried
-// (zero for an anonymous one). It must be deterministic, since every replica
-// applies the same entries and must reach the same map. ok is false when
-// the command was not applied: it does not decode, or it is a copy of a
-// command already applied, or too old to tell (see dedup.go). The caller
-// holds s.mu.
-func (s *kvstore) apply(data []byte) (name proposalName, ok bool) {
+// in, at most one change to the map out. It must be deterministic, since
+// every replica applies the same entries and must reach the same map and
+// revisions. A command is not applied when it does not decode, or is a copy
+// of a command already applied, or too old to tell (see dedup.go); an
+// applied one changes the map only if its condition holds, and then moves
+// the revision. The caller holds s.mu.
+func (s *kvstore) apply(data []byte, out *appliedCommit) {
 	cmd, err := decodeCommand(data)
 	if err != nil {
 		// Every replica skips the same entry, so they stay identical. Input is
 		// validated before proposing, so this means a newer version wrote it.
 		s.lg.Error("skipping committed entry this version cannot decode", zap.Error(err))
-		return proposalName{}, false
+		return
 	}
 	if cmd.origin != 0 {
 		switch s.proposals.decide(cmd) {
 		case duplicate:
 			metricProposalsDeduplicated.WithLabelValues("duplicate").Inc()
-			return proposalName{}, false
+			return
 		case expired:
 			metricProposalsDeduplicated.WithLabelValues("expired").Inc()
-			return proposalName{}, false
+			return
 		}
 	}
+	result := s.change(cmd, out)
+	if cmd.origin != 0 {
+		s.proposals.record(result)
+		out.outcomes = append(out.outcomes, proposalOutcome{name: cmd.name(), result: result})
+	}
+}
+
+// change makes the change cmd asks for, if its condition holds, and reports
+// it to out. The caller holds s.mu.
+func (s *kvstore) change(cmd command, out *appliedCommit) outcome {
 	old, had := s.lookupLocked(cmd.key)
+	if !cmd.cond.holds(had, old.meta) {
+		return outcome{failed: true}
+	}
+	if cmd.op == opDelete && !had {
+		return outcome{}
+	}
 	if had {
 		s.digest -= pairDigest(cmd.key, old)
-		s.bytes -= int64(len(cmd.key) + len(old))
+		s.bytes -= int64(len(cmd.key) + len(old.value))
 	}
-	switch cmd.op {
-	case opPut:
-		s.storeLocked(cmd.key, cmd.value, false)
-		s.digest += pairDigest(cmd.key, cmd.value)
-		s.bytes += int64(len(cmd.key) + len(cmd.value))
-		if !had {
-			s.keys++
+	// Commands from before revisions move none: members that restored
+	// different snapshots of that time would count them differently.
+	revision := uint64(0)
+	if !cmd.legacy {
+		s.revision++
+		revision = s.revision
+	}
+	if cmd.op == opDelete {
+		s.storeLocked(cmd.key, storedValue{}, true)
+		s.keys--
+		if revision != 0 {
+			out.changes = append(out.changes, change{revision: revision, key: cmd.key, deleted: true})
 		}
-	case opDelete:
+		return outcome{revision: revision}
+	}
+	v := storedValue{value: cmd.value}
+	if revision != 0 {
+		v.meta = keyMeta{createRevision: revision, modRevision: revision, version: 1}
 		if had {
-			s.storeLocked(cmd.key, "", true)
-			s.keys--
+			// A key from before revisions keeps createRevision 0.
+			v.meta.createRevision, v.meta.version = old.meta.createRevision, old.meta.version+1
 		}
 	}
-	return cmd.name(), true
+	s.storeLocked(cmd.key, v, false)
+	s.digest += pairDigest(cmd.key, v)
+	s.bytes += int64(len(cmd.key) + len(v.value))
+	if !had {
+		s.keys++
+	}
+	if revision != 0 {
+		out.changes = append(out.changes, change{revision: revision, key: cmd.key, value: v.value, meta: v.meta})
+	}
+	return outcome{revision: revision}
 }

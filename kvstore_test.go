@@ -126,7 +126,7 @@ func kvTestStore(t *testing.T) *kvstore {
 // (ending the service's goroutines) when the test ends.
 func kvTestService(t *testing.T, node *kvFakeNode) *service {
 	t.Helper()
-	s := newService(zap.NewNop(), kvTestStore(t))
+	s := newService(zap.NewNop(), kvTestStore(t), newWatchHub(100, 1<<20))
 	s.attach(node)
 	t.Cleanup(node.stop)
 	return s
@@ -136,7 +136,7 @@ func kvTestService(t *testing.T, node *kvFakeNode) *service {
 func kvContents(s *kvstore) map[string]string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := maps.Clone(s.kv)
+	out := valuesOf(s.kv)
 	for k, p := range s.pending {
 		if p.deleted {
 			delete(out, k)
@@ -145,6 +145,46 @@ func kvContents(s *kvstore) map[string]string {
 		}
 	}
 	return out
+}
+
+// valuesOf is the values of kv, without their revisions.
+func valuesOf(kv map[string]storedValue) map[string]string {
+	out := make(map[string]string, len(kv))
+	for k, v := range kv {
+		out[k] = v.value
+	}
+	return out
+}
+
+// withValues is kv as the store holds it, without revisions.
+func withValues(kv map[string]string) map[string]storedValue {
+	out := make(map[string]storedValue, len(kv))
+	for k, v := range kv {
+		out[k] = storedValue{value: v}
+	}
+	return out
+}
+
+// pairsDigest is the digest of the pairs readers see, computed afresh.
+func (s *kvstore) pairsDigest() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var d uint64
+	for k, v := range s.kv {
+		if p, ok := s.pending[k]; ok {
+			if !p.deleted {
+				d += pairDigest(k, p.storedValue)
+			}
+			continue
+		}
+		d += pairDigest(k, v)
+	}
+	for k, p := range s.pending {
+		if _, ok := s.kv[k]; !ok && !p.deleted {
+			d += pairDigest(k, p.storedValue)
+		}
+	}
+	return d
 }
 
 func TestApplySkipsUndecodableEntriesWithoutChangingTheMap(t *testing.T) {
@@ -158,24 +198,29 @@ func TestApplySkipsUndecodableEntriesWithoutChangingTheMap(t *testing.T) {
 		}
 	}
 	s.applyOne(encodeCommand(command{op: opPut, id: 2, key: "a", value: "2"}))
-	if v, _ := s.Lookup("a"); v != "2" {
+	if v, _ := s.value("a"); v != "2" {
 		t.Fatalf("a valid entry after the bad ones was not applied: a=%q", v)
 	}
 }
 
 func TestApplyCommitReportsTheNamesOfTheCommandsItApplied(t *testing.T) {
 	s := kvTestStore(t)
-	names, err := s.applyCommit(commit{index: 3, entries: [][]byte{
+	var out appliedCommit
+	err := s.applyCommit(commit{index: 3, entries: [][]byte{
 		encodeCommand(command{op: opPut, origin: 7, id: 42, key: "k", value: "v"}),
 		{9, 9}, // undecodable: skipped, no name
 		encodeCommand(command{op: opPut, key: "anonymous", value: "v"}), // applied, no name
 		encodeBatch([][]byte{encodeCommand(command{op: opDelete, origin: 7, id: 43, key: "k"}), encodeCommand(command{op: opPut, origin: 8, id: 44, key: "j", value: "w"})}),
-	}}, nil)
+	}}, &out)
+	var names []proposalName
+	for _, o := range out.outcomes {
+		names = append(names, o.name)
+	}
 	if want := []proposalName{{7, 42}, {7, 43}, {8, 44}}; err != nil || !slices.Equal(names, want) {
 		t.Fatalf("applyCommit = %v, %v; want %v", names, err, want)
 	}
-	if index, keys, _ := s.State(); index != 3 || keys != 2 {
-		t.Fatalf("State after the commit: index %d keys %d, want 3 and 2", index, keys)
+	if st := s.State(); st.index != 3 || st.keys != 2 {
+		t.Fatalf("State after the commit: index %d keys %d, want 3 and 2", st.index, st.keys)
 	}
 }
 
@@ -246,11 +291,11 @@ func TestSnapshotRestoreRoundTrips(t *testing.T) {
 	for name, kv := range cases {
 		t.Run(name, func(t *testing.T) {
 			src := kvTestStore(t)
-			src.kv = maps.Clone(kv)
+			src.kv = withValues(kv)
 			data := src.snapshotBytes()
 
 			dst := kvTestStore(t)
-			dst.kv["stale"] = "must disappear"
+			dst.kv["stale"] = storedValue{value: "must disappear"}
 			if err := dst.restoreAll(data); err != nil {
 				t.Fatalf("restore: %v", err)
 			}
@@ -263,14 +308,14 @@ func TestSnapshotRestoreRoundTrips(t *testing.T) {
 
 func TestRestoreRejectsTruncatedOrTrailingDataAndKeepsTheMap(t *testing.T) {
 	src := kvTestStore(t)
-	src.kv = map[string]string{"a": "1", "bb": "22", "ccc": ""}
+	src.kv = withValues(map[string]string{"a": "1", "bb": "22", "ccc": ""})
 	data := src.snapshotBytes()
 	before := map[string]string{"keep": "me"}
 
 	check := func(what string, bad []byte) {
 		t.Helper()
 		s := kvTestStore(t)
-		s.kv = maps.Clone(before)
+		s.kv = withValues(before)
 		if err := s.restoreAll(bad); err == nil {
 			t.Errorf("restore of %s (%q) succeeded, want an error", what, bad)
 		}
@@ -371,20 +416,29 @@ func (p *kvFakeNode) leaderChanges() <-chan struct{} {
 	return p.moved.Receive()
 }
 
-// applyOne applies one command under the lock, as applyCommit does.
+// applyOne applies one command under the lock, as applyCommit does, and
+// reports its name and whether it was applied (an anonymous one: whether it
+// decoded).
 func (s *kvstore) applyOne(data []byte) (name proposalName, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.apply(data)
+	var out appliedCommit
+	s.apply(data, &out)
+	if len(out.outcomes) > 0 {
+		return out.outcomes[0].name, true
+	}
+	cmd, err := decodeCommand(data)
+	return proposalName{}, err == nil && cmd.origin == 0
 }
 
 // applyAndReport applies one entry and reports to its proposals' waiters,
 // as run does.
 func (s *service) applyAndReport(data []byte) {
 	s.store.mu.Lock()
-	names := s.store.applyEntry(data, nil)
+	var out appliedCommit
+	s.store.applyEntry(data, &out)
 	s.store.mu.Unlock()
-	s.pending.complete(names)
+	s.pending.complete(out.outcomes)
 	s.pending.publish(s.store.ProposalClock())
 }
 
@@ -446,11 +500,11 @@ func TestPutReportsTheOutcomeOfItsProposal(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			err := s.Put(ctx, "k", "v")
+			err := s.put(ctx, "k", "v")
 			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 				t.Fatalf("Put = %v, want %v", err, tc.want)
 			}
-			v, ok := s.store.Lookup("k")
+			v, ok := s.store.value("k")
 			if (tc.want == nil) != ok || (ok && v != "v") {
 				t.Fatalf("after Put returned %v, Lookup(k) = %q, %v", err, v, ok)
 			}
@@ -508,21 +562,25 @@ func TestFrozenMapIsWrittenAsOfFreezeWhileAppliesGoOn(t *testing.T) {
 	want := map[string]string{"a": "new-a", "c": "old-c", "e": "new-e"}
 
 	for k, v := range map[string]string{"a": "new-a", "c": "old-c", "e": "new-e"} {
-		if got, ok := s.Lookup(k); !ok || got != v {
+		if got, ok := s.value(k); !ok || got != v {
 			t.Errorf("while frozen, Get(%s) = %q, %v; want %q", k, got, ok, v)
 		}
 	}
 	for _, k := range []string{"b", "d"} {
-		if got, ok := s.Lookup(k); ok {
+		if got, ok := s.value(k); ok {
 			t.Errorf("while frozen, Get(%s) = %q; want not found", k, got)
 		}
 	}
 	page := s.List("", "", 10, 1<<20)
-	if list := page.Pairs; fmt.Sprint(list) != "[{a new-a} {c old-c} {e new-e}]" || page.Next != "" {
+	var list []string
+	for _, p := range page.Pairs {
+		list = append(list, p.Key+"="+p.Value)
+	}
+	if fmt.Sprint(list) != "[a=new-a c=old-c e=new-e]" || page.Next != "" {
 		t.Errorf("while frozen, List = %+v", page)
 	}
-	if _, keys, digest := s.State(); keys != 3 || digest != pairDigest("a", "new-a")+pairDigest("c", "old-c")+pairDigest("e", "new-e") {
-		t.Errorf("while frozen, State keys %d digest %x, want those of %v", keys, digest, want)
+	if st := s.State(); st.keys != 3 || st.digest != s.pairsDigest() {
+		t.Errorf("while frozen, State keys %d digest %x, want those of %v", st.keys, st.digest, want)
 	}
 
 	var buf bytes.Buffer
@@ -533,7 +591,7 @@ func TestFrozenMapIsWrittenAsOfFreezeWhileAppliesGoOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !maps.Equal(written.kv, atFreeze) {
+	if !maps.Equal(valuesOf(written.kv), atFreeze) {
 		t.Fatalf("frozen map written as %v, want the state at freeze %v", written.kv, atFreeze)
 	}
 	f.Release()

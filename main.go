@@ -43,6 +43,7 @@ type options struct {
 	listenClientURL string
 	clusterToken    string
 	maxClientConns  int
+	history         historyLimits
 	unsafeNoFsync   bool
 	clientTLS       transport.TLSInfo
 	peerTLS         transport.TLSInfo
@@ -74,6 +75,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.listenClientURL, "listen-client-url", "", "where the HTTP API listens, as http(s)://host:port (e.g. http://127.0.0.1:9121 for this machine only); replaces --port")
 	fs.StringVar(&o.clusterToken, "cluster-token", "", "mixed into a new cluster's id, so that clusters founded with the same --cluster URLs stay apart")
 	fs.IntVar(&o.maxClientConns, "max-client-conns", 4096, "most HTTP API connections open at once; the longest-idle one is closed to make room")
+	fs.IntVar(&o.history.events, "watch-history", defaultHistory.events, "most changes each member keeps for watches to start from or resume at")
+	fs.Int64Var(&o.history.bytes, "watch-history-bytes", defaultHistory.bytes, "most bytes of keys and values the watch history keeps")
 	fs.BoolVar(&o.unsafeNoFsync, "unsafe-no-fsync", false, "never fsync the WAL, snapshot files or directories: for tests only, a power cut loses acknowledged writes")
 	fs.StringVar(&o.clientTLS.CertFile, "cert-file", "", "serve the HTTP API over TLS with this certificate (PEM)")
 	fs.StringVar(&o.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
@@ -115,6 +118,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("--max-value-bytes must be at most %d", maxValueLimit)
 	case o.maxClientConns < 1:
 		return o, errors.New("--max-client-conns must be positive")
+	case o.history.events < 1 || o.history.bytes < 1:
+		return o, errors.New("--watch-history and --watch-history-bytes must be positive")
 	}
 	if allowedCN != "" {
 		o.peerTLS.AllowedCNs = []string{allowedCN}
@@ -179,7 +184,7 @@ func run(args []string) int {
 		clusterToken:  o.clusterToken,
 		listenPeerURL: o.listenPeerURL,
 		unsafeNoFsync: o.unsafeNoFsync,
-	})
+	}, o.history)
 	if err != nil {
 		lg.Error("cannot start", zap.Error(err))
 		return 1
@@ -205,6 +210,7 @@ func run(args []string) int {
 		ConnState:         limited.track,
 		ErrorLog:          debugLog(lg),
 	}
+	srv.RegisterOnShutdown(api.stopWatches) // Shutdown waits for every request; a watch ends only when told
 	httpErrC := make(chan error, 1)
 	go func() { httpErrC <- srv.Serve(limited) }()
 	lg.Info("serving HTTP", zap.String("addr", ln.Addr().String()), zap.Uint64("id", o.id))

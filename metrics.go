@@ -43,6 +43,18 @@ var (
 	metricProposalsReproposed = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "raftexample_proposals_reproposed_total", Help: "Commands this member proposed again, after a leader change or a long wait.",
 	})
+	metricWatchers = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "raftexample_watchers", Help: "Watch streams open on this member.",
+	})
+	metricWatchClosed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "raftexample_watch_streams_closed_total", Help: "Watch streams this member ended itself: too far behind, or past the history.",
+	}, []string{"reason"})
+	metricWatchEventsSent = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "raftexample_watch_events_sent_total", Help: "Events written to watch streams.",
+	})
+	metricWatchHistoryEvents = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "raftexample_watch_history_events", Help: "Changes kept for watches.",
+	})
 	metricProposalsFailed = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "raftexample_proposals_failed_total", Help: "Proposals made here that were not acknowledged (dropped, timed out, leader lost, refused).",
 	})

@@ -43,7 +43,8 @@ type pendingCommands struct {
 type pendingCommand struct {
 	cmd     command
 	data    []byte        // cmd, encoded: what every copy carries
-	applied chan struct{} // closed once it is applied here
+	applied chan struct{} // closed once it is applied here, and result set
+	result  outcome       // what it did; read once applied is closed
 	handed  bool          // raft took a copy: it may commit, even if no further copy does
 	next    time.Time     // when it is due to be proposed again
 	wait    time.Duration // between the next two copies
@@ -96,30 +97,34 @@ func (p *pendingCommands) wasHanded(pc *pendingCommand) bool {
 }
 
 // complete reports the commands the apply loop just applied; those of this
-// member's that are pending are done. Called by the apply loop only.
-func (p *pendingCommands) complete(names []proposalName) {
+// member's that are pending are done, with the outcome of their first copy
+// (later copies are duplicates, which apply skips). Called by the apply
+// loop only.
+func (p *pendingCommands) complete(outcomes []proposalOutcome) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, n := range names {
-		if n.origin != p.self {
+	for _, o := range outcomes {
+		if o.name.origin != p.self {
 			continue
 		}
-		if pc, ok := p.byID[n.id]; ok {
+		if pc, ok := p.byID[o.name.id]; ok {
+			pc.result = o.result
 			close(pc.applied)
-			delete(p.byID, n.id)
+			delete(p.byID, o.name.id)
 		}
 	}
 }
 
 // restored reports that the state machine replaced its state with a
-// snapshot, moving the proposal clock from before to after; wasApplied tells
-// which names the snapshot's window holds. Called by the apply loop only,
-// before publish.
-func (p *pendingCommands) restored(before, after uint64, wasApplied func(proposalName) bool) {
+// snapshot, moving the proposal clock from before to after; appliedOutcome
+// tells which names the snapshot's window holds, and what they did. Called
+// by the apply loop only, before publish.
+func (p *pendingCommands) restored(before, after uint64, appliedOutcome func(proposalName) (outcome, bool)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id, pc := range p.byID {
-		if wasApplied(pc.cmd.name()) {
+		if result, ok := appliedOutcome(pc.cmd.name()); ok {
+			pc.result = result
 			close(pc.applied)
 			delete(p.byID, id)
 			continue

@@ -246,7 +246,7 @@ func (ipNoService) leadMembershipChange(context.Context, *raftpb.ConfChange) err
 func (c *ipCluster) startKV(id uint64, join bool) *ipNode {
 	c.t.Helper()
 	n := &ipNode{id: id, cfg: c.config(id, join)}
-	r, err := startReplica(c.lg, n.cfg)
+	r, err := startReplica(c.lg, n.cfg, defaultHistory)
 	if err != nil {
 		c.t.Fatalf("starting node %d: %v", id, err)
 	}
@@ -304,7 +304,7 @@ func ipPut(t testing.TB, s *service, key, value string) {
 	ipEventually(t, 30*time.Second, "PUT "+key, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return s.Put(ctx, key, value)
+		return s.put(ctx, key, value)
 	})
 }
 
@@ -312,7 +312,7 @@ func ipPut(t testing.TB, s *service, key, value string) {
 func ipExpectValue(t testing.TB, id uint64, s *kvstore, key, value string) {
 	t.Helper()
 	ipEventually(t, 30*time.Second, fmt.Sprintf("node %d holds %s", id, key), func() error {
-		v, ok := s.Lookup(key)
+		v, ok := s.value(key)
 		if !ok {
 			return errors.New("key missing")
 		}
@@ -561,12 +561,12 @@ func TestStopWithPutsInFlightReleasesEveryCaller(t *testing.T) {
 				// node stopped, not because its context expired.
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				key := fmt.Sprintf("w%d-%d", w, i)
-				err := n.svc.Put(ctx, key, "v")
+				err := n.svc.put(ctx, key, "v")
 				cancel()
 				switch {
 				case err == nil:
 					succeeded.Add(1)
-					if v, ok := n.store.Lookup(key); !ok || v != "v" {
+					if v, ok := n.store.value(key); !ok || v != "v" {
 						mu.Lock()
 						unexpected = append(unexpected, fmt.Errorf("put %s acknowledged but Lookup gives %q, %v", key, v, ok))
 						mu.Unlock()
@@ -694,7 +694,7 @@ func TestHTTPAPIStoresValuesAndRejectsBadRequests(t *testing.T) {
 	})
 	t.Run("PUT with an empty key is 400", func(t *testing.T) {
 		ipExpectStatus(t, http.MethodPut, srv.URL+"/", []byte("v"), http.StatusBadRequest)
-		if _, ok := n.store.Lookup(""); ok {
+		if _, ok := n.store.value(""); ok {
 			t.Error("the empty key was stored")
 		}
 	})
@@ -715,7 +715,7 @@ func TestHTTPAPIStoresValuesAndRejectsBadRequests(t *testing.T) {
 		if got := ipExpectStatus(t, http.MethodGet, srv.URL+"/q", nil, http.StatusOK); string(got) != "with-query" {
 			t.Fatalf("GET /q = %q, want %q", got, "with-query")
 		}
-		if _, ok := n.store.Lookup("q?x=1"); ok {
+		if _, ok := n.store.value("q?x=1"); ok {
 			t.Error(`the key "q?x=1" was stored`)
 		}
 	})

@@ -53,15 +53,24 @@ type proposer interface {
 	Done() <-chan struct{}
 }
 
+// historyLimits bound a member's history of changes for watches.
+type historyLimits struct {
+	events int
+	bytes  int64
+}
+
+// defaultHistory is --watch-history and --watch-history-bytes by default.
+var defaultHistory = historyLimits{events: 10000, bytes: 64 << 20}
+
 // startReplica replays a member's storage and starts it.
-func startReplica(lg *zap.Logger, cfg raftConfig) (*replica, error) {
+func startReplica(lg *zap.Logger, cfg raftConfig, history historyLimits) (*replica, error) {
 	// commitC carries committed work from the raft node to the apply loop,
 	// in log order. Only the raft node sends, and it closes the channel when
 	// it stops; the apply loop runs until then. The buffer lets the Ready
 	// loop run ahead of the apply by a few batches.
 	commitC := make(chan commit, 64)
 	store := newKVStore(lg)
-	svc := newService(lg, store)
+	svc := newService(lg, store, newWatchHub(history.events, history.bytes))
 	rn, err := newRaftNode(lg, cfg, commitC, svc)
 	if err != nil {
 		return nil, err

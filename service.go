@@ -35,6 +35,7 @@ type service struct {
 	// leader.
 	inDoubt *notify.Notifier
 	applied wait.WaitTime // "applied through index N", advanced by run
+	watches *watchHub     // the latest changes, published by run
 	// leading is the one membership change this member, as the leader, is
 	// making (leadMembershipChange), nil if none.
 	leading atomic.Pointer[ledChange]
@@ -48,10 +49,11 @@ type ledChange struct {
 	outcome chan any // buffered
 }
 
-func newService(lg *zap.Logger, store *kvstore) *service {
+func newService(lg *zap.Logger, store *kvstore, watches *watchHub) *service {
 	return &service{
 		lg:      lg,
 		store:   store,
+		watches: watches,
 		ids:     newRequestIDs(),
 		waits:   wait.New(),
 		inDoubt: notify.NewNotifier(),
@@ -89,7 +91,7 @@ func (s *service) attach(node consensus) {
 // run applies commits until the channel is closed. An error means the state
 // machine can no longer follow the log (a snapshot it cannot decode).
 func (s *service) run(commitC <-chan commit) error {
-	var names []proposalName
+	var done appliedCommit
 	for c := range commitC {
 		if c.freeze != nil {
 			// Everything before this request is applied, nothing after it.
@@ -100,17 +102,22 @@ func (s *service) run(commitC <-chan commit) error {
 		if c.snapshot != nil {
 			before = s.store.ProposalClock()
 		}
-		var err error
-		if names, err = s.store.applyCommit(c, names[:0]); err != nil {
+		if err := s.store.applyCommit(c, &done); err != nil {
 			return err
 		}
+		// Watchers hear of the changes before the writers: a watch opened
+		// after a write's answer starts after the write.
+		if done.restored {
+			s.watches.reset(done.restoredRevision)
+		}
+		s.watches.publish(done.changes, done.revision)
 		// Reads waiting for this index may go before the writers hear back,
 		// so a read issued right after a write's 204 does not wait.
 		s.applied.Trigger(c.index)
-		s.pending.complete(names)
+		s.pending.complete(done.outcomes)
 		after := s.store.ProposalClock()
 		if c.snapshot != nil {
-			s.pending.restored(before, after, s.store.WasApplied)
+			s.pending.restored(before, after, s.store.AppliedOutcome)
 		}
 		// Only now: a command the re-proposer finds pending was not applied
 		// through this tick (see pendingCommands.due).
@@ -119,22 +126,24 @@ func (s *service) run(commitC <-chan commit) error {
 	return nil
 }
 
-// Put proposes key=value and returns once this node has applied it, so a nil
-// error means the write is committed and visible here.
-func (s *service) Put(ctx context.Context, key, value string) error {
-	return s.proposeCommand(ctx, command{op: opPut, key: key, value: value})
+// Put proposes key=value, if cond holds when it is applied, and returns
+// once this node has applied it, so a nil error means the write is
+// committed and visible here (or its condition failed, as the outcome
+// says).
+func (s *service) Put(ctx context.Context, key, value string, cond condition) (outcome, error) {
+	return s.proposeCommand(ctx, command{op: opPut, cond: cond, key: key, value: value})
 }
 
-// Delete proposes removing key (a missing key is no error) and returns once
-// this node has applied it.
-func (s *service) Delete(ctx context.Context, key string) error {
-	return s.proposeCommand(ctx, command{op: opDelete, key: key})
+// Delete proposes removing key (a missing key is no error), if cond holds,
+// and returns once this node has applied it.
+func (s *service) Delete(ctx context.Context, key string, cond condition) (outcome, error) {
+	return s.proposeCommand(ctx, command{op: opDelete, cond: cond, key: key})
 }
 
 // proposeCommand proposes c and waits until it is applied here. Until then
 // the re-proposer may propose it again; only the request's own timeout, or
 // the node stopping, ends the wait without it.
-func (s *service) proposeCommand(ctx context.Context, c command) error {
+func (s *service) proposeCommand(ctx context.Context, c command) (outcome, error) {
 	metricProposalsPending.Inc()
 	defer metricProposalsPending.Dec()
 	pc, data := s.pending.add(c, s.ids.next())
@@ -147,29 +156,29 @@ func (s *service) proposeCommand(ctx context.Context, c command) error {
 		// done, and the re-proposer tries again under the next leader.
 	case ctx.Err() != nil || errors.Is(err, errStopped) || errors.Is(err, raft.ErrStopped):
 		metricProposalsFailed.Inc()
-		return proposalError(ctx, err)
+		return outcome{}, proposalError(ctx, err)
 	default:
 		// Raft did not say whether it took it in time: it may commit.
 		s.pending.handedToRaft(pc)
 	}
 	select {
 	case <-pc.applied:
-		return nil
+		return pc.result, nil
 	case <-ctx.Done():
 	case <-s.node.Done():
 		metricProposalsFailed.Inc()
-		return errStoppedOutcomeUnknown
+		return outcome{}, errStoppedOutcomeUnknown
 	}
 	select {
 	case <-pc.applied: // applied as the request gave up
-		return nil
+		return pc.result, nil
 	default:
 	}
 	metricProposalsFailed.Inc()
 	if !s.pending.wasHanded(pc) {
-		return errNoLeader // no copy ever reached raft
+		return outcome{}, errNoLeader // no copy ever reached raft
 	}
-	return errOutcomeUnknown
+	return outcome{}, errOutcomeUnknown
 }
 
 // mayHaveReachedRaft reports whether a proposal that failed with err may
@@ -226,15 +235,15 @@ func (s *service) await(ctx context.Context, outcome <-chan any, forget func(), 
 // through raft's ReadIndex and waits until this node has applied that far, so
 // it sees every write acknowledged before it began, on any node. A
 // serializable read (linearizable false) reads the local map at once and may
-// be stale.
-func (s *service) Get(ctx context.Context, key string, linearizable bool) (string, bool, error) {
+// be stale. It also returns the store's revision the read reflects.
+func (s *service) Get(ctx context.Context, key string, linearizable bool) (v storedValue, found bool, revision uint64, err error) {
 	if linearizable {
 		if err := s.catchUpForRead(ctx); err != nil {
-			return "", false, err
+			return storedValue{}, false, 0, err
 		}
 	}
-	v, ok := s.store.Lookup(key)
-	return v, ok, nil
+	v, found, revision = s.store.Lookup(key)
+	return v, found, revision, nil
 }
 
 // List is kvstore.List, with Get's consistency.
@@ -350,5 +359,6 @@ func (s *service) TransferLeadership(ctx context.Context, to uint64) error {
 	return s.node.TransferLeadership(ctx, to)
 }
 
-// State is kvstore.State: the applied index, the number of keys, the digest.
-func (s *service) State() (index uint64, keys int, digest uint64) { return s.store.State() }
+// State is kvstore.State: the applied index, the number of keys, the
+// digest, the revision.
+func (s *service) State() storeState { return s.store.State() }

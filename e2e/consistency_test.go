@@ -358,7 +358,7 @@ func TestListByPrefixIsSortedAndLimited(t *testing.T) {
 	if err != nil || resp.Code != http.StatusOK {
 		t.Fatalf("GET /v1/kv/?prefix=p/: %v %v", resp.Code, err)
 	}
-	var raw []map[string]string
+	var raw []map[string]any
 	if err := json.Unmarshal([]byte(resp.Body), &raw); err != nil {
 		t.Fatalf("listing %q: %v", resp.Body, err)
 	}

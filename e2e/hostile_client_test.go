@@ -762,9 +762,12 @@ var listClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transp
 
 // listedItem is one item of a listing as the README documents it.
 type listedItem struct {
-	Key      string  `json:"key"`
-	Value    string  `json:"value"`
-	Encoding *string `json:"encoding"`
+	Key            string  `json:"key"`
+	Value          string  `json:"value"`
+	CreateRevision uint64  `json:"createRevision"`
+	ModRevision    uint64  `json:"modRevision"`
+	Version        uint64  `json:"version"`
+	Encoding       *string `json:"encoding"`
 }
 
 // kv decodes the item: base64 when its encoding says so.

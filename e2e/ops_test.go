@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,10 +130,11 @@ func convergedStatuses(t *testing.T, nodes ...*tc.Node) []tc.Status {
 }
 
 // pairDigest is the server's digest of one pair (pairDigest in kvstore.go,
-// the FNV-1a of len(k) as a uvarint, k, then v): the map's digest in
-// /v1/status is the sum over its pairs. Written out again here, as this
-// package sees the server only from outside.
-func pairDigest(k, v string) uint64 {
+// the FNV-1a of len(k) as a uvarint, k, v, then its createRevision,
+// modRevision and version as 8 bytes little-endian each unless all are 0):
+// the map's digest in /v1/status is the sum over its pairs. Written out
+// again here, as this package sees the server only from outside.
+func pairDigest(k, v string, revisions ...uint64) uint64 {
 	const prime = 1099511628211
 	h := uint64(14695981039346656037)
 	for _, b := range binary.AppendUvarint(nil, uint64(len(k))) {
@@ -143,6 +145,12 @@ func pairDigest(k, v string) uint64 {
 	}
 	for i := 0; i < len(v); i++ {
 		h = (h ^ uint64(v[i])) * prime
+	}
+	if slices.ContainsFunc(revisions, func(n uint64) bool { return n != 0 }) {
+		for _, b := range slices.Concat(binary.LittleEndian.AppendUint64(nil, revisions[0]),
+			binary.LittleEndian.AppendUint64(nil, revisions[1]), binary.LittleEndian.AppendUint64(nil, revisions[2])) {
+			h = (h ^ uint64(b)) * prime
+		}
 	}
 	return h
 }
@@ -194,9 +202,20 @@ func TestStatusReportsRaftStateAndConvergentDigest(t *testing.T) {
 	delete(want, kvs[1].Key)
 
 	after := convergedStatuses(t, c.Nodes...)
+	// The digest covers each key's revisions too, which the listing gives.
+	var listed []struct {
+		Key, Value                           string
+		CreateRevision, ModRevision, Version uint64
+	}
+	if code, err := c.Node(1).GetJSON("/v1/kv/?consistency=serializable", &listed); err != nil || code != http.StatusOK {
+		t.Fatalf("listing: %d %v", code, err)
+	}
 	var wantDigest uint64
-	for k, v := range want {
-		wantDigest += pairDigest(k, v)
+	for _, p := range listed {
+		if v, ok := want[p.Key]; !ok || v != p.Value {
+			t.Errorf("listing has %s=%q, want %q (present: %v)", p.Key, p.Value, v, ok)
+		}
+		wantDigest += pairDigest(p.Key, p.Value, p.CreateRevision, p.ModRevision, p.Version)
 	}
 	switch {
 	case after[0].Applied <= before[0].Applied:

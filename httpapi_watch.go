@@ -1,0 +1,229 @@
+package main
+
+// Watches: GET /v1/watch/{key} and GET /v1/watch/?prefix=P, answered with a
+// stream of Server-Sent Events (the WHATWG EventSource format), one per
+// change, read from the member's history of changes (watchhub.go).
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+const (
+	// watchProgressInterval is how long a stream may go without an event
+	// before it sends a progress event.
+	watchProgressInterval = 5 * time.Second
+	// watchWriteTimeout is how long a client may take to accept an event.
+	watchWriteTimeout = 10 * time.Second
+	// watchReadLimit bounds the events a stream takes from the history at
+	// once.
+	watchReadLimit = 512
+)
+
+// watchStart reads where a watch starts: the first revision it may
+// deliver. Last-Event-ID (sent by a reconnecting EventSource) wins over
+// fromRevision; with neither, the stream starts after the member's current
+// revision.
+func watchStart(r *http.Request, current uint64) (uint64, error) {
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil || n == 1<<64-1 {
+			return 0, apiErr(http.StatusBadRequest, "Last-Event-ID must be a revision (a decimal number), not "+strconv.Quote(id))
+		}
+		return n + 1, nil
+	}
+	if s := r.URL.Query().Get("fromRevision"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, apiErr(http.StatusBadRequest, "fromRevision must be a revision (a decimal number), not "+strconv.Quote(s))
+		}
+		return max(n, 1), nil
+	}
+	return current + 1, nil
+}
+
+// watchFilter is which keys a stream reports: one key, or every key under a
+// prefix.
+type watchFilter struct {
+	key    string
+	prefix bool
+}
+
+func (f watchFilter) matches(key string) bool {
+	if f.prefix {
+		return strings.HasPrefix(key, f.key)
+	}
+	return key == f.key
+}
+
+func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request) error {
+	filter := watchFilter{key: pathTail(r)}
+	if filter.key == "" {
+		filter = watchFilter{key: r.URL.Query().Get("prefix"), prefix: true}
+		if len(filter.key) > maxKeyBytes {
+			return apiErr(http.StatusBadRequest, "prefix is longer than 4096 bytes")
+		}
+	} else if err := validKey(filter.key); err != nil {
+		return err
+	}
+	hub := h.svc.watches
+	oldest, current := hub.state()
+	from, err := watchStart(r, current)
+	if err != nil {
+		return err
+	}
+	if from < oldest {
+		writeJSON(w, http.StatusGone, map[string]any{
+			"error":          fmt.Sprintf("revision %d is no longer in this member's history, which starts at %d: list the keys, then watch from the listing's X-Revision + 1", from, oldest),
+			"oldestRevision": oldest, "revision": current,
+		})
+		return nil
+	}
+
+	rc := http.NewResponseController(w)
+	// A watch lasts as long as its client wants: no read deadline (the
+	// server reads only to notice the client leaving), and a write deadline
+	// per event instead of per request.
+	rc.SetReadDeadline(time.Time{})
+	metricWatchers.Inc()
+	defer metricWatchers.Dec()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Revision", strconv.FormatUint(current, 10))
+	w.WriteHeader(http.StatusOK)
+
+	s := &watchStream{w: w, rc: rc, filter: filter, next: from, through: from - 1}
+	if !s.progress() {
+		return nil
+	}
+	progress := time.NewTimer(watchProgressInterval)
+	defer progress.Stop()
+	var buf []*watchEvent
+	for {
+		view := hub.read(s.next, watchReadLimit, buf[:0])
+		buf = view.events
+		switch {
+		case s.next <= view.compacted:
+			metricWatchClosed.WithLabelValues("compacted").Inc()
+			return nil
+		case view.newest >= s.next && view.newest-s.next > uint64(hub.maxEvents/2):
+			// Too far behind: closed while it can still resume.
+			metricWatchClosed.WithLabelValues("behind").Inc()
+			return nil
+		}
+		sent, ok := s.send(view.events)
+		clear(buf)
+		if !ok {
+			return nil
+		}
+		if !view.more {
+			s.through = max(s.through, view.revision)
+			s.next = max(s.next, view.revision+1)
+		}
+		if sent {
+			progress.Reset(watchProgressInterval)
+		}
+		if view.more {
+			continue
+		}
+		select {
+		case <-view.changed:
+		case <-progress.C:
+			if !s.progress() {
+				return nil
+			}
+			progress.Reset(watchProgressInterval)
+		case <-r.Context().Done():
+			return nil
+		case <-h.stopping():
+			return nil
+		}
+	}
+}
+
+// watchStream is one watch's position: the next revision it may deliver,
+// and the revision it is complete through. Owned by its handler.
+type watchStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	filter  watchFilter
+	next    uint64
+	through uint64
+	out     []byte
+}
+
+// send writes the events that match, and moves the stream past all of
+// them. It reports whether it wrote any, and false for ok when the client
+// is gone.
+func (s *watchStream) send(events []*watchEvent) (sent, ok bool) {
+	s.out = s.out[:0]
+	for _, e := range events {
+		if s.filter.matches(e.key) {
+			s.out = append(s.out, e.encoded()...)
+			metricWatchEventsSent.Inc()
+		}
+		s.next, s.through = e.revision+1, e.revision
+	}
+	if len(s.out) == 0 {
+		return false, true
+	}
+	return true, s.flush()
+}
+
+// progress writes a progress event: the stream is complete through
+// s.through.
+func (s *watchStream) progress() bool {
+	s.out = fmt.Appendf(s.out[:0], "id: %d\nevent: progress\ndata: {\"revision\":%d}\n\n", s.through, s.through)
+	return s.flush()
+}
+
+func (s *watchStream) flush() bool {
+	s.rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
+	if _, err := s.w.Write(s.out); err != nil {
+		return false
+	}
+	return s.rc.Flush() == nil
+}
+
+// watchEventData is an event's data line. JSON strings must be UTF-8, so a
+// key or value that is not is sent, with the other, in base64, as the
+// listing does.
+type watchEventData struct {
+	Key            string  `json:"key"`
+	Value          *string `json:"value,omitempty"` // nil for a delete
+	Revision       uint64  `json:"revision"`
+	CreateRevision uint64  `json:"createRevision,omitempty"`
+	ModRevision    uint64  `json:"modRevision,omitempty"`
+	Version        uint64  `json:"version,omitempty"`
+	Encoding       string  `json:"encoding,omitempty"`
+}
+
+// encoded is the event as a stream sends it, encoded once.
+func (e *watchEvent) encoded() []byte {
+	e.once.Do(func() {
+		d := watchEventData{Key: e.key, Revision: e.revision}
+		value, kind := e.value, "delete"
+		if !e.deleted {
+			kind, d.Value = "put", &value
+			d.CreateRevision, d.ModRevision, d.Version = e.meta.createRevision, e.meta.modRevision, e.meta.version
+		}
+		if !utf8.ValidString(e.key) || !utf8.ValidString(e.value) {
+			d.Key = base64.StdEncoding.EncodeToString([]byte(e.key))
+			value = base64.StdEncoding.EncodeToString([]byte(e.value))
+			d.Encoding = "base64"
+		}
+		var data bytes.Buffer
+		enc := json.NewEncoder(&data)
+		enc.SetEscapeHTML(false)
+		enc.Encode(d) // of strings and numbers: cannot fail
+		e.frame = fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", e.revision, kind, bytes.TrimSuffix(data.Bytes(), []byte("\n")))
+	})
+	return e.frame
+}

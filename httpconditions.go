@@ -1,0 +1,141 @@
+package main
+
+// Revisions and conditional requests (RFC 9110 §8.8.3, §13) as the HTTP API
+// speaks them: a key's entity tag is its modRevision, quoted ("17"), and
+// If-Match / If-None-Match make a write conditional on it. The condition is
+// not checked here: it travels with the command and is checked when the
+// command is applied (kvstore.apply), where it is atomic.
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// etag is the entity tag of revision rev.
+func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
+
+// parseETag reads one strong entity tag of a revision: a decimal number in
+// double quotes.
+func parseETag(s string) (uint64, bool) {
+	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, false
+	}
+	digits := s[1 : len(s)-1]
+	if digits[0] == '+' {
+		return 0, false
+	}
+	rev, err := strconv.ParseUint(digits, 10, 64)
+	return rev, err == nil
+}
+
+// conditionHeader returns the one value of header name ("" if absent), or
+// an error if it is given more than once or as a list: the API takes one
+// entity tag, or *.
+func conditionHeader(r *http.Request, name string) (string, error) {
+	vs := r.Header.Values(name)
+	switch {
+	case len(vs) == 0:
+		return "", nil
+	case len(vs) > 1 || strings.Contains(vs[0], ","):
+		return "", apiErr(http.StatusBadRequest, name+" must be one entity tag (\"N\") or *, not a list")
+	}
+	return strings.TrimSpace(vs[0]), nil
+}
+
+// writeCondition reads the condition of a PUT or DELETE: If-Match: "N" (the
+// key's modRevision is N), If-Match: * (the key exists) or, where
+// createOnly allows it (PUT), If-None-Match: * (the key does not exist).
+func writeCondition(r *http.Request, createOnly bool) (condition, error) {
+	match, err := conditionHeader(r, "If-Match")
+	if err != nil {
+		return condition{}, err
+	}
+	noneMatch, err := conditionHeader(r, "If-None-Match")
+	if err != nil {
+		return condition{}, err
+	}
+	switch {
+	case match != "" && noneMatch != "":
+		return condition{}, apiErr(http.StatusBadRequest, "give If-Match or If-None-Match, not both")
+	case match == "*":
+		return condition{kind: condExists}, nil
+	case match != "":
+		rev, ok := parseETag(match)
+		if !ok {
+			return condition{}, apiErr(http.StatusBadRequest, `If-Match must be a revision in double quotes ("N", as ETag gives it) or *, not `+match)
+		}
+		return condition{kind: condModRevision, modRevision: rev}, nil
+	case noneMatch == "*" && createOnly:
+		return condition{kind: condAbsent}, nil
+	case noneMatch != "" && createOnly:
+		return condition{}, apiErr(http.StatusBadRequest, "If-None-Match on a write must be * (create only), not "+noneMatch)
+	case noneMatch != "":
+		return condition{}, apiErr(http.StatusBadRequest, "If-None-Match is not taken by DELETE")
+	}
+	return condition{}, nil
+}
+
+// notModified reads a GET's If-None-Match: "N" (or *) and reports whether
+// the key, found with meta, is unchanged since, so the answer is 304.
+func notModified(r *http.Request, found bool, meta keyMeta) (bool, error) {
+	tag, err := conditionHeader(r, "If-None-Match")
+	if err != nil || tag == "" {
+		return false, err
+	}
+	if tag == "*" {
+		return found, nil
+	}
+	rev, ok := parseETag(tag)
+	if !ok {
+		return false, apiErr(http.StatusBadRequest, `If-None-Match must be a revision in double quotes ("N", as ETag gives it) or *, not `+tag)
+	}
+	return found && meta.modRevision == rev, nil
+}
+
+// setRevision sets X-Revision, the store revision an answer reflects.
+func setRevision(w http.ResponseWriter, revision uint64) {
+	w.Header().Set("X-Revision", strconv.FormatUint(revision, 10))
+}
+
+// setKeyHeaders describes a key found with meta, at store revision.
+func setKeyHeaders(w http.ResponseWriter, meta keyMeta, revision uint64) {
+	h := w.Header()
+	h.Set("ETag", etag(meta.modRevision))
+	h.Set("X-Create-Revision", strconv.FormatUint(meta.createRevision, 10))
+	h.Set("X-Version", strconv.FormatUint(meta.version, 10))
+	setRevision(w, revision)
+}
+
+// conditionFailed is the answer to a write whose condition did not hold
+// when it was applied: 412, with the key's current entity tag (none if it
+// is absent) and, in JSON, its modRevision.
+func (h *httpAPI) conditionFailed(w http.ResponseWriter, key string) error {
+	v, found, revision := h.svc.store.Lookup(key)
+	setRevision(w, revision)
+	msg := "the key does not exist"
+	if found {
+		w.Header().Set("ETag", etag(v.meta.modRevision))
+		msg = "the key's modRevision is " + strconv.FormatUint(v.meta.modRevision, 10)
+	}
+	return &apiError{code: http.StatusPreconditionFailed, msg: "precondition failed: " + msg,
+		fields: map[string]any{"modRevision": v.meta.modRevision}}
+}
+
+// writeAnswered answers a write that was applied with result: 204, with the
+// revision it made (or, if it changed nothing, the current one) and, for a
+// put, the key's new entity tag.
+func (h *httpAPI) writeAnswered(w http.ResponseWriter, key string, result outcome, isPut bool) error {
+	if result.failed {
+		return h.conditionFailed(w, key)
+	}
+	revision := result.revision
+	if revision == 0 {
+		_, _, revision = h.svc.store.Lookup(key)
+	} else if isPut {
+		w.Header().Set("ETag", etag(result.revision))
+	}
+	setRevision(w, revision)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

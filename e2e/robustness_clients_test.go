@@ -176,7 +176,7 @@ func (r *scenario) read(id int, n *tc.Node, key string) (rev uint64, found, ok b
 		if err != nil || !has {
 			r.oddity("GET %s on %v: 200 with ETag %q", key, n, a.Header.Get("ETag"))
 		}
-		r.rec.Add(lincheck.Op{Client: id, Kind: lincheck.Get, Key: key, Value: a.Body, Found: true, Revision: rev, Call: call, Return: r.rec.Now()})
+		r.rec.Add(lincheck.Op{Client: id, Kind: lincheck.Get, Key: key, Value: a.Body, Found: true, Revision: rev, Node: n.ID, Call: call, Return: r.rec.Now()})
 		r.counts[opGet][outcomeOK].Add(1)
 		return rev, true, rev != 0
 	case a.is(http.StatusNotFound):
@@ -207,7 +207,7 @@ func (r *scenario) write(id int, n *tc.Node, op int, kind lincheck.Kind, key, va
 	}
 	r.mu.Unlock()
 	a := send(n, method, path, val, condHeader(cond))
-	rec := lincheck.Op{Client: id, Kind: kind, Key: key, Value: val, Found: kind == lincheck.Put, Cond: cond, Call: call}
+	rec := lincheck.Op{Client: id, Kind: kind, Key: key, Value: val, Found: kind == lincheck.Put, Cond: cond, Node: n.ID, Call: call}
 	ok := a.is(http.StatusNoContent)
 	what := func() string { return fmt.Sprintf("%s %s%v on %v", method, path, cond, n) }
 	switch {

@@ -16,10 +16,14 @@ package e2e
 //     digest), and no two replicas ever reported the same applied index with
 //     different digests;
 //  4. at most one member claims leadership in any term;
-//  5. the cluster accepts writes again within 10 s of the last fault healing.
+//  5. the cluster accepts writes again within 10 s of the last fault healing;
+//  6. two watchers of every key, on two members, resumed whenever their
+//     streams end, see every change once, in order, without gaps, the same
+//     on both, and every acknowledged write (robustness_watch_test.go).
 //
-// Serializable reads are left out of check 1 but may only return values some
-// PUT tried to write. TestRobustness runs a fixed table covering every fault
+// The clients' writes include conditional ones (If-Match, If-None-Match: *),
+// recorded with the revisions the answers show. Serializable reads are left
+// out of check 1 but may only return values some PUT tried to write. TestRobustness runs a fixed table covering every fault
 // kind; TestRobustnessSoak runs random schedules for -robustness.soak.
 
 import (
@@ -269,6 +273,8 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	tc.WaitLeader(t, 30*time.Second, r.c.Members()...)
 	r.t0 = time.Now()
 	r.event("cluster of 3 up")
+	watch := r.startWatchers() // check 6, robustness_watch_test.go
+	defer watch.stop()
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -362,7 +368,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	if linErr == nil {
 		switch lin.Verdict {
 		case porcupine.Illegal:
-			linErr = fmt.Errorf("history of %d ops is not linearizable; visualization: %s", lin.Ops, lin.HTML)
+			linErr = fmt.Errorf("history of %d ops is not linearizable (keys %q); visualization: %s", lin.Ops, lin.Keys, lin.HTML)
 		case porcupine.Unknown:
 			t.Logf("porcupine timed out on %d ops: verdict unknown", lin.Ops)
 		}
@@ -377,6 +383,9 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	if lostErr == nil {
 		lostErr = checkLastWrites(history, scenarioClients)
 	}
+
+	// Check 6: watches.
+	watchErr := watch.finish(history)
 
 	// Check 4: one leader per term.
 	r.smu.Lock()
@@ -394,6 +403,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 		{"3 replicas converge (same applied index, same digest)", convErr},
 		{"4 at most one leader per term", leaderErr},
 		{"5 writes accepted within 10s of the last heal (and faults ran as planned)", recoveryErr},
+		{"6 watches: in order, no gaps or duplicates, every acknowledged write delivered, the same on two members", watchErr},
 	}
 	fail := t.Errorf
 	if o.expectFailure {
@@ -416,6 +426,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	}
 	if !res.ok() {
 		r.saveLogs(artifacts)
+		watch.saveHistory(artifacts, history)
 		fail("seed %d; artifacts (history visualization, node logs) in %s", seed, artifacts)
 	}
 	return res

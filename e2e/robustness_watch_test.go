@@ -35,6 +35,8 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -568,4 +570,28 @@ func diffKV(a, b map[string]watchKV) string {
 	}
 	sort.Strings(d)
 	return strings.Join(firstN(d, 5), "; ")
+}
+
+// saveHistory writes the history (one operation a line, in call order) and
+// each watcher's frames to dir, for a failed run.
+func (ws *watchers) saveHistory(dir string, history []lincheck.Op) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		ws.r.t.Log(err)
+		return
+	}
+	var b strings.Builder
+	for _, op := range history {
+		fmt.Fprintln(&b, op)
+	}
+	os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644)
+	for _, w := range ws.logs {
+		b.Reset()
+		for i, s := range w.streams {
+			fmt.Fprintf(&b, "stream %d: node %d, Last-Event-ID %d, fresh %v, ended: %s\n", i, s.node, s.after, s.fresh(), s.end)
+			for _, f := range s.frames {
+				fmt.Fprintf(&b, "  %d %s %s\n", f.ID, f.Type, f.Data)
+			}
+		}
+		os.WriteFile(filepath.Join(dir, strings.ReplaceAll(w.name, " ", "-")+".txt"), []byte(b.String()), 0o644)
+	}
 }

@@ -107,8 +107,11 @@ type Op struct {
 	// Refused: the member answered 412, the condition did not hold when
 	// the write was applied, and nothing was changed.
 	Refused bool
-	Call    int64 // nanoseconds on the recorder's clock
-	Return  int64 // Infinity for a write whose outcome is unknown
+	// Node is the member that answered, if recorded (not checked; for
+	// reports).
+	Node   int
+	Call   int64 // nanoseconds on the recorder's clock
+	Return int64 // Infinity for a write whose outcome is unknown
 }
 
 // Unknown reports whether op is a write whose outcome is unknown.
@@ -123,7 +126,11 @@ func (op Op) String() string {
 	if !op.Unknown() {
 		ret = fmt.Sprint(op.Return)
 	}
-	return fmt.Sprintf("c%d %s [%d,%s]", op.Client, describe(toInput(op), toOutput(op), op.Unknown()), op.Call, ret)
+	node := ""
+	if op.Node != 0 {
+		node = fmt.Sprintf(" on node %d", op.Node)
+	}
+	return fmt.Sprintf("c%d %s [%d,%s]%s", op.Client, describe(toInput(op), toOutput(op), op.Unknown()), op.Call, ret, node)
 }
 
 // Recorder collects a history. It is safe for concurrent use.
@@ -444,6 +451,9 @@ type Result struct {
 	// HTML is the path of the visualization, written when Verdict is
 	// Illegal and a directory was given.
 	HTML string
+	// Keys are the keys whose operations alone are not linearizable, when
+	// Verdict is Illegal.
+	Keys []string
 }
 
 // Check checks history for linearizability, giving up after timeout (0: no
@@ -453,6 +463,13 @@ func Check(history []Op, timeout time.Duration, dir, name string) (Result, error
 	ops := Operations(history)
 	verdict, info := porcupine.CheckOperationsVerbose(Model, ops, timeout)
 	res := Result{Verdict: verdict, Ops: len(ops)}
+	if verdict == porcupine.Illegal {
+		for _, part := range Model.Partition(ops) {
+			if porcupine.CheckOperationsTimeout(Model, part, 10*time.Second) == porcupine.Illegal {
+				res.Keys = append(res.Keys, part[0].Input.(input).key)
+			}
+		}
+	}
 	if verdict != porcupine.Illegal || dir == "" {
 		return res, nil
 	}

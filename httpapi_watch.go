@@ -106,15 +106,24 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request) error {
 	progress := time.NewTimer(watchProgressInterval)
 	defer progress.Stop()
 	var buf []*watchEvent
-	for {
+	for first := true; ; first = false {
 		view := hub.read(s.next, watchReadLimit, buf[:0])
 		buf = view.events
+		var lag uint64 // how far the newest change is ahead of the stream
+		if view.newest >= s.next {
+			lag = view.newest - s.next
+		}
+		if first {
+			// A stream replaying the history starts far behind, and may
+			// lag that much; one that loses ground beyond half the history
+			// is closed while it can still resume.
+			s.maxLag = max(uint64(hub.maxEvents/2), lag)
+		}
 		switch {
 		case s.next <= view.compacted:
 			metricWatchClosed.WithLabelValues("compacted").Inc()
 			return nil
-		case view.newest >= s.next && view.newest-s.next > uint64(hub.maxEvents/2):
-			// Too far behind: closed while it can still resume.
+		case lag > s.maxLag:
 			metricWatchClosed.WithLabelValues("behind").Inc()
 			return nil
 		}
@@ -156,6 +165,7 @@ type watchStream struct {
 	filter  watchFilter
 	next    uint64
 	through uint64
+	maxLag  uint64 // the most it may fall behind the newest change
 	out     []byte
 }
 

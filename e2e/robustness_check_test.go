@@ -176,6 +176,10 @@ func goodWatchRun() ([]*watchLog, []lincheck.Op, watchAttempts, *watchListing) {
 		{node: 3, after: 6, base: &watchListing{rev: 6, items: map[string]watchKV{"j": {"c", 4, 4, 1}, "k": {"e", 5, 6, 2}}},
 			frames: []watchFrame{prog(6), put(7, "j", "f", 4, 2)}},
 	}}
+	// A replay of a member's history from its oldest revision, 5.
+	c := &watchLog{name: "replay of node 3", streams: []watchStream{
+		{node: 3, after: 4, blind: true, frames: []watchFrame{prog(4), put(5, "k", "d", 5, 1), put(6, "k", "e", 5, 2), put(7, "j", "f", 4, 2)}},
+	}}
 	op := func(kind lincheck.Kind, k, v string, rev uint64) lincheck.Op {
 		return lincheck.Op{Kind: kind, Key: k, Value: v, Found: kind != lincheck.Delete, Revision: rev, Call: 10, Return: 20}
 	}
@@ -197,7 +201,7 @@ func goodWatchRun() ([]*watchLog, []lincheck.Op, watchAttempts, *watchListing) {
 		deletes:  map[string]int64{"k": 10, "j": 10},
 	}
 	final := &watchListing{rev: 7, items: map[string]watchKV{"j": {"f", 4, 7, 2}, "k": {"e", 5, 6, 2}}}
-	return []*watchLog{a, b}, history, att, final
+	return []*watchLog{a, b, c}, history, att, final
 }
 
 func TestRobustnessWatchCheckPassesAGoodRun(t *testing.T) {
@@ -207,7 +211,7 @@ func TestRobustnessWatchCheckPassesAGoodRun(t *testing.T) {
 		t.Fatalf("a good run, yet: %v", err)
 	}
 	t.Log(stats)
-	for _, want := range []string{"watcher A 7 events in 1 segments", "watcher B 5 events in 2 segments [[0 4] [6 7]]", "5 revisions seen by both"} {
+	for _, want := range []string{"watcher A 7 events in 1 segments", "watcher B 5 events in 2 segments [[0 4] [6 7]]", "replay of node 3 3 events in 1 segments [[4 7]]", "9 revisions seen by both"} {
 		if !strings.Contains(stats, want) {
 			t.Errorf("stats %q lack %q", stats, want)
 		}
@@ -217,58 +221,58 @@ func TestRobustnessWatchCheckPassesAGoodRun(t *testing.T) {
 func TestRobustnessWatchChecksCatchDoctoredStreams(t *testing.T) {
 	for _, tt := range []struct {
 		name, want string
-		doctor     func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing)
+		doctor     func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing)
 	}{
-		{"events out of order", "out of order", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"events out of order", "out of order", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			f := a.streams[0].frames
 			f[1], f[2] = f[2], f[1]
 		}},
-		{"an event delivered twice", "duplicate", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an event delivered twice", "duplicate", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			a.streams[0].frames = append(a.streams[0].frames, a.streams[0].frames[3])
 		}},
-		{"an event delivered again after a resume", "duplicate", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an event delivered again after a resume", "duplicate", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			s := &a.streams[1]
 			s.frames = append([]watchFrame{s.frames[0], a.streams[0].frames[3]}, s.frames[1:]...)
 		}},
-		{"an event missing", "gap", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an event missing", "gap", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			f := a.streams[0].frames
 			a.streams[0].frames = append(f[:2:2], f[3:]...)
 		}},
-		{"an event missing after a resume", "gap", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an event missing after a resume", "gap", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			a.streams[1].frames = append(a.streams[1].frames[:1:1], a.streams[1].frames[2:]...)
 		}},
-		{"progress past what was delivered", "never delivered", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"progress past what was delivered", "never delivered", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			p := a.streams[1].frames[3]
 			p.ID, p.Revision = 6, 6
 			a.streams[1].frames[3] = p
 		}},
-		{"progress going back", "progress back", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"progress going back", "progress back", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			p := a.streams[1].frames[3]
 			p.ID, p.Revision = 4, 4
 			a.streams[1].frames[3] = p
 		}},
-		{"a resumed stream not starting with progress at Last-Event-ID", "first frame", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a resumed stream not starting with progress at Last-Event-ID", "first frame", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			a.streams[1].frames = a.streams[1].frames[1:]
 		}},
-		{"an event id other than its revision", "data revision", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an event id other than its revision", "data revision", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			a.streams[0].frames[1].Revision = 9
 		}},
-		{"a value no PUT tried", "no PUT tried", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a value no PUT tried", "no PUT tried", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			delete(att.attempts, "c")
 		}},
-		{"a value tried on another key", "no PUT tried", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a value tried on another key", "no PUT tried", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			att.attKey["c"] = "k"
 		}},
-		{"a value whose PUT was refused", "refused (412)", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a value whose PUT was refused", "refused (412)", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			att.refused["b"] = true
 		}},
-		{"a value delivered before its PUT was sent", "before its PUT was sent", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a value delivered before its PUT was sent", "before its PUT was sent", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			att.attempts["a"] = 200
 		}},
-		{"a delete no DELETE tried", "no DELETE tried", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a delete no DELETE tried", "no DELETE tried", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			delete(att.deletes, "k")
 		}},
-		{"one PUT applied twice", "took effect twice", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"one PUT applied twice", "took effect twice", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			for _, w := range []*watchLog{a, b} {
 				s := &w.streams[len(w.streams)-1]
 				f := s.frames[len(s.frames)-1]
@@ -277,48 +281,55 @@ func TestRobustnessWatchChecksCatchDoctoredStreams(t *testing.T) {
 			}
 			(*final).rev, (*final).items["j"] = 8, watchKV{"f", 4, 8, 3}
 		}},
-		{"an acknowledged put not delivered at its revision", "not put j=\"c\"", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an acknowledged put not delivered at its revision", "not put j=\"c\"", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			(*h)[4].Revision = 5
 		}},
-		{"an acknowledged conditional delete not delivered", "not delete of k", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an acknowledged conditional delete not delivered", "not delete of k", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			(*h)[2].Revision = 2
 		}},
-		{"a get's ETag another put's revision", "not put j=\"c\"", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a get's ETag another put's revision", "not put j=\"c\"", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			(*h)[5].Revision = 7
 		}},
-		{"a 412's ETag a revision that put another key", "not put of k", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a 412's ETag a revision that put another key", "not put of k", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			(*h)[3].Revision = 4
 		}},
-		{"a delete of a missing key answering a revision where it existed", "left it absent", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a delete of a missing key answering a revision where it existed", "left it absent", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			(*h)[6].Revision = 4
 		}},
-		{"the watchers disagree", "B saw", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"the watchers disagree", "B saw", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			b.streams[0].frames[4].Value = "d"
 			att.attKey["d"] = "j"
 		}},
-		{"a version that does not follow from the events", "replayed from the events", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a replay that disagrees", "node 3 saw", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+			c.streams[0].frames[2].Version = 7
+		}},
+		{"a replay with a gap", "gap", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+			f := c.streams[0].frames
+			c.streams[0].frames = append(f[:2:2], f[3:]...)
+		}},
+		{"a version that does not follow from the events", "replayed from the events", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			a.streams[0].frames[2].Version = 1
 		}},
-		{"a delete of a key that does not exist", "does not exist", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a delete of a key that does not exist", "does not exist", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			a.streams[1].frames[1] = watchFrame{WatchEvent: tc.WatchEvent{ID: 4, Type: "delete", Key: "j", Revision: 4}, at: 100}
 		}},
-		{"events that replay to another state than the final listing", "another state than the final listing", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"events that replay to another state than the final listing", "another state than the final listing", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			(*final).items["k"] = watchKV{"d", 5, 5, 1}
 		}},
-		{"a watcher short of the final listing", "ended at 6", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a watcher short of the final listing", "ended at 6", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			s := &a.streams[2]
 			s.frames = s.frames[:2]
 		}},
-		{"an unknown event type", "unknown event type", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"an unknown event type", "unknown event type", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			a.streams[0].frames[1].Type = "expire"
 		}},
-		{"a watcher that never opened a stream", "no stream", func(a, b *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
+		{"a watcher that never opened a stream", "no stream", func(a, b, c *watchLog, h *[]lincheck.Op, att *watchAttempts, final **watchListing) {
 			b.streams = nil
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			logs, history, att, final := goodWatchRun()
-			tt.doctor(logs[0], logs[1], &history, &att, &final)
+			tt.doctor(logs[0], logs[1], logs[2], &history, &att, &final)
 			_, err := checkWatches(logs, history, att, final)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want an error with %q", err, tt.want)

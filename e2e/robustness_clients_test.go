@@ -278,6 +278,16 @@ func (r *scenario) acked() int64 {
 	return n
 }
 
+// condCounts sums the outcomes of the conditional writes.
+func (r *scenario) condCounts() (c [outcomes]int64) {
+	for _, k := range []int{opCasPut, opCreate, opCasDelete} {
+		for o := range c {
+			c[o] += r.counts[k][o].Load()
+		}
+	}
+	return c
+}
+
 // waitWrites waits until k more writes have been acknowledged.
 func (r *scenario) waitWrites(k int64, timeout time.Duration) error {
 	acked := r.acked

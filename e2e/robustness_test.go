@@ -139,9 +139,11 @@ func TestRobustness(t *testing.T) {
 type scenarioResult struct {
 	seed        int64
 	ops, faults int
-	acked       int64    // acknowledged writes (PUT and DELETE)
-	cuts        [4]int   // power cuts by how many members they hit
-	refused     []string // members that refused to start after a power cut, and why
+	acked       int64           // acknowledged writes (PUT and DELETE)
+	cuts        [4]int          // power cuts by how many members they hit
+	refused     []string        // members that refused to start after a power cut, and why
+	conds       [outcomes]int64 // conditional writes by outcome
+	watch       watchStats
 	checks      []checkOutcome
 	artifacts   string
 	cluster     *tc.Cluster // for callers that read the members' logs
@@ -420,6 +422,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	res.cuts, res.refused = r.cuts, r.refused
 	r.mu.Unlock()
 	res.acked = r.acked()
+	res.conds, res.watch = r.condCounts(), watch.stats
 	if needsPowerFS(faults) {
 		t.Logf("power cuts: %d of one member, %d of two, %d of three; %d acknowledged writes; %d members refused to start after one %v",
 			res.cuts[1], res.cuts[2], res.cuts[3], res.acked, len(res.refused), res.refused)

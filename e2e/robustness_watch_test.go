@@ -25,7 +25,9 @@ package e2e
 //     put of that key (and value);
 //   - the watchers (and the listings) agree on every revision more than one
 //     saw, and each replays to the final listing of the store;
-//   - each watcher catches up with the store's final revision.
+//   - each watcher catches up with the store's final revision;
+//   - at the end, every member's history replays (from revision 1, or from
+//     the oldest revision its 410 names) to the same events.
 
 import (
 	"context"
@@ -76,6 +78,7 @@ type watchStream struct {
 	after  uint64        // the Last-Event-ID sent: revisions > after
 	base   *watchListing // for a stream that starts after a re-list (410)
 	first  bool          // the watcher's first stream (from the empty store)
+	blind  bool          // starts a segment whose state at after is unknown (a replay from a member's oldest revision)
 	frames []watchFrame
 	end    string // how it ended
 }
@@ -83,7 +86,7 @@ type watchStream struct {
 // fresh reports whether s starts a new segment: the watcher knows the
 // whole state at s.after (empty, or the listing), not from the stream
 // before.
-func (s *watchStream) fresh() bool { return s.first || s.base != nil }
+func (s *watchStream) fresh() bool { return s.first || s.base != nil || s.blind }
 
 // watchLog is what one watcher did and saw.
 type watchLog struct {
@@ -109,6 +112,33 @@ type watchers struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	// The replays at the end: every member's history from revision 1, or
+	// after a 410 from its oldest revision.
+	replayLogs []*watchLog
+	full, gone int
+	replayErr  error
+
+	stats watchStats
+}
+
+// watchStats sums up a run's watches, for the soak's summary.
+type watchStats struct {
+	events  int // put and delete events the watchers received (each counted once per watcher)
+	streams int // streams opened (the first ones, and resumes)
+	cuts    int // streams the watchers cut themselves
+	gone    int // 410s while watching
+	replays int // members whose whole history replayed at the end, from revision 1
+	old     int // ... from their oldest revision, after a 410
+}
+
+func (a *watchStats) add(b watchStats) {
+	a.events, a.streams, a.cuts, a.gone, a.replays, a.old = a.events+b.events, a.streams+b.streams, a.cuts+b.cuts, a.gone+b.gone, a.replays+b.replays, a.old+b.old
+}
+
+func (a watchStats) String() string {
+	return fmt.Sprintf("%d watch events in %d streams (%d cut by the watchers), %d 410s; %d members' histories replayed from revision 1, %d from their oldest after a 410",
+		a.events, a.streams, a.cuts, a.gone, a.replays, a.old)
 }
 
 // startWatchers starts the watchers, from revision 0.
@@ -205,6 +235,61 @@ func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64)
 	}
 }
 
+// replays watches every member's whole history, through revision through:
+// from revision 1, or, if the member answers 410 (it restarted from a
+// snapshot), from the oldest revision it names, which must then work. The
+// replays join the watchers in the checks.
+func (ws *watchers) replays(through uint64) {
+	var errs []error
+	for _, n := range ws.r.c.Members() {
+		w := &watchLog{name: fmt.Sprintf("replay of node %d", n.ID)}
+		st := watchStream{node: n.ID, first: true}
+		err := ws.replay(n, &st, through)
+		var refused *tc.WatchRefused
+		if errors.As(err, &refused) && refused.Code == http.StatusGone {
+			var b struct{ OldestRevision, Revision uint64 }
+			if json.Unmarshal([]byte(refused.Body), &b) != nil || b.OldestRevision < 2 || b.OldestRevision > b.Revision+1 || b.Revision < through {
+				errs = append(errs, fmt.Errorf("%s: 410 with %s", w.name, refused.Body))
+				continue
+			}
+			ws.gone++
+			st = watchStream{node: n.ID, after: b.OldestRevision - 1, blind: true}
+			err = ws.replay(n, &st, through)
+		} else if err == nil {
+			ws.full++
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", w.name, err))
+			continue
+		}
+		w.streams = []watchStream{st}
+		ws.replayLogs = append(ws.replayLogs, w)
+	}
+	ws.replayErr = errors.Join(errs...)
+}
+
+// replay reads a stream on n after st.after into st, up to revision
+// through.
+func (ws *watchers) replay(n *tc.Node, st *watchStream, through uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), watchCatchUp)
+	defer cancel()
+	s, err := n.Watch(ctx, "/v1/watch/?prefix=", http.Header{"Last-Event-ID": {strconv.FormatUint(st.after, 10)}})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for {
+		ev, err := s.Next()
+		if err != nil {
+			return fmt.Errorf("after %d frames: %v", len(st.frames), err)
+		}
+		st.frames = append(st.frames, watchFrame{ev, ws.r.rec.Now()})
+		if ev.ID >= through {
+			return nil
+		}
+	}
+}
+
 // relist lists every key through n, with the revision the listing reflects.
 func relist(ctx context.Context, n *tc.Node) (*watchListing, error) {
 	ctx, cancel := context.WithTimeout(ctx, memberRequestTimeout+3*time.Second)
@@ -259,6 +344,7 @@ func (ws *watchers) finish(history []lincheck.Op) error {
 	target := r.finalRev
 	r.mu.Unlock()
 	var final *watchListing
+	ahead := 0
 	catchUp := tc.Poll(watchCatchUp, func() error {
 		for _, w := range ws.logs {
 			if m := w.mark(); m < target {
@@ -274,22 +360,44 @@ func (ws *watchers) finish(history []lincheck.Op) error {
 		}
 		target = max(target, l.rev)
 		for _, w := range ws.logs {
-			if w.mark() != l.rev {
-				return fmt.Errorf("%s at %d, the listing at %d", w.name, w.mark(), l.rev)
+			if m := w.mark(); m > l.rev {
+				// Delivered past the store's revision: a write landing
+				// after the listing, or the store went back.
+				if ahead++; ahead > 20 {
+					return tc.GiveUp(fmt.Errorf("%s delivered through %d, past the store's revision %d", w.name, m, l.rev))
+				}
+				return fmt.Errorf("%s at %d, the listing at %d", w.name, m, l.rev)
+			} else if m != l.rev {
+				return fmt.Errorf("%s at %d, the listing at %d", w.name, m, l.rev)
 			}
 		}
 		final = l
 		return nil
 	})
 	ws.stop()
+	if final != nil {
+		ws.replays(final.rev)
+	}
 	r.mu.Lock()
 	att := watchAttempts{attempts: r.attempts, attKey: r.attKey, refused: r.refusedVals, deletes: r.delAttempts}
-	stats, err := checkWatches(ws.logs, history, att, final)
+	stats, err := checkWatches(append(ws.logs, ws.replayLogs...), history, att, final)
+	if ws.replayErr != nil {
+		err = errors.Join(ws.replayErr, err)
+	}
 	r.mu.Unlock()
+	ws.stats.replays, ws.stats.old = ws.full, ws.gone
 	for _, w := range ws.logs {
 		r.t.Logf("%s: %d streams (%d cut by the watcher), %d 410s, %d refusals %v", w.name, len(w.streams), w.cuts, w.gone, len(w.refused), firstN(w.refused, 3))
+		ws.stats.streams, ws.stats.cuts, ws.stats.gone = ws.stats.streams+len(w.streams), ws.stats.cuts+w.cuts, ws.stats.gone+w.gone
+		for _, st := range w.streams {
+			for _, f := range st.frames {
+				if f.Type != "progress" {
+					ws.stats.events++
+				}
+			}
+		}
 	}
-	r.t.Logf("watches: %s", stats)
+	r.t.Logf("watches: %s; replays of every member's history: %d of %d from revision 1, %d after a 410", stats, ws.full, len(ws.replayLogs), ws.gone)
 	if catchUp != nil {
 		err = errors.Join(fmt.Errorf("watchers did not catch up with revision %d within %v: %v", target, watchCatchUp, catchUp), err)
 	}
@@ -335,7 +443,7 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 		errs = append(errs, w.name+": "+fmt.Sprintf(format, args...))
 	}
 	var pos uint64
-	var state map[string]watchKV
+	var state map[string]watchKV // nil: not known (blind)
 	for si, s := range w.streams {
 		where := func(f watchFrame) string {
 			return fmt.Sprintf("stream %d (node %d, after %d), frame id %d %s", si, s.node, s.after, f.ID, f.Type)
@@ -343,6 +451,9 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 		switch {
 		case s.fresh():
 			state = map[string]watchKV{}
+			if s.blind {
+				state = nil
+			}
 			if s.base != nil {
 				for k, v := range s.base.items {
 					state[k] = v
@@ -384,6 +495,9 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 					bad("%s: revision %d seen before as %s, now %s", where(f), f.ID, old.Data, f.Data)
 				}
 				seen.events[f.ID] = f
+				if state == nil {
+					break // a replay from an unknown state
+				}
 				cur, exists := state[f.Key]
 				if f.Type == "delete" {
 					if !exists {
@@ -530,6 +644,9 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 	}
 	if final != nil {
 		for _, s := range seens {
+			if s.state == nil {
+				continue
+			}
 			if s.last != final.rev {
 				errs = append(errs, fmt.Sprintf("%s ended at %d, the final listing is at %d", s.name, s.last, final.rev))
 				continue

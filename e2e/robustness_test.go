@@ -263,7 +263,8 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	}
 	res := &scenarioResult{seed: seed, faults: len(faults)}
 	t.Logf("seed %d, faults %v, traffic %v", seed, faults, traffic)
-	r.c = tc.NewProxied(t, 3, seed, append([]string{"--snap-count", "50", "--request-timeout", memberRequestTimeout.String()}, o.flags...)...)
+	r.c = tc.NewProxied(t, 3, seed, append([]string{"--snap-count", "50", "--request-timeout", memberRequestTimeout.String(),
+		"--watch-history", fmt.Sprint(scenarioWatchHistory)}, o.flags...)...)
 	if needsPowerFS(faults) || *powerFlag {
 		if err := r.c.UsePowerFS(); err != nil {
 			t.Skipf("members cannot run on powerfs: %v", err)

@@ -50,7 +50,11 @@ import (
 )
 
 const (
-	scenarioWatchers = 2
+	// The members' --watch-history: a few seconds of writes, so that a
+	// watcher stalled with its member (SIGSTOP, a partition) or resuming on
+	// a member that restarted from a snapshot meets 410s.
+	scenarioWatchHistory = 300
+	scenarioWatchers     = 2
 	watchCatchUp     = 30 * time.Second // for the watchers to reach the final revision
 )
 
@@ -96,6 +100,7 @@ type watchLog struct {
 	through uint64 // the last id received
 	gone    int    // 410s
 	cuts    int    // streams the watcher cut itself
+	lags    int    // times it waited, before resuming, for its position to leave the history
 	refused []string
 }
 
@@ -231,7 +236,31 @@ func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64)
 		s.Close()
 		w.mu.Lock()
 		w.streams = append(w.streams, st)
+		lag := pref == 1 && w.lags < 2 && rng.Intn(3) == 0
+		if lag {
+			w.lags++
+		}
 		w.mu.Unlock()
+		if lag {
+			// Watcher B falls behind now and then: it waits until the
+			// store has moved on by more than a member's history, so that
+			// it meets a 410, lists, and watches on from the listing.
+			// (Watcher A keeps the whole run in view.)
+			r.event("%s waits after revision %d until the history has moved past it", w.name, after)
+			tc.Poll(10*time.Second, func() error {
+				if ctx.Err() != nil {
+					return nil
+				}
+				var st struct{ Revision uint64 }
+				if _, err := r.c.Members()[0].GetJSON("/v1/status", &st); err != nil {
+					return err
+				}
+				if st.Revision <= after+scenarioWatchHistory+10 {
+					return fmt.Errorf("store at revision %d", st.Revision)
+				}
+				return nil
+			})
+		}
 	}
 }
 
@@ -387,7 +416,7 @@ func (ws *watchers) finish(history []lincheck.Op) error {
 	r.mu.Unlock()
 	ws.stats.replays, ws.stats.old = ws.full, ws.gone
 	for _, w := range ws.logs {
-		r.t.Logf("%s: %d streams (%d cut by the watcher), %d 410s, %d refusals %v", w.name, len(w.streams), w.cuts, w.gone, len(w.refused), firstN(w.refused, 3))
+		r.t.Logf("%s: %d streams (%d cut by the watcher, %d waits to fall behind), %d 410s, %d refusals %v", w.name, len(w.streams), w.cuts, w.lags, w.gone, len(w.refused), firstN(w.refused, 3))
 		ws.stats.streams, ws.stats.cuts, ws.stats.gone = ws.stats.streams+len(w.streams), ws.stats.cuts+w.cuts, ws.stats.gone+w.gone
 		for _, st := range w.streams {
 			for _, f := range st.frames {

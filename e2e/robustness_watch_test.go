@@ -55,7 +55,7 @@ const (
 	// a member that restarted from a snapshot meets 410s.
 	scenarioWatchHistory = 300
 	scenarioWatchers     = 2
-	watchCatchUp     = 30 * time.Second // for the watchers to reach the final revision
+	watchCatchUp         = 30 * time.Second // for the watchers to reach the final revision
 )
 
 // watchFrame is one frame as a watcher received it.

@@ -43,6 +43,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"raftexample/internal/lincheck"
@@ -117,6 +118,7 @@ type watchers struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+	quiet  atomic.Bool // the traffic is over: no more falling behind on purpose
 
 	// The replays at the end: every member's history from revision 1, or
 	// after a 410 from its oldest revision.
@@ -154,7 +156,7 @@ func (r *scenario) startWatchers() *watchers {
 		w := &watchLog{name: fmt.Sprintf("watcher %c", 'A'+i)}
 		ws.logs = append(ws.logs, w)
 		ws.wg.Add(1)
-		go func(i int) { defer ws.wg.Done(); r.watch(ctx, w, i, r.seed+100+int64(i)) }(i)
+		go func(i int) { defer ws.wg.Done(); r.watch(ctx, w, i, r.seed+100+int64(i), &ws.quiet) }(i)
 	}
 	return ws
 }
@@ -166,7 +168,7 @@ func (ws *watchers) stop() {
 
 // watch is one watcher: it prefers member pref (by position), resumes
 // every stream that ends, and cuts its streams at random.
-func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64) {
+func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64, quiet *atomic.Bool) {
 	rng := rand.New(rand.NewSource(seed))
 	var after uint64
 	first := true
@@ -236,7 +238,7 @@ func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64)
 		s.Close()
 		w.mu.Lock()
 		w.streams = append(w.streams, st)
-		lag := pref == 1 && w.lags < 2 && rng.Intn(3) == 0
+		lag := pref == 1 && w.lags < 2 && rng.Intn(3) == 0 && !quiet.Load()
 		if lag {
 			w.lags++
 		}
@@ -248,7 +250,7 @@ func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64)
 			// (Watcher A keeps the whole run in view.)
 			r.event("%s waits after revision %d until the history has moved past it", w.name, after)
 			tc.Poll(10*time.Second, func() error {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || quiet.Load() {
 					return nil
 				}
 				var st struct{ Revision uint64 }
@@ -369,6 +371,7 @@ func relist(ctx context.Context, n *tc.Node) (*watchListing, error) {
 // what they saw against the history.
 func (ws *watchers) finish(history []lincheck.Op) error {
 	r := ws.r
+	ws.quiet.Store(true)
 	r.mu.Lock()
 	target := r.finalRev
 	r.mu.Unlock()

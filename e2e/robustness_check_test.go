@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -335,5 +336,30 @@ func TestRobustnessWatchChecksCatchDoctoredStreams(t *testing.T) {
 				t.Fatalf("got %v, want an error with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestRobustnessClientsRefuseMalformedRevisionHeaders(t *testing.T) {
+	for tag, want := range map[string]uint64{`"17"`: 17, `"1"`: 1} {
+		if rev, ok, err := etag(http.Header{"Etag": {tag}}); err != nil || !ok || rev != want {
+			t.Errorf("ETag %s: %d %v %v", tag, rev, ok, err)
+		}
+	}
+	if _, ok, err := etag(http.Header{}); ok || err != nil {
+		t.Errorf("no ETag: %v %v", ok, err)
+	}
+	for _, tag := range []string{`17`, `W/"17"`, `"17", "18"`, `""`, `"0"`, `"-1"`, `"x"`, `"18446744073709551616"`} {
+		if _, _, err := etag(http.Header{"Etag": {tag}}); err == nil {
+			t.Errorf("ETag %s passed", tag)
+		}
+	}
+	if _, err := xRevision(http.Header{}); err == nil {
+		t.Error("a missing X-Revision passed")
+	}
+	if x, err := xRevision(http.Header{"X-Revision": {"0"}}); err != nil || x != 0 {
+		t.Errorf("X-Revision 0: %d %v", x, err)
+	}
+	if _, err := xRevision(http.Header{"X-Revision": {"abc"}}); err == nil {
+		t.Error("X-Revision abc passed")
 	}
 }

@@ -172,18 +172,20 @@ type watchStream struct {
 // send writes the events that match, and moves the stream past all of
 // them. It reports whether it wrote any, and false for ok when the client
 // is gone.
-func (s *watchStream) send(events []*watchEvent) (sent, ok bool) {
+func (s *watchStream) send(events []*watchEvent) (wrote, ok bool) {
 	s.out = s.out[:0]
+	n := 0
 	for _, e := range events {
 		if s.filter.matches(e.key) {
 			s.out = append(s.out, e.encoded()...)
-			metricWatchEventsSent.Inc()
+			n++
 		}
 		s.next, s.through = e.revision+1, e.revision
 	}
-	if len(s.out) == 0 {
+	if n == 0 {
 		return false, true
 	}
+	metricWatchEventsSent.Add(float64(n))
 	return true, s.flush()
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func puts(revs ...uint64) []change {
@@ -160,5 +161,31 @@ func TestConditionHeadersAreReadStrictly(t *testing.T) {
 		if (err != nil) != c.bad || got != c.want {
 			t.Errorf("%q (create only %v): %+v, %v; want %+v (refused: %v)", c.headers, c.createOnly, got, err, c.want, c.bad)
 		}
+	}
+}
+
+func TestStreamsAreWokenAtOnceThenAtMostEveryWakeInterval(t *testing.T) {
+	h := newWatchHub(100, 1<<20)
+	first := h.read(1, 10, nil).changed
+	h.publish(puts(1), 1)
+	select {
+	case <-first:
+	default:
+		t.Fatal("the first change did not wake the streams at once")
+	}
+	second := h.read(2, 10, nil).changed
+	start := time.Now()
+	h.publish(puts(2), 2)
+	h.publish(puts(3), 3) // within the interval: one wake-up for both
+	select {
+	case <-second:
+		if waited := time.Since(start); waited > watchWakeInterval+time.Second {
+			t.Fatalf("woken after %v", waited)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("changes within the interval never woke the streams")
+	}
+	if v := h.read(2, 10, nil); fmt.Sprint(revisionsOf(v.events)) != "[2 3]" {
+		t.Fatalf("after the wake-up: %v", revisionsOf(v.events))
 	}
 }

@@ -135,6 +135,7 @@ func TestASnapshotWithAnImpossibleWindowIsRefused(t *testing.T) {
 			b = binary.AppendUvarint(b, n)
 			if i%3 == 2 {
 				b = binary.AppendUvarint(b, 0) // the outcome
+				b = binary.AppendUvarint(b, 0) // and its modRevision
 			}
 		}
 		b = binary.AppendUvarint(b, 0) // revision

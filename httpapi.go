@@ -120,7 +120,7 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.writeAnswered(w, key, result, true)
+	return h.writeAnswered(w, result, true)
 }
 
 func validKey(key string) error {

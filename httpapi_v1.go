@@ -38,7 +38,7 @@ func (h *httpAPI) deleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.writeAnswered(w, key, result, false)
+	return h.writeAnswered(w, result, false)
 }
 
 // noSuchEndpoint answers every /v1 path no route takes.

@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -106,15 +108,24 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request) error {
 	progress := time.NewTimer(watchProgressInterval)
 	defer progress.Stop()
 	var buf []*watchEvent
-	for {
+	for first := true; ; first = false {
 		view := hub.read(s.next, watchReadLimit, buf[:0])
 		buf = view.events
+		var lag uint64 // how far the newest change is ahead of the stream
+		if view.newest >= s.next {
+			lag = view.newest - s.next
+		}
+		if first {
+			// A stream replaying the history starts far behind, and may
+			// lag that much; one that loses ground beyond half the history
+			// is closed while it can still resume.
+			s.maxLag = max(uint64(hub.maxEvents/2), lag)
+		}
 		switch {
 		case s.next <= view.compacted:
 			metricWatchClosed.WithLabelValues("compacted").Inc()
 			return nil
-		case view.newest >= s.next && view.newest-s.next > uint64(hub.maxEvents/2):
-			// Too far behind: closed while it can still resume.
+		case lag > s.maxLag:
 			metricWatchClosed.WithLabelValues("behind").Inc()
 			return nil
 		}
@@ -156,24 +167,27 @@ type watchStream struct {
 	filter  watchFilter
 	next    uint64
 	through uint64
+	maxLag  uint64 // the most it may fall behind the newest change
 	out     []byte
 }
 
 // send writes the events that match, and moves the stream past all of
 // them. It reports whether it wrote any, and false for ok when the client
 // is gone.
-func (s *watchStream) send(events []*watchEvent) (sent, ok bool) {
+func (s *watchStream) send(events []*watchEvent) (wrote, ok bool) {
 	s.out = s.out[:0]
+	n := 0
 	for _, e := range events {
 		if s.filter.matches(e.key) {
 			s.out = append(s.out, e.encoded()...)
-			metricWatchEventsSent.Inc()
+			n++
 		}
 		s.next, s.through = e.revision+1, e.revision
 	}
-	if len(s.out) == 0 {
+	if n == 0 {
 		return false, true
 	}
+	metricWatchEventsSent.Add(float64(n))
 	return true, s.flush()
 }
 
@@ -186,10 +200,14 @@ func (s *watchStream) progress() bool {
 
 func (s *watchStream) flush() bool {
 	s.rc.SetWriteDeadline(time.Now().Add(watchWriteTimeout))
-	if _, err := s.w.Write(s.out); err != nil {
-		return false
+	_, err := s.w.Write(s.out)
+	if err == nil {
+		err = s.rc.Flush()
 	}
-	return s.rc.Flush() == nil
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		metricWatchClosed.WithLabelValues("stalled").Inc() // the client took nothing for watchWriteTimeout
+	}
+	return err == nil
 }
 
 // watchEventData is an event's data line. JSON strings must be UTF-8, so a

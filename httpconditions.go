@@ -107,33 +107,28 @@ func setKeyHeaders(w http.ResponseWriter, meta keyMeta, revision uint64) {
 	setRevision(w, revision)
 }
 
-// conditionFailed is the answer to a write whose condition did not hold
-// when it was applied: 412, with the key's current entity tag (none if it
-// is absent) and, in JSON, its modRevision.
-func (h *httpAPI) conditionFailed(w http.ResponseWriter, key string) error {
-	v, found, revision := h.svc.store.Lookup(key)
-	setRevision(w, revision)
-	msg := "the key does not exist"
-	if found {
-		w.Header().Set("ETag", etag(v.meta.modRevision))
-		msg = "the key's modRevision is " + strconv.FormatUint(v.meta.modRevision, 10)
-	}
-	return &apiError{code: http.StatusPreconditionFailed, msg: "precondition failed: " + msg,
-		fields: map[string]any{"modRevision": v.meta.modRevision}}
-}
-
-// writeAnswered answers a write that was applied with result: 204, with the
-// revision it made (or, if it changed nothing, the current one) and, for a
-// put, the key's new entity tag.
-func (h *httpAPI) writeAnswered(w http.ResponseWriter, key string, result outcome, isPut bool) error {
+// writeAnswered answers a write that was applied with result, as of its
+// application: 204 with the revision it left and, for a put, the key's new
+// entity tag; or, when its condition did not hold, 412 with the key's
+// entity tag then (none if it was absent) and, in JSON, its modRevision.
+func (h *httpAPI) writeAnswered(w http.ResponseWriter, result outcome, isPut bool) error {
 	if result.failed {
-		return h.conditionFailed(w, key)
+		setRevision(w, result.revision)
+		msg := "the key does not exist"
+		if result.exists {
+			w.Header().Set("ETag", etag(result.modRevision))
+			msg = "the key's modRevision is " + strconv.FormatUint(result.modRevision, 10)
+		}
+		return &apiError{code: http.StatusPreconditionFailed, msg: "precondition failed: " + msg,
+			fields: map[string]any{"modRevision": result.modRevision}}
 	}
 	revision := result.revision
 	if revision == 0 {
-		_, _, revision = h.svc.store.Lookup(key)
+		// Learnt from a snapshot written before revisions: the revision
+		// is not known, the current one is as true.
+		revision = h.svc.State().revision
 	} else if isPut {
-		w.Header().Set("ETag", etag(result.revision))
+		w.Header().Set("ETag", etag(result.modRevision))
 	}
 	setRevision(w, revision)
 	w.WriteHeader(http.StatusNoContent)

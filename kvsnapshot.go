@@ -19,7 +19,7 @@ import (
 //	format marker (uvarint, = 2^64-1) | format (uvarint, = 3)
 //	proposal clock (uvarint) | remembered names (uvarint)
 //	per name, oldest first: origin (uvarint) | id (uvarint) | ticks since the previous name's (uvarint)
-//	    | outcome (uvarint: the revision of its change << 1 | 1 if its condition failed)
+//	    | outcome: revision << 2 | 2 if the key existed | 1 if the condition failed (uvarint) | modRevision (uvarint)
 //	store revision (uvarint)
 //	pair count (uvarint)
 //	per pair: key length (uvarint) | key | value length (uvarint) | value
@@ -28,7 +28,7 @@ import (
 //
 // Earlier versions wrote format 2, which has no outcomes, no revisions and
 // no pair revisions: it restores revision 0 and keys with zero revisions,
-// and names whose outcome was a change of unknown revision (0), as
+// and names whose outcome is a change at an unknown revision (0), as
 // commands of those versions had no conditions. Snapshots written before
 // commands had names start at the pair count: no real count is 2^64-1, so
 // the marker tells them apart, and they restore an empty window at clock 0
@@ -106,6 +106,7 @@ func (f *frozenKV) WriteTo(w io.Writer) (int64, error) {
 		writeUvarint(n.name.id)
 		writeUvarint(n.at - prev)
 		writeUvarint(encodeOutcome(n.result))
+		writeUvarint(n.result.modRevision)
 		prev = n.at
 	}
 	writeUvarint(f.revision)
@@ -147,16 +148,22 @@ type decodedKV struct {
 	proposals *appliedProposals
 }
 
-// encodeOutcome packs an outcome into one number, as snapshots hold it.
+// encodeOutcome packs an outcome but its modRevision into one number, as
+// snapshots hold it.
 func encodeOutcome(o outcome) uint64 {
-	n := o.revision << 1
+	n := o.revision << 2
+	if o.exists {
+		n |= 2
+	}
 	if o.failed {
 		n |= 1
 	}
 	return n
 }
 
-func decodeOutcome(n uint64) outcome { return outcome{revision: n >> 1, failed: n&1 == 1} }
+func decodeOutcome(n, modRevision uint64) outcome {
+	return outcome{revision: n >> 2, exists: n&2 != 0, failed: n&1 != 0, modRevision: modRevision}
+}
 
 // replaceLocked makes a decoded snapshot the whole state; the caller holds
 // s.mu for writing. A frozen map being written out stays as it was, and its
@@ -266,8 +273,11 @@ func (sr *kvSnapshotReader) readHeader() error {
 			}
 		}
 		if err == nil && sr.format == kvSnapshotFormat {
-			result, err = sr.d.uvarint()
-			n.result = decodeOutcome(result)
+			var modRevision uint64
+			if result, err = sr.d.uvarint(); err == nil {
+				modRevision, err = sr.d.uvarint()
+			}
+			n.result = decodeOutcome(result, modRevision)
 		}
 		if err != nil {
 			return fmt.Errorf("remembered proposal %d: %w", i, err)

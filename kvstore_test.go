@@ -32,6 +32,10 @@ func TestCommandEncodingRoundTrips(t *testing.T) {
 		"binary value":       {op: opPut, id: 4, key: "k", value: "\x00\x01\x02\xfe\xff\x00"},
 		"long key and value": {op: opPut, id: 5, key: long, value: long + "v"},
 		"key of 128 bytes":   {op: opPut, id: 6, key: strings.Repeat("x", 128), value: "two-byte length"},
+		"if the revision":    {op: opPut, origin: 3, id: 7, base: 9, cond: condition{kind: condModRevision, modRevision: 1 << 50}, key: "k", value: "v"},
+		"if revision 0":      {op: opPut, id: 8, cond: condition{kind: condModRevision}, key: "k", value: "v"},
+		"if it exists":       {op: opDelete, id: 9, cond: condition{kind: condExists}, key: "k"},
+		"if it is absent":    {op: opPut, id: 10, cond: condition{kind: condAbsent}, key: "k", value: "v"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -61,6 +65,9 @@ func TestDecodeCommandRejectsMalformedInput(t *testing.T) {
 		"key length cut":            {opPut, 7, 0x80},
 		"key longer than the input": {opPut, 7, 4, 'a', 'b', 'c'},
 		"key length overflows":      append([]byte{opPut, 7}, bytes.Repeat([]byte{0xff}, 11)...),
+		"no condition":              {opPut, 1, 1, 1},
+		"unknown condition":         {opPut, 1, 1, 1, condAbsent + 1, 1, 'k'},
+		"condition revision cut":    {opPut, 1, 1, 1, condModRevision, 0x80},
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -86,6 +93,9 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{opDelete, 1, 1, 'k'})
 	f.Add([]byte{opDelete + 1, 1, 1, 'k'})
+	f.Add([]byte{opPutNamed, 1, 2, 3, 1, 'k', 'v'})
+	f.Add([]byte{opPutAnonymous, 2, 1, 'k', 'v'})
+	f.Add(encodeCommand(command{op: opPut, origin: 1, id: 2, base: 3, cond: condition{kind: condModRevision, modRevision: 300}, key: "k", value: "v"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeCommand(data)
 		if err != nil {
@@ -98,6 +108,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoding accepted command %+v does not decode: %v", c, err)
 		}
+		c.legacy = false // commands are encoded in the current format only
 		if again != c {
 			t.Fatalf("round trip of %+v gave %+v", c, again)
 		}

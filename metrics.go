@@ -47,7 +47,7 @@ var (
 		Name: "raftexample_watchers", Help: "Watch streams open on this member.",
 	})
 	metricWatchClosed = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "raftexample_watch_streams_closed_total", Help: "Watch streams this member ended itself: too far behind, or past the history.",
+		Name: "raftexample_watch_streams_closed_total", Help: "Watch streams this member ended itself: too far behind (behind), past the history (compacted), or a client that took nothing for 10 s (stalled).",
 	}, []string{"reason"})
 	metricWatchEventsSent = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "raftexample_watch_events_sent_total", Help: "Events written to watch streams.",

@@ -15,13 +15,16 @@ import (
 // service is what a member offers its clients, between the HTTP API and the
 // raft node. A write becomes a command named by this member and an id; the
 // service waits until a command of that name is applied here, proposing it
-// again if it may have been lost (pending.go), and only then answers. A linearizable read learns a read index from raft and waits until
-// the state machine has applied that far. Membership changes are proposals
-// too, made by the leader one at a time.
+// again if it may have been lost (pending.go), and only then answers with
+// what the command did (its condition is checked as it is applied). A
+// linearizable read learns a read index from raft and waits until the state
+// machine has applied that far. Membership changes are proposals too, made
+// by the leader one at a time.
 //
 // The service also runs the apply loop (run): it hands the committed work the
-// raft node publishes to the state machine, in log order, and then reports
-// to the waiting requests. Its methods are safe for concurrent use.
+// raft node publishes to the state machine, in log order, publishes the
+// changes to the watch history, and then reports to the waiting requests.
+// Its methods are safe for concurrent use.
 type service struct {
 	lg      *zap.Logger
 	node    consensus // set by attach, before the node starts

@@ -16,6 +16,3 @@ func (s *service) put(ctx context.Context, key, value string) error {
 	_, err := s.Put(ctx, key, value, condition{})
 	return err
 }
-
-// plainDigest is the digest of a pair without revisions.
-func plainDigest(k, v string) uint64 { return pairDigest(k, storedValue{value: v}) }

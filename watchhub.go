@@ -4,7 +4,14 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+	"time"
 )
+
+// watchWakeInterval is the least time between two wake-ups of the streams.
+// Each wake-up costs every stream a write to its client; under a stream of
+// commits, waking at most this often lets one write carry several commits,
+// for a delay of at most this much.
+const watchWakeInterval = 10 * time.Millisecond
 
 // watchHub keeps the latest changes to the map, in revision order, for the
 // watch streams (httpapi_watch.go). The apply loop publishes what each
@@ -27,8 +34,11 @@ type watchHub struct {
 	compacted uint64
 	// revision is the revision the history is complete through.
 	revision uint64
-	// changed is closed, and replaced, whenever the history changes.
-	changed chan struct{}
+	// changed is closed, and replaced, when the history has changed: at
+	// once, or at most watchWakeInterval after the last time (wakePending).
+	changed     chan struct{}
+	lastWake    time.Time
+	wakePending bool
 }
 
 // watchEvent is one change, and its encoding as an event of a stream,
@@ -53,9 +63,11 @@ func (h *watchHub) publish(changes []change, revision uint64) {
 	if len(changes) == 0 && revision == h.revision {
 		return // nothing to wake the streams for (read without the lock: only we write it)
 	}
+	evs := make([]watchEvent, len(changes)) // one allocation per commit, not per change
 	h.mu.Lock()
-	for _, c := range changes {
-		h.events = append(h.events, &watchEvent{change: c})
+	for i, c := range changes {
+		evs[i].change = c
+		h.events = append(h.events, &evs[i])
 		h.bytes += eventBytes(c)
 	}
 	for n := len(h.events) - h.head; n > 0 && (n > h.maxEvents || h.bytes > h.maxBytes); n-- {
@@ -70,10 +82,31 @@ func (h *watchHub) publish(changes []change, revision uint64) {
 		h.head = 0
 	}
 	h.revision = revision
-	close(h.changed)
-	h.changed = make(chan struct{})
+	if now := time.Now(); now.Sub(h.lastWake) >= watchWakeInterval {
+		h.wakeLocked(now)
+	} else if !h.wakePending {
+		h.wakePending = true
+		time.AfterFunc(h.lastWake.Add(watchWakeInterval).Sub(now), h.wakeLater)
+	}
 	h.mu.Unlock()
 	metricWatchHistoryEvents.Set(float64(len(h.events) - h.head))
+}
+
+// wakeLocked wakes every stream waiting for a change. The caller holds
+// h.mu for writing.
+func (h *watchHub) wakeLocked(now time.Time) {
+	close(h.changed)
+	h.changed = make(chan struct{})
+	h.lastWake, h.wakePending = now, false
+}
+
+// wakeLater makes a pending wake-up.
+func (h *watchHub) wakeLater() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.wakePending {
+		h.wakeLocked(time.Now())
+	}
 }
 
 // reset empties the history: the store was replaced by a snapshot at
@@ -83,8 +116,7 @@ func (h *watchHub) reset(revision uint64) {
 	clear(h.events)
 	h.events, h.head, h.bytes = h.events[:0], 0, 0
 	h.compacted, h.revision = revision, revision
-	close(h.changed)
-	h.changed = make(chan struct{})
+	h.wakeLocked(time.Now())
 	h.mu.Unlock()
 	metricWatchHistoryEvents.Set(0)
 }

@@ -32,6 +32,8 @@ func TestRobustnessSoak(t *testing.T) {
 	var (
 		runs, failures, ops, faults int
 		acked                       int64
+		conds                       [outcomes]int64
+		watch                       watchStats
 		cuts                        [4]int
 		refused                     []string
 		failed                      []string
@@ -55,6 +57,10 @@ func TestRobustnessSoak(t *testing.T) {
 			ops += res.ops
 			faults += res.faults
 			acked += res.acked
+			for o, n := range res.conds {
+				conds[o] += n
+			}
+			watch.add(res.watch)
 			for k, c := range res.cuts {
 				cuts[k] += c
 			}
@@ -66,6 +72,8 @@ func TestRobustnessSoak(t *testing.T) {
 		}
 	}
 	t.Logf("soak summary: %d runs, %d ops, %d acknowledged writes, %d faults injected, %d failures", runs, ops, acked, faults, failures)
+	t.Logf("soak summary: conditional writes %d acknowledged, %d refused (412), %d unknown, %d failed; %v",
+		conds[outcomeOK], conds[outcomeRefused], conds[outcomeUnknown], conds[outcomeFailed], watch)
 	t.Logf("soak power cuts: %d of one member, %d of two, %d of three; %d members refused to start after one %v", cuts[1], cuts[2], cuts[3], len(refused), refused)
 	for _, f := range failed {
 		t.Logf("failed: %s (replay: go test -run '^TestRobustnessSoak$' -v ./e2e -args -robustness.soak=1s -robustness.seed=%s)", f, strings.Fields(f)[2])

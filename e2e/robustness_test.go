@@ -16,10 +16,14 @@ package e2e
 //     digest), and no two replicas ever reported the same applied index with
 //     different digests;
 //  4. at most one member claims leadership in any term;
-//  5. the cluster accepts writes again within 10 s of the last fault healing.
+//  5. the cluster accepts writes again within 10 s of the last fault healing;
+//  6. two watchers of every key, on two members, resumed whenever their
+//     streams end, see every change once, in order, without gaps, the same
+//     on both, and every acknowledged write (robustness_watch_test.go).
 //
-// Serializable reads are left out of check 1 but may only return values some
-// PUT tried to write. TestRobustness runs a fixed table covering every fault
+// The clients' writes include conditional ones (If-Match, If-None-Match: *),
+// recorded with the revisions the answers show. Serializable reads are left
+// out of check 1 but may only return values some PUT tried to write. TestRobustness runs a fixed table covering every fault
 // kind; TestRobustnessSoak runs random schedules for -robustness.soak.
 
 import (
@@ -135,9 +139,11 @@ func TestRobustness(t *testing.T) {
 type scenarioResult struct {
 	seed        int64
 	ops, faults int
-	acked       int64    // acknowledged writes (PUT and DELETE)
-	cuts        [4]int   // power cuts by how many members they hit
-	refused     []string // members that refused to start after a power cut, and why
+	acked       int64           // acknowledged writes (PUT and DELETE)
+	cuts        [4]int          // power cuts by how many members they hit
+	refused     []string        // members that refused to start after a power cut, and why
+	conds       [outcomes]int64 // conditional writes by outcome
+	watch       watchStats
 	checks      []checkOutcome
 	artifacts   string
 	cluster     *tc.Cluster // for callers that read the members' logs
@@ -163,15 +169,20 @@ const (
 	opGet
 	opDelete
 	opSerialGet // serializable get
+	opCasPut    // PUT If-Match "<rev>" (after a GET) or If-Match *
+	opCreate    // PUT If-None-Match *
+	opCasDelete // DELETE If-Match "<rev>" (after a GET)
 	opKinds
 )
 
-var opKindNames = [opKinds]string{"put", "get", "delete", "serializable-get"}
+var opKindNames = [opKinds]string{"put", "get", "delete", "serializable-get", "put-if-match", "put-if-none-match", "delete-if-match"}
 
 const (
 	outcomeOK = iota
 	outcomeFailed
 	outcomeUnknown
+	outcomeRefused // 412: the condition did not hold, nothing was written
+	outcomes
 )
 
 type serialRead struct {
@@ -191,15 +202,22 @@ type scenario struct {
 	evMu   sync.Mutex
 	events []string
 
-	counts [opKinds][3]atomic.Int64
+	counts [opKinds][outcomes]atomic.Int64
 
 	mu       sync.Mutex
 	attempts map[string]int64 // value -> call time of the PUT that tried it
 	attKey   map[string]string
-	serial   []serialRead
-	stopped  map[int]bool // nodes under SIGSTOP
-	cuts     [4]int       // power cuts by how many members they hit
-	refused  []string     // members that refused to start after a power cut
+	// Values of conditional PUTs refused (412), keys a DELETE was tried on
+	// (-> first call time), answers the contract forbids, the store's
+	// revision after the traffic.
+	refusedVals map[string]bool
+	delAttempts map[string]int64
+	oddities    []string
+	finalRev    uint64
+	serial      []serialRead
+	stopped     map[int]bool // nodes under SIGSTOP
+	cuts        [4]int       // power cuts by how many members they hit
+	refused     []string     // members that refused to start after a power cut
 
 	// The sampler's findings.
 	smu      sync.Mutex
@@ -240,11 +258,13 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	r := &scenario{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), rec: lincheck.NewRecorder(),
 		attempts: map[string]int64{}, attKey: map[string]string{}, stopped: map[int]bool{},
+		refusedVals: map[string]bool{}, delAttempts: map[string]int64{},
 		leaders: map[uint64]map[uint64]bool{}, digests: map[uint64]map[string]uint64{},
 	}
 	res := &scenarioResult{seed: seed, faults: len(faults)}
 	t.Logf("seed %d, faults %v, traffic %v", seed, faults, traffic)
-	r.c = tc.NewProxied(t, 3, seed, append([]string{"--snap-count", "50", "--request-timeout", memberRequestTimeout.String()}, o.flags...)...)
+	r.c = tc.NewProxied(t, 3, seed, append([]string{"--snap-count", "50", "--request-timeout", memberRequestTimeout.String(),
+		"--watch-history", fmt.Sprint(scenarioWatchHistory)}, o.flags...)...)
 	if needsPowerFS(faults) || *powerFlag {
 		if err := r.c.UsePowerFS(); err != nil {
 			t.Skipf("members cannot run on powerfs: %v", err)
@@ -256,6 +276,8 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	tc.WaitLeader(t, 30*time.Second, r.c.Members()...)
 	r.t0 = time.Now()
 	r.event("cluster of 3 up")
+	watch := r.startWatchers() // check 6, robustness_watch_test.go
+	defer watch.stop()
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -331,8 +353,8 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	history := r.rec.History()
 	res.ops = len(history)
 	for k := 0; k < opKinds; k++ {
-		t.Logf("ops %-16s ok %5d  failed %5d  unknown %5d", opKindNames[k],
-			r.counts[k][outcomeOK].Load(), r.counts[k][outcomeFailed].Load(), r.counts[k][outcomeUnknown].Load())
+		t.Logf("ops %-17s ok %5d  failed %5d  unknown %5d  412 %5d", opKindNames[k],
+			r.counts[k][outcomeOK].Load(), r.counts[k][outcomeFailed].Load(), r.counts[k][outcomeUnknown].Load(), r.counts[k][outcomeRefused].Load())
 	}
 
 	artifacts := os.Getenv("RAFTEXAMPLE_ARTIFACTS")
@@ -349,14 +371,14 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	if linErr == nil {
 		switch lin.Verdict {
 		case porcupine.Illegal:
-			linErr = fmt.Errorf("history of %d ops is not linearizable; visualization: %s", lin.Ops, lin.HTML)
+			linErr = fmt.Errorf("history of %d ops is not linearizable (keys %q); visualization: %s", lin.Ops, lin.Keys, lin.HTML)
 		case porcupine.Unknown:
 			t.Logf("porcupine timed out on %d ops: verdict unknown", lin.Ops)
 		}
 	}
 	t.Logf("porcupine: %v on %d ops in %v", lin.Verdict, lin.Ops, time.Since(start).Round(time.Millisecond))
 	if linErr == nil {
-		linErr = r.checkSerializable()
+		linErr = r.checkSerializable(history)
 	}
 
 	// Check 2: acknowledged writes survive.
@@ -364,6 +386,9 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	if lostErr == nil {
 		lostErr = checkLastWrites(history, scenarioClients)
 	}
+
+	// Check 6: watches.
+	watchErr := watch.finish(history)
 
 	// Check 4: one leader per term.
 	r.smu.Lock()
@@ -381,6 +406,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 		{"3 replicas converge (same applied index, same digest)", convErr},
 		{"4 at most one leader per term", leaderErr},
 		{"5 writes accepted within 10s of the last heal (and faults ran as planned)", recoveryErr},
+		{"6 watches: in order, no gaps or duplicates, every acknowledged write delivered, the same on two members", watchErr},
 	}
 	fail := t.Errorf
 	if o.expectFailure {
@@ -396,13 +422,15 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	r.mu.Lock()
 	res.cuts, res.refused = r.cuts, r.refused
 	r.mu.Unlock()
-	res.acked = r.counts[opPut][outcomeOK].Load() + r.counts[opDelete][outcomeOK].Load()
+	res.acked = r.acked()
+	res.conds, res.watch = r.condCounts(), watch.stats
 	if needsPowerFS(faults) {
 		t.Logf("power cuts: %d of one member, %d of two, %d of three; %d acknowledged writes; %d members refused to start after one %v",
 			res.cuts[1], res.cuts[2], res.cuts[3], res.acked, len(res.refused), res.refused)
 	}
 	if !res.ok() {
 		r.saveLogs(artifacts)
+		watch.saveHistory(artifacts, history)
 		fail("seed %d; artifacts (history visualization, node logs) in %s", seed, artifacts)
 	}
 	return res

@@ -12,6 +12,15 @@
 //	    polls a (re)starting raftexample member until GET /health answers 200
 //	    and its /v1/status applied index is at least N; prints the seconds
 //	    since -since at which each became true; fails at the deadline.
+//	benchtool watch -urls URL,URL,URL [-watchers 1000] [-conns 16] [-duration D] ...
+//	    PUT throughput without watchers, with W watch streams on one prefix
+//	    spread over the members, and without again; delivered events and
+//	    notification latency (see watch.go).
+//	benchtool revs -url URL -prefix P -out FILE
+//	    writes "key modRevision" for every key under P, for bench/put-if.lua.
+//	benchtool codes -url URL [-method PUT]
+//	    prints the member's count of its answers to the method by status
+//	    code (from /metrics): "204=N 412=N".
 package main
 
 import (
@@ -32,7 +41,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader|status|catchup ...")
+		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader|status|catchup|watch|revs|codes ...")
 		os.Exit(2)
 	}
 	var err error
@@ -45,6 +54,14 @@ func main() {
 		err = status(os.Args[2:])
 	case "catchup":
 		err = catchup(os.Args[2:])
+	case "watch":
+		err = watchCmd(os.Args[2:])
+	case "watchers": // benchtool watch's child process
+		err = watchersCmd(os.Args[2:])
+	case "revs":
+		err = revs(os.Args[2:])
+	case "codes":
+		err = codes(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

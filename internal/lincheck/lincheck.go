@@ -7,6 +7,16 @@
 // it may still take effect later) returns at Infinity, so the checker may
 // place it anywhere after its call. A failed read tells nothing and is not
 // recorded.
+//
+// Revisions (issue #13): an operation may also carry the revision its answer
+// showed (the ETag of a put or a get, the X-Revision of a delete), a
+// condition (If-Match "<rev>", If-Match *, If-None-Match *) and whether the
+// member refused it for its condition (412). The model keeps, per key,
+// whether it exists, its value and its modRevision; after a write whose
+// revision is unknown (not recorded, or the write's outcome is unknown) it
+// keeps only a lower bound of the modRevision, which a later answer that
+// shows it refines. Revision 0 means "not recorded": histories without
+// revisions are checked exactly as before.
 package lincheck
 
 import (
@@ -15,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +53,34 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
+// CondKind is the kind of a write's condition.
+type CondKind int
+
+const (
+	Always      CondKind = iota // no condition
+	IfMatch                     // If-Match: "<Rev>": the key exists and its modRevision is Rev
+	IfMatchAny                  // If-Match: *: the key exists
+	IfNoneMatch                 // If-None-Match: *: the key does not exist
+)
+
+// Cond is a write's condition.
+type Cond struct {
+	Kind CondKind
+	Rev  uint64 // for IfMatch
+}
+
+func (c Cond) String() string {
+	switch c.Kind {
+	case IfMatch:
+		return fmt.Sprintf(" if-match %d", c.Rev)
+	case IfMatchAny:
+		return " if-match *"
+	case IfNoneMatch:
+		return " if-none-match *"
+	}
+	return ""
+}
+
 // Infinity is the return time of a write whose outcome is unknown.
 const Infinity = int64(math.MaxInt64)
 
@@ -52,8 +91,25 @@ type Op struct {
 	Key    string
 	// Value is what a put wrote or what a get read (when Found).
 	Value string
-	// Found is false for a get that found no value (404).
-	Found  bool
+	// Found is false for a get that found no value (404). For a write
+	// refused for its condition (Refused), it tells whether the answer
+	// showed the key as present (an ETag).
+	Found bool
+	// Revision is what the answer showed, 0 if not recorded: for a put,
+	// the new modRevision (its ETag); for a get that found the key, its
+	// modRevision (ETag); for a delete, the X-Revision of the answer (the
+	// deletion's revision if it deleted the key, else the store's
+	// revision); for a refused write, the key's modRevision from the 412's
+	// ETag.
+	Revision uint64
+	// Cond is a write's condition.
+	Cond Cond
+	// Refused: the member answered 412, the condition did not hold when
+	// the write was applied, and nothing was changed.
+	Refused bool
+	// Node is the member that answered, if recorded (not checked; for
+	// reports).
+	Node   int
 	Call   int64 // nanoseconds on the recorder's clock
 	Return int64 // Infinity for a write whose outcome is unknown
 }
@@ -61,21 +117,20 @@ type Op struct {
 // Unknown reports whether op is a write whose outcome is unknown.
 func (op Op) Unknown() bool { return op.Return == Infinity }
 
+// Wrote reports whether op is a write that may have changed the store:
+// acknowledged or of unknown outcome, not refused.
+func (op Op) Wrote() bool { return op.Kind != Get && !op.Refused }
+
 func (op Op) String() string {
 	ret := "?"
 	if !op.Unknown() {
 		ret = fmt.Sprint(op.Return)
 	}
-	switch op.Kind {
-	case Get:
-		if !op.Found {
-			return fmt.Sprintf("c%d get(%s) -> not found [%d,%s]", op.Client, op.Key, op.Call, ret)
-		}
-		return fmt.Sprintf("c%d get(%s) -> %q [%d,%s]", op.Client, op.Key, op.Value, op.Call, ret)
-	case Put:
-		return fmt.Sprintf("c%d put(%s, %q) [%d,%s]", op.Client, op.Key, op.Value, op.Call, ret)
+	node := ""
+	if op.Node != 0 {
+		node = fmt.Sprintf(" on node %d", op.Node)
 	}
-	return fmt.Sprintf("c%d delete(%s) [%d,%s]", op.Client, op.Key, op.Call, ret)
+	return fmt.Sprintf("c%d %s [%d,%s]%s", op.Client, describe(toInput(op), toOutput(op), op.Unknown()), op.Call, ret, node)
 }
 
 // Recorder collects a history. It is safe for concurrent use.
@@ -127,6 +182,16 @@ func (r *Recorder) ret(ok bool) int64 {
 // Add records op as it is.
 func (r *Recorder) Add(op Op) { r.add(op) }
 
+// Finish records op as returning now if known, or as a write of unknown
+// outcome (returning at Infinity) otherwise.
+func (r *Recorder) Finish(op Op, known bool) {
+	op.Return = r.ret(known)
+	if op.Kind == Get && !op.Found {
+		op.Value = ""
+	}
+	r.add(op)
+}
+
 // History returns a copy of the operations recorded so far, in call order.
 func (r *Recorder) History() []Op {
 	r.mu.Lock()
@@ -140,20 +205,191 @@ func (r *Recorder) History() []Op {
 type input struct {
 	kind       Kind
 	key, value string
+	cond       Cond
 }
 
 type output struct {
-	value string
-	found bool
+	value   string
+	found   bool
+	rev     uint64
+	refused bool
+	unknown bool // the write's outcome is unknown: any answer goes
 }
 
-// state is one key's value; found is false when the key has none.
+func toInput(op Op) input {
+	return input{kind: op.Kind, key: op.Key, value: op.Value, cond: op.Cond}
+}
+
+func toOutput(op Op) output {
+	return output{value: op.Value, found: op.Found, rev: op.Revision, refused: op.Refused, unknown: op.Unknown()}
+}
+
+// state is one key's state. rev is the key's last write revision (the
+// modRevision of the value, or the revision of the deletion that removed
+// it, 0 if never written) when exact; otherwise a lower bound of it (after
+// a write whose revision is unknown).
 type state struct {
 	value string
 	found bool
+	rev   uint64
+	exact bool
 }
 
-// Model is a key-value store partitioned by key, for porcupine.
+// Three-valued logic for conditions against an inexact state.
+type tri int
+
+const (
+	no tri = iota
+	yes
+	maybe
+)
+
+// holds tells whether c holds in s.
+func holds(s state, c Cond) tri {
+	switch c.Kind {
+	case IfMatchAny:
+		return boolTri(s.found)
+	case IfNoneMatch:
+		return boolTri(!s.found)
+	case IfMatch:
+		switch {
+		case !s.found:
+			return no
+		case s.exact:
+			return boolTri(s.rev == c.Rev)
+		case c.Rev < s.rev:
+			return no
+		}
+		return maybe
+	}
+	return yes
+}
+
+func boolTri(b bool) tri {
+	if b {
+		return yes
+	}
+	return no
+}
+
+// seen tells whether the key's modRevision may be m (it exists).
+func (s state) seen(m uint64) bool {
+	if m == 0 {
+		return true // not recorded
+	}
+	if s.exact {
+		return m == s.rev
+	}
+	return m >= s.rev
+}
+
+// refine returns s with its modRevision known to be m (unless 0).
+func (s state) refine(m uint64) state {
+	if m != 0 {
+		s.rev, s.exact = m, true
+	}
+	return s
+}
+
+// written returns the state after a write that took effect: a put of
+// value (found) or a deletion, with revision r (0: unknown, then only
+// known to be above the last one and, for an If-Match, above its revision).
+func (s state) written(value string, found bool, r uint64, c Cond) state {
+	if r != 0 {
+		return state{value: value, found: found, rev: r, exact: true}
+	}
+	lo := s.rev
+	if c.Kind == IfMatch && c.Rev > lo {
+		lo = c.Rev
+	}
+	return state{value: value, found: found, rev: lo + 1}
+}
+
+// step is the model's transition: whether the operation with input i and
+// output o may take effect in state s, and the state after it.
+func step(s state, i input, o output) (bool, state) {
+	switch i.kind {
+	case Get:
+		if o.found != s.found {
+			return false, s
+		}
+		if !s.found {
+			return true, s
+		}
+		if o.value != s.value || !s.seen(o.rev) {
+			return false, s
+		}
+		return true, s.refine(o.rev)
+	}
+	h := holds(s, i.cond)
+	if i.kind == Delete && i.cond.Kind == Always && !s.found {
+		// A delete of a missing key changes nothing; its X-Revision is
+		// the store's revision, at least the key's last write.
+		return o.unknown || o.rev == 0 || o.rev >= s.rev, s
+	}
+	found := i.kind == Put
+	switch {
+	case o.unknown:
+		if h == no {
+			return true, s
+		}
+		// If it may have taken effect here, say it did: if it did not,
+		// the checker may as well place it after everything else.
+		return true, s.written(i.value, found, 0, i.cond)
+	case o.refused:
+		if h == yes || o.found != s.found {
+			return false, s
+		}
+		if !o.found {
+			return true, s
+		}
+		if !s.seen(o.rev) || (i.cond.Kind == IfMatch && o.rev != 0 && o.rev == i.cond.Rev) {
+			return false, s
+		}
+		return true, s.refine(o.rev)
+	}
+	if h == no {
+		return false, s
+	}
+	if o.rev != 0 && (o.rev <= s.rev || (i.cond.Kind == IfMatch && o.rev <= i.cond.Rev)) {
+		return false, s // a write's revision is above every earlier one
+	}
+	return true, s.written(i.value, found, o.rev, i.cond)
+}
+
+func describe(i input, o output, unknown bool) string {
+	var b strings.Builder
+	switch i.kind {
+	case Put:
+		fmt.Fprintf(&b, "put(%s, %q)%s", i.key, i.value, i.cond)
+	case Delete:
+		fmt.Fprintf(&b, "delete(%s)%s", i.key, i.cond)
+	default:
+		if !o.found {
+			return fmt.Sprintf("get(%s) -> not found", i.key)
+		}
+		if o.rev != 0 {
+			return fmt.Sprintf("get(%s) -> %q @%d", i.key, o.value, o.rev)
+		}
+		return fmt.Sprintf("get(%s) -> %q", i.key, o.value)
+	}
+	switch {
+	case unknown:
+		b.WriteString(" -> ?")
+	case o.refused && o.found && o.rev != 0:
+		fmt.Fprintf(&b, " -> 412 @%d", o.rev)
+	case o.refused && o.found:
+		b.WriteString(" -> 412")
+	case o.refused:
+		b.WriteString(" -> 412 (absent)")
+	case o.rev != 0:
+		fmt.Fprintf(&b, " -> @%d", o.rev)
+	}
+	return b.String()
+}
+
+// Model is a key-value store with revisions, partitioned by key, for
+// porcupine.
 var Model = porcupine.Model{
 	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
 		byKey := map[string][]porcupine.Operation{}
@@ -172,39 +408,24 @@ var Model = porcupine.Model{
 		}
 		return out
 	},
-	Init: func() any { return state{} },
+	Init: func() any { return state{exact: true} },
 	Step: func(st, in, out any) (bool, any) {
-		s, i := st.(state), in.(input)
-		switch i.kind {
-		case Put:
-			return true, state{value: i.value, found: true}
-		case Delete:
-			return true, state{}
-		default:
-			o := out.(output)
-			return o == output(s), s
-		}
+		return step(st.(state), in.(input), out.(output))
 	},
 	DescribeOperation: func(in, out any) string {
-		i := in.(input)
-		switch i.kind {
-		case Put:
-			return fmt.Sprintf("put(%s, %q)", i.key, i.value)
-		case Delete:
-			return fmt.Sprintf("delete(%s)", i.key)
-		}
 		o := out.(output)
-		if !o.found {
-			return fmt.Sprintf("get(%s) -> not found", i.key)
-		}
-		return fmt.Sprintf("get(%s) -> %q", i.key, o.value)
+		return describe(in.(input), o, o.unknown)
 	},
 	DescribeState: func(st any) string {
 		s := st.(state)
-		if !s.found {
-			return "(none)"
+		rev := fmt.Sprintf("@%d", s.rev)
+		if !s.exact {
+			rev = fmt.Sprintf("@>=%d", s.rev)
 		}
-		return fmt.Sprintf("%q", s.value)
+		if !s.found {
+			return "(none) " + rev
+		}
+		return fmt.Sprintf("%q %s", s.value, rev)
 	},
 }
 
@@ -214,9 +435,9 @@ func Operations(history []Op) []porcupine.Operation {
 	for _, op := range history {
 		ops = append(ops, porcupine.Operation{
 			ClientId: op.Client,
-			Input:    input{kind: op.Kind, key: op.Key, value: op.Value},
+			Input:    toInput(op),
 			Call:     op.Call,
-			Output:   output{value: op.Value, found: op.Found},
+			Output:   toOutput(op),
 			Return:   op.Return,
 		})
 	}
@@ -230,6 +451,9 @@ type Result struct {
 	// HTML is the path of the visualization, written when Verdict is
 	// Illegal and a directory was given.
 	HTML string
+	// Keys are the keys whose operations alone are not linearizable, when
+	// Verdict is Illegal.
+	Keys []string
 }
 
 // Check checks history for linearizability, giving up after timeout (0: no
@@ -239,6 +463,13 @@ func Check(history []Op, timeout time.Duration, dir, name string) (Result, error
 	ops := Operations(history)
 	verdict, info := porcupine.CheckOperationsVerbose(Model, ops, timeout)
 	res := Result{Verdict: verdict, Ops: len(ops)}
+	if verdict == porcupine.Illegal {
+		for _, part := range Model.Partition(ops) {
+			if porcupine.CheckOperationsTimeout(Model, part, 10*time.Second) == porcupine.Illegal {
+				res.Keys = append(res.Keys, part[0].Input.(input).key)
+			}
+		}
+	}
 	if verdict != porcupine.Illegal || dir == "" {
 		return res, nil
 	}
@@ -250,4 +481,55 @@ func Check(history []Op, timeout time.Duration, dir, name string) (Result, error
 		return res, fmt.Errorf("writing %s: %v", res.HTML, err)
 	}
 	return res, nil
+}
+
+// CheckRevisions checks what porcupine cannot see across keys: the store's
+// revision is one counter for every key, so two writes that took effect
+// never share a revision, and a write called after another returned has a
+// higher one. It looks at acknowledged puts and conditional deletes (an
+// unconditional delete's X-Revision is not its own when the key was
+// missing) whose revision was recorded.
+func CheckRevisions(history []Op) error {
+	var ws []Op
+	for _, op := range history {
+		if op.Unknown() || op.Refused || op.Revision == 0 {
+			continue
+		}
+		if op.Kind == Put || (op.Kind == Delete && op.Cond.Kind != Always) {
+			ws = append(ws, op)
+		}
+	}
+	var errs []string
+	byRev := map[uint64]Op{}
+	for _, w := range ws {
+		if o, ok := byRev[w.Revision]; ok {
+			errs = append(errs, fmt.Sprintf("revision %d twice: %v and %v", w.Revision, o, w))
+			continue
+		}
+		byRev[w.Revision] = w
+	}
+	// In call order, the highest revision of the writes that returned
+	// before each call.
+	byRet := append([]Op(nil), ws...)
+	sort.Slice(byRet, func(i, j int) bool { return byRet[i].Return < byRet[j].Return })
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Call < ws[j].Call })
+	var top Op
+	j := 0
+	for _, w := range ws {
+		for ; j < len(byRet) && byRet[j].Return < w.Call; j++ {
+			if byRet[j].Revision > top.Revision {
+				top = byRet[j]
+			}
+		}
+		if top.Revision != 0 && w.Revision <= top.Revision {
+			errs = append(errs, fmt.Sprintf("%v has a revision not above that of %v, which returned before it was called", w, top))
+		}
+	}
+	if len(errs) > 0 {
+		if len(errs) > 10 {
+			errs = append(errs[:10], fmt.Sprintf("and %d more", len(errs)-10))
+		}
+		return fmt.Errorf("revisions: %s", strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -30,8 +30,8 @@ func TestStaleReadIsIllegalAndVisualized(t *testing.T) {
 	}
 	dir := t.TempDir()
 	res, err := Check(h, 0, dir, "stale")
-	if err != nil || res.Verdict != porcupine.Illegal {
-		t.Fatalf("got %+v, %v; want Illegal", res, err)
+	if err != nil || res.Verdict != porcupine.Illegal || len(res.Keys) != 1 || res.Keys[0] != "a" {
+		t.Fatalf("got %+v, %v; want Illegal on key a", res, err)
 	}
 	if fi, err := os.Stat(res.HTML); err != nil || fi.Size() == 0 {
 		t.Fatalf("visualization %q: %v", res.HTML, err)

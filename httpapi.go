@@ -59,8 +59,9 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
-	if _, err := notModified(r, false, keyMeta{}); err != nil {
-		return err // checked before the read: a malformed header is refused at once
+	unchanged, err := unchangedCondition(r)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := h.waitContext(r)
 	defer cancel()
@@ -73,7 +74,7 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusNotFound, "key not found")
 	}
 	setKeyHeaders(w, v.meta, revision)
-	if unchanged, _ := notModified(r, found, v.meta); unchanged {
+	if unchanged.kind != condNone && unchanged.holds(found, v.meta) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}

@@ -98,7 +98,7 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request) error {
 	defer metricWatchers.Dec()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Revision", strconv.FormatUint(current, 10))
+	setRevision(w, current)
 	w.WriteHeader(http.StatusOK)
 
 	s := &watchStream{w: w, rc: rc, filter: filter, next: from, through: from - 1}

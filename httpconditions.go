@@ -76,21 +76,22 @@ func writeCondition(r *http.Request, createOnly bool) (condition, error) {
 	return condition{}, nil
 }
 
-// notModified reads a GET's If-None-Match: "N" (or *) and reports whether
-// the key, found with meta, is unchanged since, so the answer is 304.
-func notModified(r *http.Request, found bool, meta keyMeta) (bool, error) {
+// unchangedCondition reads a GET's If-None-Match: "N" (or *) as the
+// condition under which the key is unchanged since, so that the answer is
+// 304: its modRevision is still N (or it exists). condNone if absent.
+func unchangedCondition(r *http.Request) (condition, error) {
 	tag, err := conditionHeader(r, "If-None-Match")
-	if err != nil || tag == "" {
-		return false, err
-	}
-	if tag == "*" {
-		return found, nil
+	switch {
+	case err != nil || tag == "":
+		return condition{}, err
+	case tag == "*":
+		return condition{kind: condExists}, nil
 	}
 	rev, ok := parseETag(tag)
 	if !ok {
-		return false, apiErr(http.StatusBadRequest, `If-None-Match must be a revision in double quotes ("N", as ETag gives it) or *, not `+tag)
+		return condition{}, apiErr(http.StatusBadRequest, `If-None-Match must be a revision in double quotes ("N", as ETag gives it) or *, not `+tag)
 	}
-	return found && meta.modRevision == rev, nil
+	return condition{kind: condModRevision, modRevision: rev}, nil
 }
 
 // setRevision sets X-Revision, the store revision an answer reflects.

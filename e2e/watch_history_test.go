@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -87,14 +88,7 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 		// The newer half of the history replays from fromRevision and from
 		// Last-Event-ID alike.
 		mid := last - history/2 + 1
-		w := openWatch(t, n2, fmt.Sprintf("/v1/watch/?prefix=h/&fromRevision=%d", mid), nil)
-		w.expectProgress(t, mid-1)
-		w.expectChanges(t, writesFrom(writes, mid))
-		w.close()
-		w = openWatch(t, n2, "/v1/watch/?prefix=h/", hdr("Last-Event-ID", strconv.FormatUint(mid-1, 10)))
-		w.expectProgress(t, mid-1)
-		w.expectChanges(t, writesFrom(writes, mid))
-		w.close()
+		expectReplayFrom(t, n2, "h/", mid, writes)
 	})
 
 	// A stream that starts more than half the history back is not behind
@@ -103,14 +97,7 @@ func TestWatchHistoryIsBoundedAndSlowWatchersAreClosed(t *testing.T) {
 	// client resuming from there never caught up.
 	t.Run("a watch from the oldest revision the history keeps replays all of it", func(t *testing.T) {
 		oldest, _ := hubState(t, n2)
-		w := openWatch(t, n2, fmt.Sprintf("/v1/watch/?prefix=h/&fromRevision=%d", oldest), nil)
-		w.expectProgress(t, oldest-1)
-		w.expectChanges(t, writesFrom(writes, oldest))
-		w.close()
-		w = openWatch(t, n2, "/v1/watch/?prefix=h/", hdr("Last-Event-ID", strconv.FormatUint(oldest-1, 10)))
-		w.expectProgress(t, oldest-1)
-		w.expectChanges(t, writesFrom(writes, oldest))
-		w.close()
+		expectReplayFrom(t, n2, "h/", oldest, writes)
 	})
 
 	t.Run("after a restart the history starts after the snapshot the member started from", func(t *testing.T) {
@@ -367,4 +354,23 @@ func closedStreams(t *testing.T, n *tc.Node) float64 {
 		sum += s.Value
 	}
 	return sum
+}
+
+// expectReplayFrom watches prefix on n from revision from, both ways of
+// starting there (fromRevision, Last-Event-ID), and expects the writes
+// from it on.
+func expectReplayFrom(t *testing.T, n *tc.Node, prefix string, from uint64, writes []change) {
+	t.Helper()
+	for _, start := range []struct {
+		query  string
+		header http.Header
+	}{
+		{fmt.Sprintf("&fromRevision=%d", from), nil},
+		{"", hdr("Last-Event-ID", strconv.FormatUint(from-1, 10))},
+	} {
+		w := openWatch(t, n, "/v1/watch/?prefix="+url.QueryEscape(prefix)+start.query, start.header)
+		w.expectProgress(t, from-1)
+		w.expectChanges(t, writesFrom(writes, from))
+		w.close()
+	}
 }

@@ -137,6 +137,7 @@ type TxnGetResult struct {
 	CreateRevision uint64 `json:"createRevision"`
 	ModRevision    uint64 `json:"modRevision"`
 	Version        uint64 `json:"version"`
+	TTL            string `json:"ttl"` // where the key has one (not in the contract; as in the listing)
 	Encoding       string `json:"encoding"`
 }
 

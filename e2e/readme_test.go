@@ -550,7 +550,8 @@ func TestREADMEExamplesAndRecipesOfTTLsAndTransactionsWorkAsShown(t *testing.T) 
 			term.run(t, blockLine(t, campaign, "campaign alice &"))
 			term.expect(t, `^alice leads$`, tc.Timeout)
 			term.run(t, blockLine(t, campaign, "campaign bob &"))
-			term.run(t, readmePorts(c, blockLine(t, campaign, "curl -s http://127.0.0.1:32380/v1/kv/election/leader")))
+			getLeader := readmePorts(c, blockLine(t, campaign, "curl -s http://127.0.0.1:32380/v1/kv/election/leader"))
+			term.run(t, getLeader+"\necho") // the value has no newline of its own
 			term.expect(t, `^alice$`, tc.Timeout)
 
 			// Alice renews every second; for longer than the 3 s TTL the
@@ -592,7 +593,7 @@ func TestREADMEExamplesAndRecipesOfTTLsAndTransactionsWorkAsShown(t *testing.T) 
 			if leads.at.Before(killed.Add(1500 * time.Millisecond)) {
 				t.Fatalf("bob led %v after alice stopped, before her last renewal's 3 s were up", leads.at.Sub(killed).Round(time.Millisecond))
 			}
-			term.run(t, readmePorts(c, blockLine(t, campaign, "curl -s http://127.0.0.1:32380/v1/kv/election/leader")))
+			term.run(t, getLeader+"\necho")
 			term.expect(t, `^bob$`, tc.Timeout)
 			t.Logf("alice renewed %d times; her key expired %v after her last renewal was seen, bob led %v after she was killed",
 				renewals, expiredAfter.Round(time.Millisecond), leads.at.Sub(killed).Round(time.Millisecond))

@@ -392,13 +392,13 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 
 		t.Run("an expiry never removes a newer write, however close to the deadline", func(t *testing.T) {
 			t.Parallel()
-			// Keys with a 1 s TTL, each overwritten at its own moment from 30 ms
-			// before to 50 ms after its deadline, where the leader's expiry is
+			// Keys with a 1 s TTL, each overwritten at its own moment from 20 ms
+			// before to 60 ms after its deadline, where the leader's expiry is
 			// on its way through the log: with no ttl (even keys, which must
 			// then stay) or with ttl=2s (odd keys, which must then live 2 s
 			// from that write).
-			const keys = 32
-			const step = 2500 * time.Microsecond
+			const keys = 64
+			const step = 1250 * time.Microsecond
 			w := watchTimed(t, follower, "/v1/watch/?prefix=newer/")
 			type key struct {
 				name        string
@@ -416,7 +416,7 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					at := k.ack.Add(time.Second - 30*time.Millisecond + time.Duration(i)*step)
+					at := k.ack.Add(time.Second - 20*time.Millisecond + time.Duration(i)*step)
 					time.Sleep(time.Until(at))
 					path := "/v1/kv/" + k.name
 					if i%2 == 1 {

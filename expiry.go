@@ -14,9 +14,13 @@ import (
 // applies the expiry like any delete; watchers see it marked expired.
 //
 // Never early: the leader counts a key's TTL from when it applied the key's
-// write, which precedes its own acknowledgement of the write (a follower
-// acknowledges once it applied it too, normally within a millisecond). A
-// member that becomes leader cannot know how long the previous leader had
+// write, and waits expiryGrace more. A write is acknowledged once the member
+// that took it has applied it: the leader answers just after its own apply,
+// a follower once it hears of the commit, normally within a millisecond of
+// the leader, so the grace covers every acknowledgement but one from a
+// member that is itself late (and a client that counts from when it sent the
+// request is safe even then: the leader applies a write after it was sent,
+// and expiries only ever come later than that). A member that becomes leader cannot know how long the previous leader had
 // counted, so it restarts every TTL in full: a leader change may delay an
 // expiry by up to one TTL, never advance it. A restarted member counts from
 // when it replayed each key's write, and restarts again if it comes to lead.
@@ -48,6 +52,10 @@ type ttlDeadline struct {
 // apply before proposing it again (raft may have dropped it).
 const expiryRetry = time.Second
 
+// expiryGrace is how long past a key's TTL the leader waits before it
+// proposes the key's expiry (see above).
+const expiryGrace = 250 * time.Millisecond
+
 // expiryCheck bounds how long the expiry goroutine sleeps, so that it
 // notices a new term of its own leadership soon.
 const expiryCheck = 100 * time.Millisecond
@@ -67,7 +75,7 @@ func (e *expirer) observe(changes []change, now time.Time) {
 			e.removeLocked(c.key)
 			continue
 		}
-		e.setLocked(c.key, c.meta.modRevision, c.meta.ttl, now.Add(c.meta.ttl))
+		e.setLocked(c.key, c.meta.modRevision, c.meta.ttl, now.Add(c.meta.ttl+expiryGrace))
 		sooner = true
 	}
 	metricTTLKeys.Set(float64(len(e.byKey)))
@@ -94,7 +102,7 @@ func (e *expirer) reset(keys []ttlKey, now time.Time) {
 	clear(e.byKey)
 	e.queue = e.queue[:0]
 	for _, k := range keys {
-		e.setLocked(k.key, k.modRevision, k.ttl, now.Add(k.ttl))
+		e.setLocked(k.key, k.modRevision, k.ttl, now.Add(k.ttl+expiryGrace))
 	}
 	metricTTLKeys.Set(float64(len(e.byKey)))
 }
@@ -118,7 +126,8 @@ func (e *expirer) removeLocked(key string) {
 }
 
 // remaining is how long the write at modRevision has left to live on this
-// member's clock; false if this member has no deadline for it.
+// member's clock (its grace not counted); false if this member has no
+// deadline for it.
 func (e *expirer) remaining(key string, modRevision uint64, now time.Time) (time.Duration, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -126,7 +135,7 @@ func (e *expirer) remaining(key string, modRevision uint64, now time.Time) (time
 	if !ok || d.modRevision != modRevision {
 		return 0, false
 	}
-	return max(d.deadline.Sub(now), 0), true
+	return max(d.deadline.Sub(now)-expiryGrace, 0), true
 }
 
 // lead records whether this member leads, and in which term, as of now.
@@ -143,7 +152,7 @@ func (e *expirer) lead(leading bool, term uint64, now time.Time) {
 	}
 	e.term = term
 	for _, d := range e.queue {
-		d.deadline = now.Add(d.ttl)
+		d.deadline = now.Add(d.ttl + expiryGrace)
 	}
 	heap.Init(&e.queue)
 }

@@ -27,14 +27,14 @@ func TestTheLeaderProposesAnExpiryOnlyOnceTheTTLHasPassed(t *testing.T) {
 	e := newExpirer()
 	t0 := time.Now()
 	e.observe([]change{putWithTTL("k", 7, 10*time.Second)}, t0)
-	if got, _ := e.due(t0.Add(time.Hour)); len(got) != 0 {
+	if got, _ := e.due(t0.Add(expiryGrace + time.Hour)); len(got) != 0 {
 		t.Fatal("a follower proposed an expiry")
 	}
 	e.lead(true, 3, t0) // leading from t0: deadlines restart at t0
-	if got, next := e.due(t0.Add(10*time.Second - time.Millisecond)); len(got) != 0 || next != time.Millisecond {
+	if got, next := e.due(t0.Add(expiryGrace + 10*time.Second - time.Millisecond)); len(got) != 0 || next != time.Millisecond {
 		t.Fatalf("before the TTL: %d expiries, next in %v", len(got), next)
 	}
-	got, _ := e.due(t0.Add(10 * time.Second))
+	got, _ := e.due(t0.Add(expiryGrace + 10*time.Second))
 	if len(got) != 1 {
 		t.Fatalf("at the TTL: %d expiries", len(got))
 	}
@@ -42,15 +42,15 @@ func TestTheLeaderProposesAnExpiryOnlyOnceTheTTLHasPassed(t *testing.T) {
 		t.Fatalf("expiry %+v: want a delete of k if its modRevision is still 7", c)
 	}
 	// Not applied yet (raft may have dropped it): proposed again, later.
-	if again, _ := e.due(t0.Add(10*time.Second + expiryRetry - time.Millisecond)); len(again) != 0 {
+	if again, _ := e.due(t0.Add(expiryGrace + 10*time.Second + expiryRetry - time.Millisecond)); len(again) != 0 {
 		t.Fatal("proposed again before expiryRetry")
 	}
-	if again, _ := e.due(t0.Add(10*time.Second + expiryRetry)); len(again) != 1 {
+	if again, _ := e.due(t0.Add(expiryGrace + 10*time.Second + expiryRetry)); len(again) != 1 {
 		t.Fatal("not proposed again after expiryRetry")
 	}
 	// Applied: the deadline is gone.
 	e.observe([]change{{revision: 8, key: "k", deleted: true, expired: true}}, t0.Add(11*time.Second))
-	if again, _ := e.due(t0.Add(time.Hour)); len(again) != 0 {
+	if again, _ := e.due(t0.Add(expiryGrace + time.Hour)); len(again) != 0 {
 		t.Fatal("an expired key expires again")
 	}
 }
@@ -60,23 +60,23 @@ func TestANewLeaderRestartsEveryTTLInFull(t *testing.T) {
 	t0 := time.Now()
 	e.observe([]change{putWithTTL("a", 1, 4*time.Second), putWithTTL("b", 2, 8*time.Second)}, t0)
 	e.lead(true, 5, t0.Add(3*time.Second))
-	if got, _ := e.due(t0.Add(7*time.Second - time.Millisecond)); len(got) != 0 {
+	if got, _ := e.due(t0.Add(expiryGrace + 7*time.Second - time.Millisecond)); len(got) != 0 {
 		t.Fatalf("%d expiries before 4 s from the start of the term", len(got))
 	}
-	if got, _ := e.due(t0.Add(7 * time.Second)); len(got) != 1 {
+	if got, _ := e.due(t0.Add(expiryGrace + 7*time.Second)); len(got) != 1 {
 		t.Fatalf("%d expiries 4 s into the term, want a", len(got))
 	}
 	// Leading on in the same term changes nothing; a new term restarts.
 	e.lead(true, 5, t0.Add(9*time.Second))
-	if got, _ := e.due(t0.Add(11*time.Second - time.Millisecond)); len(got) != 1 || expiryOf(t, got[0]).key != "a" {
+	if got, _ := e.due(t0.Add(expiryGrace + 11*time.Second - time.Millisecond)); len(got) != 1 || expiryOf(t, got[0]).key != "a" {
 		t.Fatalf("%d expiries just before 8 s into the term, want a's retry", len(got))
 	}
-	if got, _ := e.due(t0.Add(11 * time.Second)); len(got) != 1 || expiryOf(t, got[0]).key != "b" {
+	if got, _ := e.due(t0.Add(expiryGrace + 11*time.Second)); len(got) != 1 || expiryOf(t, got[0]).key != "b" {
 		t.Fatalf("b not due 8 s into the term: %d expiries", len(got))
 	}
 	e.lead(false, 0, t0.Add(12*time.Second))
 	e.lead(true, 7, t0.Add(20*time.Second))
-	if got, _ := e.due(t0.Add(24*time.Second - time.Millisecond)); len(got) != 0 {
+	if got, _ := e.due(t0.Add(expiryGrace + 24*time.Second - time.Millisecond)); len(got) != 0 {
 		t.Fatalf("%d expiries before a full TTL into the new term", len(got))
 	}
 	if left, ok := e.remaining("b", 2, t0.Add(21*time.Second)); !ok || left != 7*time.Second {
@@ -90,7 +90,7 @@ func TestAWriteWithoutATTLClearsIt(t *testing.T) {
 	e.lead(true, 1, t0)
 	e.observe([]change{putWithTTL("k", 1, time.Second)}, t0)
 	e.observe([]change{{revision: 2, key: "k", value: "kept", meta: keyMeta{createRevision: 1, modRevision: 2, version: 2}}}, t0)
-	if got, _ := e.due(t0.Add(time.Hour)); len(got) != 0 {
+	if got, _ := e.due(t0.Add(expiryGrace + time.Hour)); len(got) != 0 {
 		t.Fatal("a key whose TTL was cleared expires")
 	}
 	if _, ok := e.remaining("k", 2, t0); ok {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -119,18 +121,34 @@ func (h *httpAPI) txn(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	answer := txnAnswer{Succeeded: !result.failed, Revision: result.revision}
-	if result.results == nil {
-		answer.ResultsUnknown = "this member learned of the transaction's commit from a snapshot, which keeps only whether it succeeded and its revision; read the keys again"
-	} else {
-		answer.Results = make([]txnResultJSON, len(*result.results))
-		for i, res := range *result.results {
-			answer.Results[i] = txnResultOf(res)
-		}
-	}
 	setRevision(w, result.revision)
-	writeJSON(w, http.StatusOK, answer)
+	if result.results == nil {
+		writeJSON(w, http.StatusOK, txnAnswer{Succeeded: !result.failed, Revision: result.revision,
+			ResultsUnknown: "this member learned of the transaction's commit from a snapshot, which keeps only whether it succeeded and its revision; read the keys again"})
+		return nil
+	}
+	writeTxnAnswer(w, !result.failed, result.revision, *result.results)
 	return nil
+}
+
+// writeTxnAnswer writes a txnAnswer, streamed: each result is encoded and
+// written as it comes, so an answer of 128 large values is never held whole
+// (the values themselves are shared with the map).
+func writeTxnAnswer(w http.ResponseWriter, succeeded bool, revision uint64, results []txnResult) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	fmt.Fprintf(bw, `{"succeeded":%t,"revision":%d,"results":[`, succeeded, revision)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	for i, res := range results {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		enc.Encode(txnResultOf(res)) // of strings and numbers: cannot fail
+	}
+	bw.WriteString("]}\n")
+	bw.Flush() // an error: the client went away
 }
 
 // command is the transaction req asks for. It checks only what the JSON

@@ -392,11 +392,26 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 
 		t.Run("an expiry never removes a newer write, however close to the deadline", func(t *testing.T) {
 			t.Parallel()
-			// Keys with a 1 s TTL, each overwritten at its own moment from 20 ms
-			// before to 60 ms after its deadline, where the leader's expiry is
-			// on its way through the log: with no ttl (even keys, which must
-			// then stay) or with ttl=2s (odd keys, which must then live 2 s
-			// from that write).
+			// Keys with a 1 s TTL, each overwritten at its own moment around
+			// when the leader's expiry is on its way through the log: with no
+			// ttl (even keys, which must then stay) or with ttl=2s (odd keys,
+			// which must then live 2 s from that write). When that is, a probe
+			// tells: how long after its acknowledgement a key with a 1 s TTL
+			// is gone on the leader (the TTL, the server's grace, the expiry's
+			// trip through the log).
+			_, probeAck := putTTL(t, leader, "/v1/kv/newer-probe", "p", "1s", nil)
+			var lag time.Duration
+			for {
+				code, _, err := leader.Do(http.MethodGet, "/v1/kv/newer-probe?consistency=serializable", "")
+				if err == nil && code == http.StatusNotFound {
+					lag = time.Since(probeAck)
+					break
+				}
+				if time.Since(probeAck) > tc.Timeout {
+					t.Fatalf("the probe key did not expire: %d %v", code, err)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
 			const keys = 64
 			const step = 1250 * time.Microsecond
 			w := watchTimed(t, follower, "/v1/watch/?prefix=newer/")
@@ -417,7 +432,7 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					at := k.ack.Add(time.Second - 20*time.Millisecond + time.Duration(i)*step)
+					at := k.ack.Add(lag - 50*time.Millisecond + time.Duration(i)*step)
 					time.Sleep(time.Until(at))
 					path := "/v1/kv/" + k.name
 					if i%2 == 1 {
@@ -513,7 +528,8 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 					t.Errorf("%s (old write %d, overwrite %d %v after it): events %v", k.name, k.rev, k.newRev, k.newAck.Sub(k.ack).Round(time.Millisecond), kinds)
 				}
 			}
-			t.Logf("%d of %d overwrites came before their key's expiry, %d after it", overwrote, keys, keys-overwrote)
+			t.Logf("the probe expired %v after its acknowledgement; of the %d overwrites sent from %v to %v after theirs, %d came before their key's expiry, %d after it",
+				lag.Round(time.Millisecond), keys, (lag - 50*time.Millisecond).Round(time.Millisecond), (lag - 50*time.Millisecond + keys*step).Round(time.Millisecond), overwrote, keys-overwrote)
 		})
 	})
 

@@ -533,19 +533,24 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 		})
 	})
 
-	// Moves leadership away from the member that runs key's TTL at once
-	// after the write; the key must live TTL from the moment the move began
-	// (the new leader restarts the TTL in full), and be gone within TTL + 1 s
-	// of the new leader's taking over if leadership then stays put.
+	// Moves leadership away from the member that runs key's 2 s TTL halfway
+	// through it; the key must live 2 s from the moment the move began (the
+	// new leader restarts the TTL in full: 1 s more than the write's own
+	// deadline), and be gone within TTL + 1 s of the new leader's taking
+	// over if leadership then stays put.
 	leaderChange := func(t *testing.T, key string, move func(leader *tc.Node) (began time.Time, newLeader *tc.Node)) {
 		leader, _ := stableLeader(t, c)
 		other := c.Except(leader)[0]
 		w := watchTimed(t, other, "/v1/watch/"+key)
 		rev, ack := putTTL(t, leader, "/v1/kv/"+key, "v", "2s", nil)
-		began, newLeader := move(leader)
 		if ev := w.next(t, watchTimeout); ev.Type != "put" || ev.ID != rev {
 			t.Fatalf("watch: %s at %d, want the put at %d", ev.Type, ev.ID, rev)
 		}
+		time.Sleep(time.Until(ack.Add(time.Second))) // halfway through the TTL
+		if code, _, err := other.Do(http.MethodGet, "/v1/kv/"+key, ""); err != nil || code != http.StatusOK {
+			t.Fatalf("GET %s halfway through its TTL: %d %v, want 200", key, code, err)
+		}
+		began, newLeader := move(leader)
 		_, term := stableLeader(t, c)
 		tookOver := time.Now()
 		notBefore := began.Add(2 * time.Second)
@@ -559,7 +564,7 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 			gone.Sub(ack).Round(time.Millisecond), ev.at.Sub(ack).Round(time.Millisecond))
 	}
 
-	t.Run("POST /v1/leader right after the write restarts the TTL in full on the new leader", func(t *testing.T) {
+	t.Run("POST /v1/leader halfway through a TTL restarts it in full on the new leader", func(t *testing.T) {
 		leaderChange(t, "moved/transfer", func(leader *tc.Node) (time.Time, *tc.Node) {
 			to := c.Except(leader)[0]
 			began := time.Now()
@@ -569,7 +574,7 @@ func TestKeysWithATTLExpireWithinTTLPlusOneSecondAndNeverEarly(t *testing.T) {
 		})
 	})
 
-	t.Run("a SIGKILL of the leader right after the write, and its restart, restart the TTL in full", func(t *testing.T) {
+	t.Run("a SIGKILL of the leader halfway through a TTL, and its restart, restart it in full", func(t *testing.T) {
 		leaderChange(t, "moved/kill", func(leader *tc.Node) (time.Time, *tc.Node) {
 			began := time.Now()
 			leader.Kill()

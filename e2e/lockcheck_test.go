@@ -226,7 +226,7 @@ func (r lockReport) String() string {
 		"history: %d releases, %d expiries, %d holds nobody claimed, %d resource writes; %d resource txns refused by the token compare, %d ambiguous answers; %d violations",
 		r.Acquisitions, r.ReadBacks, r.Renewals, r.Releases, r.Crashes, r.StableCrashes,
 		r.Deletes, r.Expiries, r.Phantoms, r.ResourceWrites, r.StaleRefused, r.Ambiguous, len(r.Violations)) +
-		fmt.Sprintf("; crashed under a stable leader: expiry seen %v, next acquire %v after the last write's answer (TTL %v)", roundAll(r.StableExpiry), roundAll(r.StableHandover), lockTTL)
+		fmt.Sprintf("; crashed under a stable leader: expiry seen %v, next acquire %v after the last write's answer", roundAll(r.StableExpiry), roundAll(r.StableHandover))
 }
 
 // lockChain is a stretch of the history in which the key exists: from an

@@ -420,6 +420,11 @@ func (p *kvFakeNode) Propose(ctx context.Context, data []byte) error { return p.
 func (p *kvFakeNode) Done() <-chan struct{}                          { return p.done }
 func (p *kvFakeNode) self() uint64                                   { return 1 }
 func (p *kvFakeNode) Leader() uint64                                 { return p.leader }
+
+// Status says this node is a follower: the fake proposes no expiries.
+func (p *kvFakeNode) Status() raftStatus {
+	return raftStatus{ID: 1, State: "follower", Leader: p.leader}
+}
 func (p *kvFakeNode) leaderChanges() <-chan struct{} {
 	if p.moved == nil {
 		return nil

@@ -12,10 +12,14 @@
 # All traffic goes to one member, the leader by default (--target follower
 # picks a follower), the same for both systems.
 #
-# Two workloads are raftexample's only (etcd rows are skipped):
+# Three workloads are raftexample's only (etcd rows are skipped):
 #   put-if  conditional PUTs (If-Match: "<modRevision>", bench/put-if.lua), the
 #           revisions listed just before each run; compare with put at the same
 #           connections, e.g. --workloads "put put-if" --conns "16 256".
+#   txn     POST /v1/txn (bench/txn.lua): if one key exists, put it and another
+#           (2 PUTs of --value-bytes over put's key space, one revision); compare
+#           with put at the same connections, e.g. --workloads "put txn". This
+#           harness has no etcd equivalent: its rows say n/a.
 #   watch   bench/benchtool watch: PUTs at --watch-conns connections to the
 #           leader without watchers, with --watchers watch streams on one prefix
 #           spread over the members, and without again; PUT/s, delivered events/s,
@@ -33,8 +37,8 @@ usage: bench/run.sh [flags]
   --etcd-only         benchmark only etcd
   --duration D        wrk duration per run (default 10s)
   --conns "LIST"      connection counts (default "1 16 256")
-  --workloads "LIST"  among put get get-serializable put-if watch (default
-                      "put get get-serializable"); put-if and watch: raftexample only
+  --workloads "LIST"  among put get get-serializable put-if txn watch (default
+                      "put get get-serializable"); put-if, txn and watch: raftexample only
   --keys N            key space (default 100000), loaded before the runs
   --value-bytes N     value size (default 256)
   --target T          leader or follower: the one member all requests go to (default leader)
@@ -119,7 +123,7 @@ machine | tee "$out/machine.txt"
 # Script arguments after "--": key space, value bytes, wrk threads, and for
 # put-if the file of the keys' revisions.
 run_wrk() { # system script workload conns url
-	local system=$1 script=$2 workload=$3 c=$4 url=$5 t figures revs="" codes0=""
+	local system=$1 script=$2 workload=$3 c=$4 url=$5 t figures revs="" codes0="" rev0=""
 	t=$((c < 2 ? c : 2))
 	local log=$out/$system-$workload-c$c.txt n=1
 	while [ -e "$log" ]; do n=$((n + 1)); log=$out/$system-$workload-c$c-$n.txt; done
@@ -127,6 +131,10 @@ run_wrk() { # system script workload conns url
 		revs=$data/revs.txt
 		bench/bin/benchtool revs -url "$url" -prefix bench- -out "$revs"
 		codes0=$(bench/bin/benchtool codes -url "$url" -method PUT)
+	fi
+	if [ "$workload" = txn ]; then
+		codes0=$(bench/bin/benchtool codes -url "$url" -method POST -route /v1/txn)
+		rev0=$(status_revision "$url") || rev0=""
 	fi
 	in_bg wrk -t"$t" -c"$c" -d"$duration" --timeout 10s -s "bench/$script.lua" "$url" -- "$keys" "$value_bytes" "$t" "$revs" >"$log" 2>&1 || true
 	if ! figures=$(wrk_figures "$log"); then
@@ -139,16 +147,58 @@ run_wrk() { # system script workload conns url
 		# The member's own count of its PUT answers by code, over the run.
 		local codes1 n412 total
 		codes1=$(bench/bin/benchtool codes -url "$url" -method PUT)
-		read -r n412 total < <(awk -v a="$codes0" -v b="$codes1" 'BEGIN {
-			n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); before[kv[1]] = kv[2] }
-			n = split(b, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); d = kv[2] - before[kv[1]]; all += d; if (kv[1] == "412") f = d }
-			printf "%d %d\n", f, all }')
+		read -r n412 total < <(code_delta "$codes0" "$codes1" 412)
 		printf '%s\t%s\t%s\t%s\n' "$system" "$c" "$n412" "$total" >>"$out/put-if.tsv"
 		echo "  put-if           c=$c  the member answered $total PUTs, $n412 of them 412"
 		if [ "$total" -gt 0 ] && [ $((n412 * 100)) -gt "$total" ]; then
 			echo "  put-if: more than 1% 412: the run wrote more PUTs than there are keys (each wrk thread came back to keys whose revision had moved on); raise --keys" >&2
 		fi
 	fi
+	if [ "$workload" = txn ]; then
+		# wrk sees only the status (200 whether the compare held or not): a
+		# transaction that wrote moved the member's revision by one, one
+		# that did not left it, and nothing else writes during the run. The
+		# member counts every transaction it answered, those in flight when
+		# wrk stopped and closed its connections too (503, the client gone:
+		# about one per connection), which may have been committed all the
+		# same; so wrote is over all the answers, not the 200s.
+		local codes1 rev1 n200 total moved=-
+		sleep 1 # the answers to the transactions in flight when wrk stopped
+		codes1=$(bench/bin/benchtool codes -url "$url" -method POST -route /v1/txn)
+		rev1=$(status_revision "$url") || rev1=""
+		read -r n200 total < <(code_delta "$codes0" "$codes1" 200)
+		[ -n "$rev0" ] && [ -n "$rev1" ] && moved=$((rev1 - rev0))
+		printf '%s\t%s\t%s\t%s\t%s\n' "$system" "$c" "$n200" "$total" "$moved" >>"$out/txn.tsv"
+		echo "  txn              c=$c  the member answered $total transactions, by code $(code_diff "$codes0" "$codes1"); its revision moved by $moved (the transactions that wrote)"
+		if [ "$moved" = - ]; then
+			echo "  txn: no revision in the member's /v1/status" >&2
+		elif [ "$total" -gt 0 ] && [ $((moved * 100)) -lt $((total * 99)) ]; then
+			echo "  txn: fewer than 99% of the transactions wrote (a compare failed: is the key space loaded?)" >&2
+		fi
+	fi
+}
+
+# status_revision URL: the member's store revision (GET /v1/status).
+status_revision() {
+	bench/bin/benchtool status "$1" | tr ' ' '\n' | sed -n 's/^revision=//p'
+}
+
+# code_diff BEFORE AFTER: "code=count ..." of the answers between two lines
+# of benchtool codes.
+code_diff() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); before[kv[1]] = kv[2] }
+		n = split(b, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); d = kv[2] - before[kv[1]]; if (d) { printf "%s%s=%d", sep, kv[1], d; sep = " " } }
+		print "" }'
+}
+
+# code_delta BEFORE AFTER CODE: "N TOTAL", the answers with CODE and all
+# answers between two "code=count ..." lines of benchtool codes.
+code_delta() {
+	awk -v a="$1" -v b="$2" -v code="$3" 'BEGIN {
+		n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); before[kv[1]] = kv[2] }
+		n = split(b, x, " "); for (i = 1; i <= n; i++) { split(x[i], kv, "="); d = kv[2] - before[kv[1]]; all += d; if (kv[1] == code) f = d }
+		printf "%d %d\n", f, all }'
 }
 
 # The watch workload: bench/benchtool watch, its WATCH lines into watch.tsv.
@@ -230,7 +280,7 @@ bench_system() { # raftexample|etcd
 	for c in $conns; do
 		for w in $workloads; do
 			case "$system/$w" in
-			etcd/put-if | etcd/watch) [ "$c" = "${conns%% *}" ] && echo "  $w: raftexample only, skipped for etcd"; continue ;;
+			etcd/put-if | etcd/txn | etcd/watch) [ "$c" = "${conns%% *}" ] && echo "  $w: raftexample only, skipped for etcd"; continue ;;
 			*/watch) continue ;;
 			esac
 			run_wrk "$system" "$prefix$w" "$w" "$c" "$target_url"
@@ -276,6 +326,8 @@ if grep -q '^raftexample' "$out/results.tsv" && grep -q '^etcd' "$out/results.ts
 		END {
 			for (i = 1; i <= n; i++) {
 				split(r[i], x, "\t")
+				# No etcd transaction runs in this harness: say so rather than drop the row.
+				if (x[2] == "txn") { printf "| %-16s | %5s | %8s | %8s | %8s |\n", x[2], x[3], "n/a", "n/a", "n/a"; continue }
 				if (!((x[2] "/" x[3]) in e)) continue
 				split(e[x[2] "/" x[3]], y, "\t")
 				printf "| %-16s | %5s | %8s | %8s | %8s |\n", x[2], x[3], ratio(x[4], y[4]), ratio(x[5], y[5]), ratio(x[6], y[6])
@@ -299,6 +351,27 @@ if [ -s "$out/put-if.tsv" ]; then
 			printf "| %5s | %9s | %9s | %6s | %8s | %8s | %6s | %6.2f%% |\n", c, (c in p) ? p[c] : "-", $4, r,
 				(c in p99) ? p99[c] : "-", $6, f[k], (all[k] > 0 ? 100 * f[k] / all[k] : 0)
 		}' "$out/put-if.tsv" "$out/results.tsv"
+fi
+if [ -s "$out/txn.tsv" ]; then
+	echo
+	echo "transactions (POST /v1/txn: if bench-<a> exists put bench-<a> and bench-<b>, $value_bytes B each) beside plain PUT, same run;"
+	echo "writes ratio: keys written per second, 2 x txn req/s over put req/s; wrote: transactions that wrote (the member's"
+	echo "revision moved by one each) over its answers to them, all codes"
+	printf '| %5s | %9s | %9s | %6s | %12s | %8s | %8s | %8s | %8s | %8s |\n' conns 'put req/s' 'txn req/s' ratio 'writes ratio' 'put p50' 'txn p50' 'put p99' 'txn p99' 'wrote'
+	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------: ----------: ----------: -------: -------------: ---------: ---------: ---------: ---------: ---------:
+	# Each txn row beside the put row at its connections that ran last
+	# before it, as for put-if.
+	awk -F'\t' '
+		FILENAME ~ /txn.tsv$/ { ok[++m] = $4; moved[m] = $5; next }
+		$1 == "raftexample" && $2 == "put" { p[$3] = $4; p50[$3] = $5; p99[$3] = $6 }
+		$1 == "raftexample" && $2 == "txn" {
+			c = $3; k++
+			r = (p[c] + 0 > 0 && $4 + 0 > 0) ? sprintf("%.2fx", $4 / p[c]) : "-"
+			wr = (p[c] + 0 > 0 && $4 + 0 > 0) ? sprintf("%.2fx", 2 * $4 / p[c]) : "-"
+			printf "| %5s | %9s | %9s | %6s | %12s | %8s | %8s | %8s | %8s | %8s |\n", c, (c in p) ? p[c] : "-", $4, r, wr,
+				(c in p50) ? p50[c] : "-", $5, (c in p99) ? p99[c] : "-", $6, (ok[k] > 0 && moved[k] != "-" ? sprintf("%.2f%%", 100 * moved[k] / ok[k]) : "-")
+		}' "$out/txn.tsv" "$out/results.tsv"
+	if [ $etcd = 1 ]; then echo "etcd: n/a (no transaction workload for etcd in this harness)"; fi
 fi
 if [ -s "$out/watch.tsv" ]; then
 	echo

@@ -1,7 +1,8 @@
 package main
 
 // What bench/put-if.lua needs around a run: each key's modRevision before
-// it (revs), and how the member answered the PUTs (codes).
+// it (revs), and how the member answered the PUTs (codes); bench/txn.lua
+// uses codes too.
 
 import (
 	"bufio"
@@ -82,11 +83,13 @@ func revs(args []string) error {
 }
 
 // codes prints how many answers to -method the member gave, by status code,
-// summed over routes, from raftexample_http_requests_total: "204=N 412=N".
+// summed over routes (or on -route only), from raftexample_http_requests_total:
+// "204=N 412=N".
 func codes(args []string) error {
 	fs := flag.NewFlagSet("codes", flag.ExitOnError)
 	base := fs.String("url", "", "client URL of one member")
 	method := fs.String("method", "PUT", "HTTP method")
+	route := fs.String("route", "", "count only this route label (default: all routes)")
 	fs.Parse(args)
 	if *base == "" {
 		return errors.New("codes: -url is required")
@@ -104,7 +107,8 @@ func codes(args []string) error {
 	for line := range strings.Lines(string(text)) {
 		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
 		if !ok || !strings.HasPrefix(name, "raftexample_http_requests_total{") ||
-			!strings.Contains(name, `method="`+*method+`"`) {
+			!strings.Contains(name, `method="`+*method+`"`) ||
+			*route != "" && !strings.Contains(name, `route="`+*route+`"`) {
 			continue
 		}
 		_, code, _ := strings.Cut(name, `code="`)

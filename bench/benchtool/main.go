@@ -7,7 +7,7 @@
 //	    prints the 1-based position of the URL whose member leads.
 //	benchtool status URL
 //	    prints a raftexample member's /v1/status as one line of name=value
-//	    pairs: id state leader term commit applied snapshotIndex keys.
+//	    pairs: id state leader term commit applied snapshotIndex keys revision.
 //	benchtool catchup -url URL -applied N -since UNIXNANO [-poll D] [-deadline D]
 //	    polls a (re)starting raftexample member until GET /health answers 200
 //	    and its /v1/status applied index is at least N; prints the seconds
@@ -18,9 +18,10 @@
 //	    notification latency (see watch.go).
 //	benchtool revs -url URL -prefix P -out FILE
 //	    writes "key modRevision" for every key under P, for bench/put-if.lua.
-//	benchtool codes -url URL [-method PUT]
-//	    prints the member's count of its answers to the method by status
-//	    code (from /metrics): "204=N 412=N".
+//	benchtool codes -url URL [-method PUT] [-route R]
+//	    prints the member's count of its answers to the method (on route R
+//	    only, if given: /v1/txn, say) by status code (from /metrics):
+//	    "204=N 412=N".
 package main
 
 import (
@@ -297,6 +298,7 @@ type memberStatus struct {
 	Applied       uint64 `json:"applied"`
 	SnapshotIndex uint64 `json:"snapshotIndex"`
 	Keys          int    `json:"keys"`
+	Revision      uint64 `json:"revision"`
 }
 
 func getStatus(c *http.Client, base string) (memberStatus, error) {
@@ -322,8 +324,8 @@ func status(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("id=%d state=%s leader=%d term=%d commit=%d applied=%d snapshotIndex=%d keys=%d\n",
-		st.ID, st.State, st.Leader, st.Term, st.Commit, st.Applied, st.SnapshotIndex, st.Keys)
+	fmt.Printf("id=%d state=%s leader=%d term=%d commit=%d applied=%d snapshotIndex=%d keys=%d revision=%d\n",
+		st.ID, st.State, st.Leader, st.Term, st.Commit, st.Applied, st.SnapshotIndex, st.Keys, st.Revision)
 	return nil
 }
 

@@ -175,20 +175,47 @@ type watchStream struct {
 // them. It reports whether it wrote any, and false for ok when the client
 // is gone.
 func (s *watchStream) send(events []*watchEvent) (wrote, ok bool) {
-	s.out = s.out[:0]
-	n := 0
-	for _, e := range events {
-		if s.filter.matches(e.key) {
-			s.out = append(s.out, e.encoded()...)
-			n++
-		}
-		s.next, s.through = e.revision+1, e.revision
+	var n int
+	s.out, n = appendEvents(s.out[:0], events, s.filter)
+	if len(events) > 0 {
+		last := events[len(events)-1].revision
+		s.next, s.through = last+1, last
 	}
 	if n == 0 {
 		return false, true
 	}
 	metricWatchEventsSent.Add(float64(n))
 	return true, s.flush()
+}
+
+// appendEvents appends to out the frames of the events (whole revisions)
+// that match filter, and says how many. Only the last frame of a revision
+// carries its id: a client that resumes from the last id it received
+// (Last-Event-ID) then never skips the rest of a revision a transaction
+// wrote several keys in, whatever frame its connection broke after.
+func appendEvents(out []byte, events []*watchEvent, filter watchFilter) ([]byte, int) {
+	n := 0
+	for i, e := range events {
+		if !filter.matches(e.key) {
+			continue
+		}
+		lastOfRevision := true
+		for _, f := range events[i+1:] {
+			if f.revision != e.revision {
+				break
+			}
+			if filter.matches(f.key) {
+				lastOfRevision = false
+				break
+			}
+		}
+		if lastOfRevision {
+			out = fmt.Appendf(out, "id: %d\n", e.revision)
+		}
+		out = append(out, e.encoded()...)
+		n++
+	}
+	return out, n
 }
 
 // progress writes a progress event: the stream is complete through
@@ -225,7 +252,8 @@ type watchEventData struct {
 	Encoding       string  `json:"encoding,omitempty"`
 }
 
-// encoded is the event as a stream sends it, encoded once.
+// encoded is the event as a stream sends it, encoded once, but its id
+// (see appendEvents).
 func (e *watchEvent) encoded() []byte {
 	e.once.Do(func() {
 		d := watchEventData{Key: e.key, Revision: e.revision, Expired: e.expired}
@@ -246,7 +274,7 @@ func (e *watchEvent) encoded() []byte {
 		enc := json.NewEncoder(&data)
 		enc.SetEscapeHTML(false)
 		enc.Encode(d) // of strings and numbers: cannot fail
-		e.frame = fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", e.revision, kind, bytes.TrimSuffix(data.Bytes(), []byte("\n")))
+		e.frame = fmt.Appendf(nil, "event: %s\ndata: %s\n\n", kind, bytes.TrimSuffix(data.Bytes(), []byte("\n")))
 	})
 	return e.frame
 }

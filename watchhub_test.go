@@ -94,10 +94,29 @@ func TestAWatchEventIsEncodedAsTheStreamFormatSays(t *testing.T) {
 		{change{revision: 46, key: "a\nb", value: "<&>\n", meta: keyMeta{createRevision: 46, modRevision: 46, version: 1}},
 			"id: 46\nevent: put\ndata: {\"key\":\"a\\nb\",\"value\":\"<&>\\n\",\"revision\":46,\"createRevision\":46,\"modRevision\":46,\"version\":1}\n\n"},
 	} {
-		e := &watchEvent{change: c.change}
-		if got := string(e.encoded()); got != c.want {
+		got, n := appendEvents(nil, []*watchEvent{{change: c.change}}, watchFilter{key: c.change.key})
+		if string(got) != c.want || n != 1 {
 			t.Errorf("encoded\n%q\nwant\n%q", got, c.want)
 		}
+	}
+}
+
+// A transaction's changes share a revision: only the last frame of the
+// revision that the stream sends carries the id, so a stream cut between
+// two of them resumes before the revision, not after.
+func TestOnlyTheLastFrameOfARevisionCarriesItsID(t *testing.T) {
+	events := []*watchEvent{
+		{change: change{revision: 7, key: "a/1", deleted: true}},
+		{change: change{revision: 7, key: "a/2", deleted: true}},
+		{change: change{revision: 7, key: "b", deleted: true}},
+		{change: change{revision: 8, key: "a/3", deleted: true}},
+	}
+	got, n := appendEvents(nil, events, watchFilter{key: "a/", prefix: true})
+	want := "event: delete\ndata: {\"key\":\"a/1\",\"revision\":7}\n\n" +
+		"id: 7\nevent: delete\ndata: {\"key\":\"a/2\",\"revision\":7}\n\n" +
+		"id: 8\nevent: delete\ndata: {\"key\":\"a/3\",\"revision\":8}\n\n"
+	if string(got) != want || n != 3 {
+		t.Fatalf("frames\n%q\nwant\n%q", got, want)
 	}
 }
 

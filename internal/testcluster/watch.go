@@ -18,7 +18,12 @@ import (
 // WatchEvent is one event of a watch stream. Key and Value are decoded
 // (from base64 when Encoding says so); Data is the data line as sent.
 type WatchEvent struct {
+	// ID is the event's SSE id, which the member sends only on the last
+	// frame of a revision (a transaction's writes share one), so that a
+	// resume from Last-Event-ID never skips the rest of a revision; for the
+	// frames before it, ID is the event's revision and CarriesID is false.
 	ID             uint64
+	CarriesID      bool
 	Type           string // put, delete or progress
 	Key, Value     string
 	Revision       uint64
@@ -96,10 +101,14 @@ func (s *WatchStream) Next() (WatchEvent, error) {
 			if !any {
 				continue
 			}
-			if !haveID || ev.Type == "" {
+			if ev.Type == "" || (!haveID && ev.Type == "progress") {
 				return WatchEvent{}, fmt.Errorf("event without id or type: %+v", ev)
 			}
-			return ev, decodeEventData(&ev)
+			err := decodeEventData(&ev)
+			if ev.CarriesID = haveID; !haveID {
+				ev.ID = ev.Revision
+			}
+			return ev, err
 		}
 		any = true
 		field, value, _ := strings.Cut(line, ":")

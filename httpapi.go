@@ -137,19 +137,28 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 	return h.writeAnswered(w, result, true)
 }
 
-// queryTTL reads ?ttl=, a Go duration from minTTL to maxTTL; 0 if absent.
+// queryTTL reads ?ttl= (see parseTTL); 0 if absent.
 func queryTTL(r *http.Request) (time.Duration, error) {
 	q := r.URL.Query()
 	if !q.Has("ttl") {
 		return 0, nil
 	}
-	s := q.Get("ttl")
+	d, err := parseTTL(q.Get("ttl"))
+	if err != nil {
+		return 0, apiErr(http.StatusBadRequest, err.Error())
+	}
+	return d, nil
+}
+
+// parseTTL reads a time to live: a Go duration from minTTL to maxTTL, the
+// range decodeCommand holds a put to.
+func parseTTL(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err == nil {
 		err = validTTL(d)
 	}
 	if err != nil {
-		return 0, apiErr(http.StatusBadRequest, fmt.Sprintf("ttl must be a Go duration from %s to %s, not %q", minTTL, maxTTL, s))
+		return 0, fmt.Errorf("ttl must be a Go duration from %s to %s, not %q", minTTL, maxTTL, s)
 	}
 	return d, nil
 }

@@ -2,12 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 	"unicode/utf8"
 )
 
@@ -107,6 +107,13 @@ func (h *httpAPI) txn(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiErr(http.StatusBadRequest, err.Error())
 	}
+	for _, ops := range [2][]txnOp{t.success, t.failure} {
+		for _, op := range ops {
+			if int64(len(op.value)) > h.maxValueBytes {
+				return apiErr(http.StatusRequestEntityTooLarge, "a value is larger than --max-value-bytes")
+			}
+		}
+	}
 	data := encodeCommand(command{op: opTxn, txn: t})
 	if int64(len(data)) > h.maxTxnBytes() {
 		return apiErr(http.StatusRequestEntityTooLarge, fmt.Sprintf("transaction is larger than the largest PUT (--max-value-bytes plus one key): %d bytes", len(data)))
@@ -139,13 +146,16 @@ func writeTxnAnswer(w http.ResponseWriter, succeeded bool, revision uint64, resu
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	fmt.Fprintf(bw, `{"succeeded":%t,"revision":%d,"results":[`, succeeded, revision)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
+	var item bytes.Buffer
+	enc := json.NewEncoder(&item)
+	enc.SetEscapeHTML(false) // "<" is one byte, not six
 	for i, res := range results {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
+		item.Reset()
 		enc.Encode(txnResultOf(res)) // of strings and numbers: cannot fail
+		bw.Write(bytes.TrimSuffix(item.Bytes(), []byte("\n")))
 	}
 	bw.WriteString("]}\n")
 	bw.Flush() // an error: the client went away
@@ -199,11 +209,11 @@ func txnOps(in []txnOpJSON, branch string) ([]txnOp, error) {
 			kinds++
 			ops[i] = txnOp{kind: txnPut, key: o.Put.Key, value: o.Put.Value}
 			if o.Put.TTL != "" {
-				d, err := time.ParseDuration(o.Put.TTL)
-				if err != nil || d == 0 {
-					return nil, fmt.Errorf("%s operation %d: ttl must be a Go duration from %s to %s, not %q", branch, i+1, minTTL, maxTTL, o.Put.TTL)
+				d, err := parseTTL(o.Put.TTL)
+				if err != nil {
+					return nil, fmt.Errorf("%s operation %d: %w", branch, i+1, err)
 				}
-				ops[i].ttl = d // its range is decodeTxn's to check
+				ops[i].ttl = d
 			}
 		}
 		if o.Delete != nil {

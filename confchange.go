@@ -169,6 +169,13 @@ func checkVoterChange(members *membership, cc *raftpb.ConfChange, self uint64, s
 		if st.RaftState != raft.StateLeader || !ok {
 			return fmt.Errorf("%w (this member no longer leads)", errNoLeader)
 		}
+		if pr.Match == 0 {
+			// Raft counts a member it just added as recently active, and
+			// any learner is within maxLearnerLag of a young log: without
+			// this, one that never started could be made a voter.
+			return fmt.Errorf("%w: member %d has not acknowledged any of the leader's log yet; start it, and retry once it has caught up",
+				errLearnerNotReady, id)
+		}
 		if pr.Match+maxLearnerLag < last {
 			return fmt.Errorf("%w: member %d has the leader's log through index %d, %d entries short of its last index %d (at most %d may be missing); retry once it has caught up",
 				errLearnerNotReady, id, pr.Match, last-pr.Match, last, maxLearnerLag)

@@ -30,7 +30,7 @@ var (
 	errBadMemberID     = fmt.Errorf("member ids are integers from 1 to %d", uint64(maxMemberID))
 	errPeerURLInUse    = errors.New("another member already has that peer URL")
 	errChangeInFlight  = errors.New("another membership change is in progress; retry once it is applied")
-	errWouldLoseQuorum = errors.New("the change would leave the cluster without a quorum of active members")
+	errWouldLoseQuorum = errors.New("the change would leave the cluster without a quorum of active voters")
 )
 
 // confChangePath is where the leader takes membership changes from the
@@ -116,8 +116,9 @@ const maxConfChangeWait = time.Minute
 // checkMembershipChange applies, before proposing, the rules that keep a
 // membership change from hurting the cluster (etcd's strict reconfiguration
 // check): on top of what apply checks, ids stay in range, peer URLs stay
-// unique, no other change is pending, and a quorum of active members remains
-// even if an added member never starts or a removed one was needed.
+// unique, no other change is pending, a quorum of active voters remains even
+// if an added member never starts or a removed one was needed, and a learner
+// is promoted only once it has nearly all of the log (see checkVoterChange).
 func (rn *raftNode) checkMembershipChange(cc *raftpb.ConfChange) error {
 	id := cc.GetNodeId()
 	if id == 0 || id > maxMemberID {
@@ -126,10 +127,9 @@ func (rn *raftNode) checkMembershipChange(cc *raftpb.ConfChange) error {
 	if err := rn.members.check(cc); err != nil {
 		return err
 	}
-	members := rn.members.list()
-	if cc.GetType() == raftpb.ConfChangeAddNode {
+	if !isPromotion(cc) && cc.GetType() != raftpb.ConfChangeRemoveNode {
 		want, _ := parsePeerURL(string(cc.GetContext())) // valid: check passed
-		for _, m := range members {
+		for _, m := range rn.members.list() {
 			if u, err := parsePeerURL(m.PeerURL); err == nil && u == want {
 				return fmt.Errorf("%w (member %d)", errPeerURLInUse, m.ID)
 			}
@@ -138,20 +138,67 @@ func (rn *raftNode) checkMembershipChange(cc *raftpb.ConfChange) error {
 	if rn.confChangePending() {
 		return errChangeInFlight
 	}
-	active := rn.activeMembers()
+	last, err := rn.snaps.log.memory.LastIndex()
+	if err != nil {
+		return err
+	}
+	return checkVoterChange(rn.members, cc, rn.cfg.id, rn.node.Status(), last)
+}
+
+// Reasons a promotion is refused before it is proposed.
+var errLearnerNotReady = errors.New("the learner has not caught up with the leader")
+
+// maxLearnerLag is how many entries of the leader's log a learner may still
+// miss when it is promoted (etcd's rule): a voter far behind would hold up
+// commits as soon as it is needed for a quorum, and while it catches up.
+const maxLearnerLag = 1000
+
+// checkVoterChange is the part of checkMembershipChange that needs raft's
+// view from the leader: st, its status, and last, its last log index.
+// Learners neither vote nor count for a quorum, so adding or removing one
+// never threatens it, and a promotion grows the voters by one.
+func checkVoterChange(members *membership, cc *raftpb.ConfChange, self uint64, st raft.Status, last uint64) error {
+	id := cc.GetNodeId()
+	active := activeVoters(members, self, st)
+	voters := members.voters()
 	quorum := func(n int) int { return n/2 + 1 }
-	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
+	switch {
+	case cc.GetType() == raftpb.ConfChangeAddLearnerNode:
+	case isPromotion(cc):
+		pr, ok := st.Progress[id]
+		if st.RaftState != raft.StateLeader || !ok {
+			return fmt.Errorf("%w (this member no longer leads)", errNoLeader)
+		}
+		if pr.Match == 0 {
+			// Raft counts a member it just added as recently active, and
+			// any learner is within maxLearnerLag of a young log: without
+			// this, one that never started could be made a voter.
+			return fmt.Errorf("%w: member %d has not acknowledged any of the leader's log yet; start it, and retry once it has caught up",
+				errLearnerNotReady, id)
+		}
+		if pr.Match+maxLearnerLag < last {
+			return fmt.Errorf("%w: member %d has the leader's log through index %d, %d entries short of its last index %d (at most %d may be missing); retry once it has caught up",
+				errLearnerNotReady, id, pr.Match, last-pr.Match, last, maxLearnerLag)
+		}
+		n, up := voters+1, len(active)
+		if pr.RecentActive {
+			up++
+		}
+		if up < quorum(n) {
+			return fmt.Errorf("%w: only %d of the %d voters it would make are active, and %d are needed",
+				errWouldLoseQuorum, up, n, quorum(n))
+		}
+	case cc.GetType() == raftpb.ConfChangeAddNode:
 		// Growing a cluster of one always goes through two members that
 		// both must run; refusing would make it impossible.
-		if n := len(members) + 1; len(active) < quorum(n) && len(members) > 1 {
-			return fmt.Errorf("%w: only %d of %d members are active, and %d of %d would be needed if the new member does not start",
-				errWouldLoseQuorum, len(active), len(members), quorum(n), n)
+		if n := voters + 1; len(active) < quorum(n) && voters > 1 {
+			return fmt.Errorf("%w: only %d of %d voters are active, and %d of %d would be needed if the new member does not start",
+				errWouldLoseQuorum, len(active), voters, quorum(n), n)
 		}
-	case raftpb.ConfChangeRemoveNode:
+	case cc.GetType() == raftpb.ConfChangeRemoveNode:
 		if active[id] {
-			if n := len(members) - 1; len(active)-1 < quorum(n) {
-				return fmt.Errorf("%w: only %d of the %d remaining members are active, and %d are needed",
+			if n := voters - 1; len(active)-1 < quorum(n) {
+				return fmt.Errorf("%w: only %d of the %d remaining voters are active, and %d are needed",
 					errWouldLoseQuorum, len(active)-1, n, quorum(n))
 			}
 		}
@@ -180,14 +227,13 @@ func (rn *raftNode) confChangePending() bool {
 	return false
 }
 
-// activeMembers is the set of members the leader believes are up: itself,
-// and the followers it heard from within the last election timeout. (On a
-// member that just lost the lead it is just itself, so no change passes.)
-func (rn *raftNode) activeMembers() map[uint64]bool {
-	active := map[uint64]bool{rn.cfg.id: true}
-	st := rn.node.Status()
+// activeVoters is the set of voters the leader believes are up: itself, and
+// the voting followers it heard from within the last election timeout. (On
+// a member that just lost the lead it is just itself, so no change passes.)
+func activeVoters(members *membership, self uint64, st raft.Status) map[uint64]bool {
+	active := map[uint64]bool{self: true}
 	for id, pr := range st.Progress {
-		if st.RaftState == raft.StateLeader && pr.RecentActive && rn.members.isMember(id) {
+		if st.RaftState == raft.StateLeader && pr.RecentActive && !pr.IsLearner && members.isMember(id) && !members.isLearner(id) {
 			active[id] = true
 		}
 	}
@@ -221,11 +267,14 @@ func (rn *raftNode) applyConfChange(e *raftpb.Entry) (removedSelf bool) {
 	rn.applied.confState = rn.node.ApplyConfChange(cc)
 	rn.members.apply(cc)
 	id := cc.GetNodeId()
-	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
+	switch {
+	case isPromotion(cc):
+		rn.lg.Info("learner promoted to voter", zap.Uint64("id", id))
+	case cc.GetType() == raftpb.ConfChangeAddNode, cc.GetType() == raftpb.ConfChangeAddLearnerNode:
 		rn.peers.add(id, string(cc.GetContext()))
-		rn.lg.Info("member added", zap.Uint64("id", id), zap.ByteString("peer-url", cc.GetContext()))
-	case raftpb.ConfChangeRemoveNode:
+		rn.lg.Info("member added", zap.Uint64("id", id), zap.ByteString("peer-url", cc.GetContext()),
+			zap.Bool("learner", cc.GetType() == raftpb.ConfChangeAddLearnerNode))
+	case cc.GetType() == raftpb.ConfChangeRemoveNode:
 		rn.peers.remove(id)
 		rn.lg.Info("member removed", zap.Uint64("id", id))
 	}

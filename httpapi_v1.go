@@ -135,24 +135,57 @@ func (h *httpAPI) listMembers(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// v1AddMember answers POST /v1/members {"id": N, "peerURL": "..."}: 201 and
-// the member as stored, once added.
+// v1AddMember answers POST /v1/members {"id": N, "peerURL": "..."}, with
+// "learner": true for a learner: 201 and the member as stored, once added.
 func (h *httpAPI) v1AddMember(w http.ResponseWriter, r *http.Request) error {
 	var m member
 	if err := decodeJSONBody(w, r, &m); err != nil {
-		return apiErr(http.StatusBadRequest, `body must be JSON {"id": N, "peerURL": "http://host:port"}: `+err.Error())
+		return apiErr(http.StatusBadRequest, `body must be JSON {"id": N, "peerURL": "http://host:port"} (and "learner": true for a learner): `+err.Error())
 	}
 	if m.ID == 0 || m.ID > maxMemberID {
 		return apiErr(http.StatusBadRequest, errBadMemberID.Error())
 	}
 	ctx, cancel := h.waitContext(r)
 	defer cancel()
-	peerURL, err := h.addMember(ctx, m.ID, m.PeerURL)
+	if !m.Learner {
+		peerURL, err := h.addMember(ctx, m.ID, m.PeerURL)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, member{ID: m.ID, PeerURL: peerURL})
+		return nil
+	}
+	peerURL, err := parsePeerURL(m.PeerURL)
 	if err != nil {
+		return apiErr(http.StatusBadRequest, err.Error())
+	}
+	if err := h.svc.AddLearner(ctx, m.ID, peerURL); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, member{ID: m.ID, PeerURL: peerURL})
+	writeJSON(w, http.StatusCreated, member{ID: m.ID, PeerURL: peerURL, Learner: true})
 	return nil
+}
+
+// v1PromoteMember answers POST /v1/members/{id}/promote: 200 and the member,
+// now a voter, once the promotion is applied here.
+func (h *httpAPI) v1PromoteMember(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseMemberID(pathTail(r))
+	if err != nil {
+		return apiErr(http.StatusBadRequest, err.Error())
+	}
+	ctx, cancel := h.waitContext(r)
+	defer cancel()
+	if err := h.svc.PromoteMember(ctx, id); err != nil {
+		return err
+	}
+	for _, m := range h.svc.Members() {
+		if m.ID == id {
+			writeJSON(w, http.StatusOK, member{ID: id, PeerURL: m.PeerURL})
+			return nil
+		}
+	}
+	// Applied here, and removed since by a later change.
+	return errNotMember
 }
 
 func (h *httpAPI) v1RemoveMember(w http.ResponseWriter, r *http.Request) error {

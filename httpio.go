@@ -155,7 +155,8 @@ func statusFor(err error) int {
 	case errors.Is(err, errBadMemberID):
 		return http.StatusBadRequest
 	case errors.Is(err, errMemberExists), errors.Is(err, errIDRemoved), errors.Is(err, errLastMember),
-		errors.Is(err, errPeerURLInUse), errors.Is(err, errChangeInFlight), errors.Is(err, errWouldLoseQuorum):
+		errors.Is(err, errPeerURLInUse), errors.Is(err, errChangeInFlight), errors.Is(err, errWouldLoseQuorum),
+		errors.Is(err, errNotLearner), errors.Is(err, errLearnerNotReady), errors.Is(err, errLearnerCannotLead):
 		return http.StatusConflict
 	default:
 		return http.StatusInternalServerError

@@ -49,6 +49,7 @@ func (h *httpAPI) routes() {
 	handle(h.api, "GET /v1/members", json(h.listMembers))
 	handle(h.api, "POST /v1/members", json(h.v1AddMember))
 	handle(h.api, "DELETE /v1/members/{id}", json(h.v1RemoveMember))
+	handle(h.api, "POST /v1/members/{id}/promote", json(h.v1PromoteMember))
 	handle(h.api, "GET /v1/watch/{key...}", json(h.watch))
 	handle(h.api, "POST /v1/txn", json(h.txn))
 	handle(h.api, "GET /v1/status", json(h.status))
@@ -84,7 +85,11 @@ func (h *httpAPI) target(path string) target {
 	case path == "/v1/members" || path == "/v1/members/":
 		return target{mux: h.api, path: "/v1/members", face: jsonFace}
 	case strings.HasPrefix(path, "/v1/members/"):
-		return target{mux: h.api, path: "/v1/members/i", tail: strings.TrimPrefix(path, "/v1/members/"), face: jsonFace}
+		tail := strings.TrimPrefix(path, "/v1/members/")
+		if id, ok := strings.CutSuffix(tail, "/promote"); ok {
+			return target{mux: h.api, path: "/v1/members/i/promote", tail: id, face: jsonFace}
+		}
+		return target{mux: h.api, path: "/v1/members/i", tail: tail, face: jsonFace}
 	case path == "/v1/watch" || strings.HasPrefix(path, "/v1/watch/"):
 		key := strings.TrimPrefix(strings.TrimPrefix(path, "/v1/watch"), "/")
 		return target{mux: h.api, path: "/v1/watch/k", tail: key, face: jsonFace}

@@ -20,7 +20,10 @@ import (
 
 const electionTimeout = electionTicks * tickInterval
 
-var errTransferTimeout = errors.New("leadership did not move to that member in time; retry later")
+var (
+	errTransferTimeout   = errors.New("leadership did not move to that member in time; retry later")
+	errLearnerCannotLead = errors.New("that member is a learner and cannot lead; promote it first")
+)
 
 // leaderLossGrace is how long pending proposals wait for a new leader when
 // the old one was lost to an election already under way (a vote request at a
@@ -160,6 +163,10 @@ func (rn *raftNode) TransferLeadership(ctx context.Context, to uint64) error {
 	if !rn.members.isMember(to) {
 		return errNotMember
 	}
+	if rn.members.isLearner(to) {
+		// Raft ignores such a transfer: the request would only time out.
+		return errLearnerCannotLead
+	}
 	for {
 		moved := rn.lead.moved.Receive()
 		lead := rn.Leader()
@@ -220,6 +227,8 @@ type raftStatus struct {
 	Commit        uint64           `json:"commit"`
 	SnapshotIndex uint64           `json:"snapshotIndex"`
 	Members       []member         `json:"members"`
+	Learners      []uint64         `json:"learners,omitempty"`  // the members that do not vote
+	Learner       bool             `json:"learner,omitempty"`   // this member is one of them
 	Followers     []followerStatus `json:"followers,omitempty"` // on the leader only
 }
 
@@ -230,6 +239,7 @@ type followerStatus struct {
 	Next         uint64 `json:"next"`  // next index to send it
 	State        string `json:"state"` // probe, replicate or snapshot
 	RecentActive bool   `json:"recentActive"`
+	Learner      bool   `json:"learner,omitempty"`
 }
 
 var raftStateNames = map[raft.StateType]string{
@@ -251,6 +261,8 @@ func (rn *raftNode) Status() raftStatus {
 		Commit:        st.HardState.GetCommit(),
 		SnapshotIndex: rn.snaps.index.Load(),
 		Members:       rn.members.list(),
+		Learners:      rn.members.learnerIDs(),
+		Learner:       rn.members.isLearner(rn.cfg.id),
 	}
 	for id, pr := range st.Progress {
 		if id == rn.cfg.id {
@@ -262,6 +274,7 @@ func (rn *raftNode) Status() raftStatus {
 			Next:         pr.Next,
 			State:        strings.ToLower(strings.TrimPrefix(pr.State.String(), "State")),
 			RecentActive: pr.RecentActive,
+			Learner:      pr.IsLearner,
 		})
 	}
 	slices.SortFunc(out.Followers, func(a, b followerStatus) int { return cmp.Compare(a.ID, b.ID) })

@@ -19,18 +19,21 @@ import (
 )
 
 // membership is the member list as the log decided it: who is in the cluster,
-// at which peer URL, and which ids were removed (an id is never used twice).
-// It changes only when the raft node applies a conf-change entry or installs
-// a snapshot, so every replica holds the same list at the same index; --cluster
-// only seeds the conf changes of a brand-new cluster.
+// at which peer URL, which members are learners (they replicate the log but
+// neither vote nor count for a quorum), and which ids were removed (an id is
+// never used twice). It changes only when the raft node applies a
+// conf-change entry or installs a snapshot, so every replica holds the same
+// list at the same index; --cluster only seeds the conf changes of a
+// brand-new cluster.
 type membership struct {
-	mu      sync.RWMutex
-	members map[uint64]string // id -> peer URL
-	removed map[uint64]bool
+	mu       sync.RWMutex
+	members  map[uint64]string // id -> peer URL, voters and learners
+	learners map[uint64]bool   // a subset of members
+	removed  map[uint64]bool
 }
 
 func newMembership() *membership {
-	return &membership{members: make(map[uint64]string), removed: make(map[uint64]bool)}
+	return &membership{members: make(map[uint64]string), learners: make(map[uint64]bool), removed: make(map[uint64]bool)}
 }
 
 // Reasons a membership change is refused, both before it is proposed and, for
@@ -39,13 +42,16 @@ var (
 	errMemberExists = errors.New("that id is already a member")
 	errIDRemoved    = errors.New("that id belonged to a removed member; ids are never reused")
 	errNotMember    = errors.New("no member has that id")
-	errLastMember   = errors.New("cannot remove the last member")
+	errLastMember   = errors.New("cannot remove the last voting member")
+	errNotLearner   = errors.New("that member is not a learner")
 )
 
-// member is one entry of the member list.
+// member is one entry of the member list. Snapshots taken before learners
+// existed have no learner field: every member in them votes.
 type member struct {
 	ID      uint64 `json:"id"`
 	PeerURL string `json:"peerURL"`
+	Learner bool   `json:"learner,omitempty"`
 }
 
 func (m *membership) list() []member {
@@ -53,7 +59,7 @@ func (m *membership) list() []member {
 	defer m.mu.RUnlock()
 	out := make([]member, 0, len(m.members))
 	for id, u := range m.members {
-		out = append(out, member{ID: id, PeerURL: u})
+		out = append(out, member{ID: id, PeerURL: u, Learner: m.learners[id]})
 	}
 	slices.SortFunc(out, func(a, b member) int { return cmp.Compare(a.ID, b.ID) })
 	return out
@@ -64,6 +70,38 @@ func (m *membership) isMember(id uint64) bool {
 	defer m.mu.RUnlock()
 	_, ok := m.members[id]
 	return ok
+}
+
+func (m *membership) isLearner(id uint64) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.learners[id]
+}
+
+// voters is how many members vote.
+func (m *membership) voters() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.members) - len(m.learners)
+}
+
+// learnerIDs lists the learners in order, nil if there are none.
+func (m *membership) learnerIDs() []uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var ids []uint64
+	for id := range m.learners {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// isPromotion reports whether cc makes a learner a voter: raft promotes with
+// ConfChangeAddNode on a learner, and our promotions carry no peer URL (the
+// learner keeps its own), which is what tells one from an add.
+func isPromotion(cc *raftpb.ConfChange) bool {
+	return cc.GetType() == raftpb.ConfChangeAddNode && len(cc.GetContext()) == 0
 }
 
 // peerURL is member id's peer URL, "" if it is not a member.
@@ -95,28 +133,43 @@ func (m *membership) isRemoved(id uint64) bool {
 // one crashed on a peer URL the transport refuses), so a replica replaying
 // an old entry decides as one that applied it long ago and restored the
 // result from a snapshot. Rules that are newer than that (unique URLs, the
-// id range, quorum safety) are checked before proposing, in
-// raftNode.checkMembershipChange.
+// id range, quorum safety, a learner's readiness) are checked before
+// proposing, in raftNode.checkMembershipChange. The learner rules are no
+// exception: versions before learners cancelled every learner change and
+// every add without a peer URL, and never proposed one, so no log holds an
+// entry that they applied and these rules refuse, or the other way round.
+// They also keep raft itself from refusing a change, which it does by
+// panicking: removing the last voter, or demoting a voter.
 func (m *membership) check(cc *raftpb.ConfChange) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	id := cc.GetNodeId()
+	_, isMember := m.members[id]
 	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		if isPromotion(cc) {
+			if !isMember {
+				return errNotMember
+			}
+			if !m.learners[id] {
+				return errNotLearner
+			}
+			return nil
+		}
 		if _, err := parsePeerURL(string(cc.GetContext())); err != nil {
 			return err
 		}
 		if m.removed[id] {
 			return errIDRemoved
 		}
-		if _, ok := m.members[id]; ok {
+		if isMember {
 			return errMemberExists
 		}
 	case raftpb.ConfChangeRemoveNode:
-		if _, ok := m.members[id]; !ok {
+		if !isMember {
 			return errNotMember
 		}
-		if len(m.members) == 1 {
+		if !m.learners[id] && len(m.members)-len(m.learners) == 1 {
 			return errLastMember
 		}
 	default:
@@ -129,12 +182,19 @@ func (m *membership) check(cc *raftpb.ConfChange) error {
 func (m *membership) apply(cc *raftpb.ConfChange) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
-		m.members[cc.GetNodeId()] = string(cc.GetContext())
-	case raftpb.ConfChangeRemoveNode:
-		delete(m.members, cc.GetNodeId())
-		m.removed[cc.GetNodeId()] = true
+	id := cc.GetNodeId()
+	switch {
+	case isPromotion(cc):
+		delete(m.learners, id)
+	case cc.GetType() == raftpb.ConfChangeAddNode:
+		m.members[id] = string(cc.GetContext())
+	case cc.GetType() == raftpb.ConfChangeAddLearnerNode:
+		m.members[id] = string(cc.GetContext())
+		m.learners[id] = true
+	case cc.GetType() == raftpb.ConfChangeRemoveNode:
+		delete(m.members, id)
+		delete(m.learners, id)
+		m.removed[id] = true
 	}
 }
 
@@ -170,6 +230,7 @@ func parseMembershipState(data []byte) (*membershipState, error) {
 		return nil, fmt.Errorf("decoding membership: %w", err)
 	}
 	seen := map[uint64]bool{}
+	voters := 0
 	for _, mb := range st.Members {
 		if mb.ID == 0 || seen[mb.ID] {
 			return nil, fmt.Errorf("decoding membership: member id %d is 0 or listed twice", mb.ID)
@@ -178,6 +239,12 @@ func parseMembershipState(data []byte) (*membershipState, error) {
 		if _, err := parsePeerURL(mb.PeerURL); err != nil {
 			return nil, fmt.Errorf("decoding membership: member %d: %w", mb.ID, err)
 		}
+		if !mb.Learner {
+			voters++
+		}
+	}
+	if voters == 0 && len(st.Members) > 0 {
+		return nil, errors.New("decoding membership: every member is a learner")
 	}
 	return &st, nil
 }
@@ -190,8 +257,12 @@ func (m *membership) restore(data []byte) (previous map[uint64]string, err error
 		return nil, err
 	}
 	members := make(map[uint64]string, len(st.Members))
+	learners := map[uint64]bool{}
 	for _, mb := range st.Members {
 		members[mb.ID] = mb.PeerURL
+		if mb.Learner {
+			learners[mb.ID] = true
+		}
 	}
 	removed := make(map[uint64]bool, len(st.Removed))
 	for _, id := range st.Removed {
@@ -199,7 +270,7 @@ func (m *membership) restore(data []byte) (previous map[uint64]string, err error
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	previous, m.members, m.removed = m.members, members, removed
+	previous, m.members, m.learners, m.removed = m.members, members, learners, removed
 	return previous, nil
 }
 

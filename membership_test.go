@@ -45,9 +45,9 @@ func TestMembershipCheckRefusesInvalidChanges(t *testing.T) {
 			t.Errorf("%s: check = %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	learner := &raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(5))}
-	if err := m.check(learner); err == nil {
-		t.Error("check accepted an unsupported conf change type (add learner)")
+	update := &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: new(uint64(1)), Context: []byte("http://127.0.0.1:8")}
+	if err := m.check(update); err == nil {
+		t.Error("check accepted an unsupported conf change type (update)")
 	}
 	if got := m.list(); len(got) != 1 || got[0].ID != 1 {
 		t.Fatalf("check changed the member list: %+v", got)

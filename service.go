@@ -307,6 +307,22 @@ func (s *service) AddMember(ctx context.Context, id uint64, peerURL string) erro
 	})
 }
 
+// AddLearner adds member id at peerURL (normalised) as a learner: it
+// replicates the log but neither votes nor counts for a quorum until it is
+// promoted. It returns once the change is applied here.
+func (s *service) AddLearner(ctx context.Context, id uint64, peerURL string) error {
+	return s.changeMembership(ctx, &raftpb.ConfChange{
+		Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: &id, Context: []byte(peerURL),
+	})
+}
+
+// PromoteMember makes learner id a voter, once the leader sees it has caught
+// up, and returns once the change is applied here.
+func (s *service) PromoteMember(ctx context.Context, id uint64) error {
+	// No peer URL: that is what makes this add a promotion (isPromotion).
+	return s.changeMembership(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: &id})
+}
+
 // RemoveMember removes member id and returns once the change is applied here.
 func (s *service) RemoveMember(ctx context.Context, id uint64) error {
 	return s.changeMembership(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: &id})

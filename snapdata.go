@@ -86,6 +86,10 @@ func (rn *raftNode) checkSnapshotData(s *raftpb.Snapshot, withData bool) error {
 		if !ids[m.ID] {
 			return fmt.Errorf("snapshot lists member %d, which its configuration does not", m.ID)
 		}
+		// Our member list and raft's configuration must agree on who votes.
+		if m.Learner != slices.Contains(cs.GetLearners(), m.ID) {
+			return fmt.Errorf("snapshot lists member %d as learner=%v, and its configuration does not", m.ID, m.Learner)
+		}
 	}
 	if ours := formatClusterID(rn.peers.clusterID); st.ClusterID != "" && st.ClusterID != ours {
 		return fmt.Errorf("snapshot of cluster %s, not of this one (%s)", st.ClusterID, ours)

@@ -408,7 +408,7 @@ func (ws *watchers) finish(history []lincheck.Op) error {
 		ws.replays(final.rev)
 	}
 	r.mu.Lock()
-	att := watchAttempts{attempts: r.attempts, attKey: r.attKey, refused: r.refusedVals, deletes: r.delAttempts}
+	att := watchAttempts{attempts: r.attempts, attKey: r.attKey, refused: r.refusedVals, deletes: r.delAttempts, ttls: r.ttls}
 	stats, err := checkWatches(append(ws.logs, ws.replayLogs...), history, att, final)
 	if ws.replayErr != nil {
 		err = errors.Join(ws.replayErr, err)

@@ -2,7 +2,11 @@ package e2e
 
 // Check 6's verdict (see robustness_watch_test.go for what it checks and
 // how the watchers run): the frames each watcher logged, against each other,
-// the history of answers and the final listing.
+// the history of answers and the final listing. A revision may carry
+// several events (a transaction's writes, in the order of its branch, on
+// distinct keys); a delete may be an expiry ("expired": true), which must
+// remove a value a PUT with a TTL wrote, no sooner than TTL after that PUT
+// was sent.
 
 import (
 	"fmt"
@@ -10,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"raftexample/internal/lincheck"
 	tc "raftexample/internal/testcluster"
@@ -19,21 +24,25 @@ func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
 // watchAttempts is what the clients tried, for the checks.
 type watchAttempts struct {
-	attempts map[string]int64  // PUT value -> call time
-	attKey   map[string]string // PUT value -> key
-	refused  map[string]bool   // PUT values refused with 412
-	deletes  map[string]int64  // key -> first DELETE's call time
+	attempts map[string]int64         // PUT value -> call time
+	attKey   map[string]string        // PUT value -> key
+	refused  map[string]bool          // PUT values refused with 412
+	deletes  map[string]int64         // key -> first DELETE's call time
+	ttls     map[string]time.Duration // PUT value -> its TTL, if it had one
 }
 
 // watchSeen is one watcher's view: the events by revision, the ranges it
 // saw completely, its replayed state at the end.
 type watchSeen struct {
 	name   string
-	events map[uint64]watchFrame
-	segs   [][2]uint64 // (from, through]: every revision in it delivered
-	state  map[string]watchKV
-	last   uint64 // through of the last segment
-	count  int
+	events map[uint64][]watchFrame // by revision, in the order delivered
+	// expired are the values expiries removed, by revision and key ("" if
+	// not known: a replay from an unknown state).
+	expired map[uint64]map[string]string
+	segs    [][2]uint64 // (from, through]: every revision in it delivered
+	state   map[string]watchKV
+	last    uint64 // through of the last segment
+	count   int
 }
 
 func (s *watchSeen) covers(rev uint64) bool {
@@ -48,7 +57,7 @@ func (s *watchSeen) covers(rev uint64) bool {
 // checkWatchLog checks one watcher's streams for order, duplicates, gaps
 // and self-consistency, and returns what it saw.
 func checkWatchLog(w *watchLog) (*watchSeen, []string) {
-	seen := &watchSeen{name: w.name, events: map[uint64]watchFrame{}}
+	seen := &watchSeen{name: w.name, events: map[uint64][]watchFrame{}, expired: map[uint64]map[string]string{}}
 	var errs []string
 	bad := func(format string, args ...any) {
 		errs = append(errs, w.name+": "+fmt.Sprintf(format, args...))
@@ -78,6 +87,8 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 			bad("stream %d resumed after %d, but the one before ended at %d", si, s.after, pos)
 		}
 		pos = s.after
+		groups := map[uint64][]watchFrame{} // this stream's events by revision
+		inRev := false                      // the frame before was an event at revision pos
 		for fi, f := range s.frames {
 			if fi == 0 && (f.Type != "progress" || f.ID != s.after) {
 				bad("%s: the first frame is not progress at %d, the revision resumed after", where(f), s.after)
@@ -87,6 +98,7 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				if f.Revision != f.ID {
 					bad("%s: data revision %d", where(f), f.Revision)
 				}
+				inRev = false
 				if f.ID < pos {
 					bad("%s: progress back from %d", where(f), pos)
 				} else if f.ID > pos {
@@ -94,18 +106,30 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				}
 			case "put", "delete":
 				seen.count++
+				sameKey := false
+				for _, g := range groups[f.ID] {
+					sameKey = sameKey || g.Key == f.Key
+				}
 				switch {
 				case f.Revision != f.ID:
 					bad("%s: data revision %d", where(f), f.Revision)
+				case f.ID == pos && inRev && sameKey:
+					bad("%s: a second event for %q at revision %d (a duplicate)", where(f), f.Key, pos)
+				case f.ID == pos && inRev:
+					// the next event of the same revision
 				case f.ID <= pos:
 					bad("%s: after %d (a duplicate or out of order)", where(f), pos)
 				case f.ID > pos+1:
 					bad("%s: after %d, so %d..%d missing (a gap)", where(f), pos, pos+1, f.ID-1)
 				}
-				if old, ok := seen.events[f.ID]; ok && !sameEvent(old.WatchEvent, f.WatchEvent) {
-					bad("%s: revision %d seen before as %s, now %s", where(f), f.ID, old.Data, f.Data)
+				inRev = true
+				groups[f.ID] = append(groups[f.ID], f)
+				if f.Type == "delete" && f.Expired {
+					if seen.expired[f.ID] == nil {
+						seen.expired[f.ID] = map[string]string{}
+					}
+					seen.expired[f.ID][f.Key] = ""
 				}
-				seen.events[f.ID] = f
 				if state == nil {
 					break // a replay from an unknown state
 				}
@@ -113,6 +137,8 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				if f.Type == "delete" {
 					if !exists {
 						bad("%s: delete of %q, which does not exist", where(f), f.Key)
+					} else if f.Expired {
+						seen.expired[f.ID][f.Key] = cur.value
 					}
 					delete(state, f.Key)
 					break
@@ -133,6 +159,12 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				pos = f.ID
 			}
 		}
+		for rev, evs := range groups {
+			if old, ok := seen.events[rev]; ok && !sameEvents(old, evs) {
+				bad("stream %d (node %d, after %d): revision %d seen before as %s, now %s", si, s.node, s.after, rev, eventsData(old), eventsData(evs))
+			}
+			seen.events[rev] = evs
+		}
 		seen.segs[len(seen.segs)-1][1] = pos
 	}
 	if len(w.streams) == 0 {
@@ -144,7 +176,79 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 
 func sameEvent(a, b tc.WatchEvent) bool {
 	return a.Type == b.Type && a.Key == b.Key && a.Value == b.Value && a.Revision == b.Revision &&
-		a.CreateRevision == b.CreateRevision && a.ModRevision == b.ModRevision && a.Version == b.Version
+		a.CreateRevision == b.CreateRevision && a.ModRevision == b.ModRevision && a.Version == b.Version && a.Expired == b.Expired
+}
+
+// sameEvents tells whether two revisions' events are the same, in order.
+func sameEvents(a, b []watchFrame) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameEvent(a[i].WatchEvent, b[i].WatchEvent) {
+			return false
+		}
+	}
+	return true
+}
+
+// eventsData describes a revision's events.
+func eventsData(evs []watchFrame) string {
+	if len(evs) == 0 {
+		return "nothing"
+	}
+	var parts []string
+	for _, f := range evs {
+		d := f.Data
+		if f.Type == "delete" {
+			d = "delete " + d
+		}
+		parts = append(parts, d)
+	}
+	return strings.Join(parts, " + ")
+}
+
+// putIn tells whether evs have a put of key (with value, unless any).
+func putIn(evs []watchFrame, key, value string, any bool) bool {
+	for _, f := range evs {
+		if f.Type == "put" && f.Key == key && (any || f.Value == value) {
+			return true
+		}
+	}
+	return false
+}
+
+// txnWrites are the events an acknowledged transaction's writes must be at
+// its revision, in order (deletes only if they deleted something; ok is
+// false when that is not known), or none if it wrote nothing.
+func txnWrites(t *lincheck.TxnInfo) (want []string, ok bool) {
+	branch := t.Failure
+	if t.Succeeded {
+		branch = t.Success
+	}
+	for i, o := range branch {
+		switch {
+		case o.Kind == lincheck.Put:
+			want = append(want, fmt.Sprintf("put %s=%q", o.Key, o.Value))
+		case o.Kind == lincheck.Delete && t.Results == nil:
+			return nil, false
+		case o.Kind == lincheck.Delete && t.Results[i].Found:
+			want = append(want, "delete "+o.Key)
+		}
+	}
+	return want, true
+}
+
+func describeEvents(evs []watchFrame) []string {
+	var out []string
+	for _, f := range evs {
+		if f.Type == "put" {
+			out = append(out, fmt.Sprintf("put %s=%q", f.Key, f.Value))
+		} else {
+			out = append(out, "delete "+f.Key)
+		}
+	}
+	return out
 }
 
 // checkWatches is check 6 on the watchers' logs, the history, the clients'
@@ -161,25 +265,31 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 	// Every event is a write that was tried.
 	for _, s := range seens {
 		byValue := map[string]uint64{}
-		for rev, f := range s.events {
-			switch f.Type {
-			case "put":
-				call, tried := att.attempts[f.Value]
-				switch {
-				case !tried || att.attKey[f.Value] != f.Key:
-					errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, which no PUT tried", s.name, rev, f.Key, f.Value))
-				case call > f.at:
-					errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q delivered before its PUT was sent", s.name, rev, f.Key, f.Value))
-				case att.refused[f.Value]:
-					errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, whose PUT was refused (412)", s.name, rev, f.Key, f.Value))
-				}
-				if other, ok := byValue[f.Value]; ok {
-					errs = append(errs, fmt.Sprintf("%s: the PUT of %q took effect twice, at revisions %d and %d", s.name, f.Value, min(rev, other), max(rev, other)))
-				}
-				byValue[f.Value] = rev
-			case "delete":
-				if call, ok := att.deletes[f.Key]; !ok || call > f.at {
-					errs = append(errs, fmt.Sprintf("%s: revision %d: delete of %s, which no DELETE tried before", s.name, rev, f.Key))
+		for rev, evs := range s.events {
+			for _, f := range evs {
+				switch f.Type {
+				case "put":
+					call, tried := att.attempts[f.Value]
+					switch {
+					case !tried || att.attKey[f.Value] != f.Key:
+						errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, which no PUT tried", s.name, rev, f.Key, f.Value))
+					case call > f.at:
+						errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q delivered before its PUT was sent", s.name, rev, f.Key, f.Value))
+					case att.refused[f.Value]:
+						errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, whose PUT was refused (412)", s.name, rev, f.Key, f.Value))
+					}
+					if other, ok := byValue[f.Value]; ok {
+						errs = append(errs, fmt.Sprintf("%s: the PUT of %q took effect twice, at revisions %d and %d", s.name, f.Value, min(rev, other), max(rev, other)))
+					}
+					byValue[f.Value] = rev
+				case "delete":
+					if f.Expired {
+						if e := checkExpiry(att, f, s.expired[rev][f.Key]); e != "" {
+							errs = append(errs, fmt.Sprintf("%s: revision %d: expiry of %s: %s", s.name, rev, f.Key, e))
+						}
+					} else if call, ok := att.deletes[f.Key]; !ok || call > f.at {
+						errs = append(errs, fmt.Sprintf("%s: revision %d: delete of %s, which no DELETE tried before", s.name, rev, f.Key))
+					}
 				}
 			}
 		}
@@ -195,45 +305,66 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 			if !s.covers(op.Revision) {
 				continue
 			}
-			f, ok := s.events[op.Revision]
+			evs := s.events[op.Revision]
 			var want string
 			switch {
 			case op.Kind == lincheck.Delete && op.Refused, op.Kind == lincheck.Put && op.Refused:
-				if !op.Found || (f.Type == "put" && f.Key == op.Key) {
+				if !op.Found || putIn(evs, op.Key, "", true) {
 					continue // a 412's ETag: the key was put at that revision
 				}
 				want = "put of " + op.Key
 			case op.Kind == lincheck.Get:
-				if f.Type == "put" && f.Key == op.Key && f.Value == op.Value {
+				if putIn(evs, op.Key, op.Value, false) {
 					continue
 				}
 				want = fmt.Sprintf("put %s=%q", op.Key, op.Value)
 			case op.Kind == lincheck.Put:
-				if f.Type == "put" && f.Key == op.Key && f.Value == op.Value {
+				if len(evs) == 1 && putIn(evs, op.Key, op.Value, false) {
 					checked++
 					continue
 				}
 				want = fmt.Sprintf("put %s=%q", op.Key, op.Value)
+			case op.Kind == lincheck.Txn:
+				w, known := txnWrites(op.Txn)
+				if !known || len(w) == 0 {
+					continue // its writes unknown, or none: the store's revision
+				}
+				if strings.Join(describeEvents(evs), ", ") == strings.Join(w, ", ") {
+					checked++
+					continue
+				}
+				want = strings.Join(w, " + ")
 			case op.Kind == lincheck.Delete && op.Cond.Kind != lincheck.Always:
-				if f.Type == "delete" && f.Key == op.Key {
+				if len(evs) == 1 && evs[0].Type == "delete" && evs[0].Key == op.Key && !evs[0].Expired {
 					checked++
 					continue
 				}
 				want = "delete of " + op.Key
 			default: // a delete's X-Revision: its own, or the store's if the key was missing
-				if !(f.Type == "put" && f.Key == op.Key) {
+				if !putIn(evs, op.Key, "", true) {
 					continue
 				}
 				want = fmt.Sprintf("delete of %s, or a change that left it absent", op.Key)
 			}
-			got := "nothing"
-			if ok {
-				got = f.Data
-				if f.Type == "delete" {
-					got = "delete " + got
+			errs = append(errs, fmt.Sprintf("%s: %v answered revision %d, where the watch delivered %s, not %s", s.name, op, op.Revision, eventsData(evs), want))
+		}
+	}
+
+	// Every found get of an acknowledged transaction shows a put at its
+	// modRevision.
+	for _, op := range history {
+		if op.Kind != lincheck.Txn || op.Unknown() || op.Txn.Results == nil {
+			continue
+		}
+		for _, res := range op.Txn.Results {
+			if res.Kind != lincheck.Get || !res.Found {
+				continue
+			}
+			for _, s := range seens {
+				if evs := s.events[res.ModRevision]; s.covers(res.ModRevision) && !putIn(evs, res.Key, res.Value, false) {
+					errs = append(errs, fmt.Sprintf("%s: %v read %s=%q at revision %d, where the watch delivered %s", s.name, op, res.Key, res.Value, res.ModRevision, eventsData(evs)))
 				}
 			}
-			errs = append(errs, fmt.Sprintf("%s: %v answered revision %d, where the watch delivered %s, not %s", s.name, op, op.Revision, got, want))
 		}
 	}
 
@@ -247,8 +378,8 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 					continue
 				}
 				both++
-				if !sameEvent(a.WatchEvent, b.WatchEvent) {
-					errs = append(errs, fmt.Sprintf("revision %d: %s saw %s %s, %s saw %s %s", rev, seens[i].name, a.Type, a.Data, seens[j].name, b.Type, b.Data))
+				if !sameEvents(a, b) {
+					errs = append(errs, fmt.Sprintf("revision %d: %s saw %s, %s saw %s", rev, seens[i].name, eventsData(a), seens[j].name, eventsData(b)))
 				}
 			}
 		}
@@ -281,6 +412,29 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 		return stats, fmt.Errorf("watches: %s", strings.Join(errs, "; "))
 	}
 	return stats, nil
+}
+
+// checkExpiry checks an expiry event f against the clients' attempts:
+// the value it removed (value, "" if not known) was written by a PUT with
+// a TTL sent at least TTL before the event arrived (not known: some PUT
+// with a TTL on that key was). It returns what is wrong, or "".
+func checkExpiry(att watchAttempts, f watchFrame, value string) string {
+	if value != "" {
+		ttl, call := att.ttls[value], att.attempts[value]
+		switch {
+		case ttl == 0:
+			return fmt.Sprintf("it removed %q, which no PUT with a TTL wrote", value)
+		case f.at < call+int64(ttl):
+			return fmt.Sprintf("it removed %q %v after its PUT (with TTL %v) was sent", value, time.Duration(f.at-call), ttl)
+		}
+		return ""
+	}
+	for v, ttl := range att.ttls {
+		if att.attKey[v] == f.Key && ttl > 0 && att.attempts[v]+int64(ttl) <= f.at {
+			return ""
+		}
+	}
+	return "no PUT with a TTL tried on it long enough before"
 }
 
 // diffKV describes how two states differ ("" if they do not).

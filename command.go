@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // A command is one change to the map, the payload of a normal raft entry
@@ -11,10 +12,15 @@ import (
 // operation byte, so later operations add a new byte value and old logs keep
 // decoding:
 //
-//	op (1 byte) | origin (uvarint) | id (uvarint) | base (uvarint) | condition | key (uvarint length + bytes) | value (rest)
+//	op (1 byte) | origin (uvarint) | id (uvarint) | base (uvarint) | condition | [ttl] | key (uvarint length + bytes) | value (rest)
 //	condition: kind (1 byte) | modRevision (uvarint, for kind condModRevision only)
+//	ttl: nanoseconds (uvarint), for opPutTTL only
 //
-// A delete has no value. origin and id name the proposal across the
+// A delete has no value. An expiry (opExpire) is a delete the leader
+// proposes when a key's time to live is up (see expiry.go): anonymous, and
+// conditional on the modRevision of the write that set the TTL. A
+// transaction (opTxn) has its own body after base instead of a condition,
+// key and value (see txn.go). origin and id name the proposal across the
 // cluster, and base is when it was first proposed; the state machine uses
 // both to apply a command proposed more than once only once (see
 // appliedProposals). The condition is checked when the command is applied
@@ -27,14 +33,17 @@ import (
 //	op (4 = put, 5 = delete) | origin | id | base | key | value
 //	op (1 = put, 2 = delete) | id (uvarint) | key | value      (anonymous: origin 0, applied every time they appear)
 type command struct {
-	op     byte   // opPut or opDelete
+	op     byte   // opPut, opDelete or opTxn
 	legacy bool   // written by a version before revisions (ops 1, 2, 4, 5)
+	expiry bool   // a delete proposed because the key's TTL ran out (opExpire)
 	origin uint64 // the member that proposed it; 0 for an anonymous command
 	id     uint64 // the proposal's number at its origin, reported back when applied
 	base   uint64 // the proposal clock the origin had applied when it first proposed
 	cond   condition
+	ttl    time.Duration // for a put: the key's time to live; 0 for none
 	key    string
 	value  string
+	txn    *txnCommand // for opTxn
 }
 
 const (
@@ -45,7 +54,26 @@ const (
 	opDeleteNamed     byte = 5 // written by earlier versions
 	opPut             byte = 6
 	opDelete          byte = 7
+	opPutTTL          byte = 8 // opPut with a time to live
+	opExpire          byte = 9 // opDelete of a key whose time to live ran out
+	opTxn             byte = 10
 )
+
+// A key's time to live is from minTTL to maxTTL. The range is part of what a
+// command must be to apply, so a TTL outside it is refused at the HTTP API
+// and, should one reach the log, skipped by every replica alike.
+const (
+	minTTL = time.Second
+	maxTTL = 24 * time.Hour
+)
+
+// validTTL reports whether d is a time to live a put may carry.
+func validTTL(d time.Duration) error {
+	if d < minTTL || d > maxTTL {
+		return fmt.Errorf("ttl must be from %s to %s, not %s", minTTL, maxTTL, d)
+	}
+	return nil
+}
 
 // condition is what must hold of a command's key, when the command is
 // applied, for it to change anything.
@@ -83,15 +111,30 @@ func (c command) name() proposalName { return proposalName{origin: c.origin, id:
 // and the number that member gave it.
 type proposalName struct{ origin, id uint64 }
 
+// encodeCommand encodes c (op opPut, opDelete or opTxn; ttl and expiry
+// choose the op written).
 func encodeCommand(c command) []byte {
-	buf := make([]byte, 0, 2+5*binary.MaxVarintLen64+len(c.key)+len(c.value))
-	buf = append(buf, c.op)
+	op := c.op
+	switch {
+	case op == opPut && c.ttl != 0:
+		op = opPutTTL
+	case op == opDelete && c.expiry:
+		op = opExpire
+	}
+	buf := make([]byte, 0, 2+6*binary.MaxVarintLen64+len(c.key)+len(c.value))
+	buf = append(buf, op)
 	buf = binary.AppendUvarint(buf, c.origin)
 	buf = binary.AppendUvarint(buf, c.id)
 	buf = binary.AppendUvarint(buf, c.base)
+	if op == opTxn {
+		return appendTxn(buf, c.txn)
+	}
 	buf = append(buf, c.cond.kind)
 	if c.cond.kind == condModRevision {
 		buf = binary.AppendUvarint(buf, c.cond.modRevision)
+	}
+	if op == opPutTTL {
+		buf = binary.AppendUvarint(buf, uint64(c.ttl))
 	}
 	buf = appendString(buf, c.key)
 	return append(buf, c.value...)
@@ -105,7 +148,7 @@ func decodeCommand(data []byte) (command, error) {
 	data = data[1:]
 	var err error
 	switch c.op {
-	case opPut, opDelete, opPutNamed, opDeleteNamed:
+	case opPut, opDelete, opPutTTL, opExpire, opTxn, opPutNamed, opDeleteNamed:
 		if c.origin, data, err = readUvarint(data); err != nil {
 			return command{}, err
 		}
@@ -119,6 +162,12 @@ func decodeCommand(data []byte) (command, error) {
 			c.op, c.legacy = c.op+opPut-opPutNamed, true
 			break
 		}
+		if c.op == opTxn {
+			if c.txn, err = decodeTxn(data); err != nil {
+				return command{}, err
+			}
+			return c, nil
+		}
 		if len(data) == 0 {
 			return command{}, errors.New("missing condition")
 		}
@@ -131,6 +180,25 @@ func decodeCommand(data []byte) (command, error) {
 			}
 		default:
 			return command{}, fmt.Errorf("unknown condition %d", c.cond.kind)
+		}
+		switch c.op {
+		case opPutTTL:
+			var ttl uint64
+			if ttl, data, err = readUvarint(data); err != nil {
+				return command{}, err
+			}
+			// A uvarint past int64 turns negative, below the minimum.
+			if c.ttl = time.Duration(ttl); validTTL(c.ttl) != nil {
+				return command{}, validTTL(c.ttl)
+			}
+			c.op = opPut
+		case opExpire:
+			// An expiry that could remove a newer write would break the
+			// promise that it never does.
+			if c.cond.kind != condModRevision {
+				return command{}, errors.New("an expiry must be conditional on a modRevision")
+			}
+			c.op, c.expiry = opDelete, true
 		}
 	case opPutAnonymous, opDeleteAnonymous:
 		c.op, c.legacy = c.op+opPut-opPutAnonymous, true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +75,14 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusNotFound, "key not found")
 	}
 	setKeyHeaders(w, v.meta, revision)
+	if v.meta.ttl != 0 {
+		left, ok := h.svc.TTLRemaining(key, v.meta.modRevision)
+		if !ok {
+			left = v.meta.ttl // applied here a moment ago
+		}
+		w.Header().Set("X-TTL", v.meta.ttl.String())
+		w.Header().Set("X-TTL-Remaining", strconv.FormatInt(int64((left+time.Second-1)/time.Second), 10))
+	}
 	if unchanged.kind != condNone && unchanged.holds(found, v.meta) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
@@ -97,13 +106,17 @@ func readConsistency(r *http.Request) (linearizable bool, err error) {
 }
 
 // put answers PUT /{key} and PUT /v1/kv/{key}, honouring If-Match and
-// If-None-Match: *.
+// If-None-Match: *, and ?ttl= (the key's time to live).
 func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 	key := pathTail(r)
 	if err := validKey(key); err != nil {
 		return err
 	}
 	cond, err := writeCondition(r, true)
+	if err != nil {
+		return err
+	}
+	ttl, err := queryTTL(r)
 	if err != nil {
 		return err
 	}
@@ -117,11 +130,28 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := h.waitContext(r)
 	defer cancel()
-	result, err := h.svc.Put(ctx, key, string(value), cond)
+	result, err := h.svc.Put(ctx, key, string(value), ttl, cond)
 	if err != nil {
 		return err
 	}
 	return h.writeAnswered(w, result, true)
+}
+
+// queryTTL reads ?ttl=, a Go duration from minTTL to maxTTL; 0 if absent.
+func queryTTL(r *http.Request) (time.Duration, error) {
+	q := r.URL.Query()
+	if !q.Has("ttl") {
+		return 0, nil
+	}
+	s := q.Get("ttl")
+	d, err := time.ParseDuration(s)
+	if err == nil {
+		err = validTTL(d)
+	}
+	if err != nil {
+		return 0, apiErr(http.StatusBadRequest, fmt.Sprintf("ttl must be a Go duration from %s to %s, not %q", minTTL, maxTTL, s))
+	}
+	return d, nil
 }
 
 func validKey(key string) error {

@@ -55,6 +55,7 @@ type listItem struct {
 	CreateRevision uint64 `json:"createRevision"`
 	ModRevision    uint64 `json:"modRevision"`
 	Version        uint64 `json:"version"`
+	TTL            string `json:"ttl,omitempty"` // the key's time to live, where it has one
 	Encoding       string `json:"encoding,omitempty"`
 }
 
@@ -108,6 +109,9 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) error {
 		item.Reset()
 		li := listItem{Key: p.Key, Value: p.Value,
 			CreateRevision: p.Meta.createRevision, ModRevision: p.Meta.modRevision, Version: p.Meta.version}
+		if p.Meta.ttl != 0 {
+			li.TTL = p.Meta.ttl.String()
+		}
 		if !utf8.ValidString(p.Key) || !utf8.ValidString(p.Value) {
 			li.Key = base64.StdEncoding.EncodeToString([]byte(p.Key))
 			li.Value = base64.StdEncoding.EncodeToString([]byte(p.Value))

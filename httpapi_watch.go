@@ -220,17 +220,22 @@ type watchEventData struct {
 	CreateRevision uint64  `json:"createRevision,omitempty"`
 	ModRevision    uint64  `json:"modRevision,omitempty"`
 	Version        uint64  `json:"version,omitempty"`
+	TTL            string  `json:"ttl,omitempty"`     // for a put that set a time to live
+	Expired        bool    `json:"expired,omitempty"` // for a delete because the key's TTL ran out
 	Encoding       string  `json:"encoding,omitempty"`
 }
 
 // encoded is the event as a stream sends it, encoded once.
 func (e *watchEvent) encoded() []byte {
 	e.once.Do(func() {
-		d := watchEventData{Key: e.key, Revision: e.revision}
+		d := watchEventData{Key: e.key, Revision: e.revision, Expired: e.expired}
 		value, kind := e.value, "delete"
 		if !e.deleted {
 			kind, d.Value = "put", &value
 			d.CreateRevision, d.ModRevision, d.Version = e.meta.createRevision, e.meta.modRevision, e.meta.version
+			if e.meta.ttl != 0 {
+				d.TTL = e.meta.ttl.String()
+			}
 		}
 		if !utf8.ValidString(e.key) || !utf8.ValidString(e.value) {
 			d.Key = base64.StdEncoding.EncodeToString([]byte(e.key))

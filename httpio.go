@@ -87,7 +87,13 @@ const maxJSONBodyBytes = 4096
 // what encoding/json would let through silently: unknown fields, a field
 // given twice (the last would win), and anything after the object.
 func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBodyBytes))
+	return decodeJSONBodyUpTo(w, r, v, maxJSONBodyBytes)
+}
+
+// decodeJSONBodyUpTo is decodeJSONBody for a body of at most limit bytes; a
+// longer one is an *http.MaxBytesError.
+func decodeJSONBodyUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		return err
 	}

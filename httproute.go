@@ -50,6 +50,7 @@ func (h *httpAPI) routes() {
 	handle(h.api, "POST /v1/members", json(h.v1AddMember))
 	handle(h.api, "DELETE /v1/members/{id}", json(h.v1RemoveMember))
 	handle(h.api, "GET /v1/watch/{key...}", json(h.watch))
+	handle(h.api, "POST /v1/txn", json(h.txn))
 	handle(h.api, "GET /v1/status", json(h.status))
 	handle(h.api, "POST /v1/leader", json(h.transferLeadership))
 	handle(h.api, "/v1/{$}", json(noSuchEndpoint)) // where target sends every other /v1 path
@@ -87,7 +88,7 @@ func (h *httpAPI) target(path string) target {
 	case path == "/v1/watch" || strings.HasPrefix(path, "/v1/watch/"):
 		key := strings.TrimPrefix(strings.TrimPrefix(path, "/v1/watch"), "/")
 		return target{mux: h.api, path: "/v1/watch/k", tail: key, face: jsonFace}
-	case path == "/v1/status" || path == "/v1/leader" || path == "/health" || path == "/readyz":
+	case path == "/v1/status" || path == "/v1/leader" || path == "/v1/txn" || path == "/health" || path == "/readyz":
 		return target{mux: h.api, face: jsonFace}
 	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
 		return target{mux: h.api, path: "/v1/", tail: path, face: jsonFace}

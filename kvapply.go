@@ -33,10 +33,24 @@ type proposalOutcome struct {
 // application: what its answer reports, even when other writes follow at
 // once.
 type outcome struct {
-	failed      bool   // its condition did not hold: it changed nothing
+	failed      bool   // its condition did not hold: it changed nothing (a transaction: its failure branch ran)
 	revision    uint64 // the store's revision just after it: its change's own, if it made one
 	exists      bool   // whether its key existed just after it
 	modRevision uint64 // its key's modRevision just after it (0 if absent)
+	// For a transaction: what each operation of the branch that ran found
+	// or did. Only the request that waits for it sees these; the
+	// de-duplication window keeps the rest (see apply). (A pointer keeps
+	// outcomes comparable.)
+	results *[]txnResult
+}
+
+// txnResult is what one operation of a transaction found or did.
+type txnResult struct {
+	kind  byte // txnPut, txnDelete or txnGet
+	key   string
+	found bool    // a get: the key exists; a delete: it existed, and is gone
+	value string  // a get: the key's value
+	meta  keyMeta // a get: the key's; a put: the key's after it
 }
 
 // change is one change to the map, as watchers see it.
@@ -46,6 +60,7 @@ type change struct {
 	value    string  // for a put
 	meta     keyMeta // for a put: the key's revisions after it
 	deleted  bool
+	expired  bool // a delete because the key's time to live ran out
 }
 
 func (a *appliedCommit) reset() {
@@ -132,9 +147,18 @@ func (s *kvstore) apply(data []byte, out *appliedCommit) {
 			return
 		}
 	}
-	result := s.change(cmd, out)
+	var result outcome
+	if cmd.op == opTxn {
+		result = s.applyTxn(cmd.txn, out)
+	} else {
+		result = s.change(cmd, out)
+	}
 	if cmd.origin != 0 {
-		s.proposals.record(result)
+		// The window keeps how it ended, not what a transaction read: that
+		// could be many values, for as long as the window lasts.
+		remembered := result
+		remembered.results = nil
+		s.proposals.record(remembered)
 		out.outcomes = append(out.outcomes, proposalOutcome{name: cmd.name(), result: result})
 	}
 }
@@ -149,10 +173,6 @@ func (s *kvstore) change(cmd command, out *appliedCommit) outcome {
 	if cmd.op == opDelete && !had {
 		return outcome{revision: s.revision}
 	}
-	if had {
-		s.digest -= pairDigest(cmd.key, old)
-		s.bytes -= int64(len(cmd.key) + len(old.value))
-	}
 	// Commands from before revisions move none: members that restored
 	// different snapshots of that time would count them differently.
 	revision := uint64(0)
@@ -161,29 +181,94 @@ func (s *kvstore) change(cmd command, out *appliedCommit) outcome {
 		revision = s.revision
 	}
 	if cmd.op == opDelete {
-		s.storeLocked(cmd.key, storedValue{}, true)
-		s.keys--
-		if revision != 0 {
-			out.changes = append(out.changes, change{revision: revision, key: cmd.key, deleted: true})
+		s.removeLocked(cmd.key, old, revision, cmd.expiry, out)
+		if cmd.expiry {
+			metricKeysExpired.Inc()
 		}
 		return outcome{revision: s.revision}
 	}
-	v := storedValue{value: cmd.value}
+	v := s.writeLocked(cmd.key, old, had, cmd.value, cmd.ttl, revision, out)
+	return outcome{revision: s.revision, exists: true, modRevision: v.meta.modRevision}
+}
+
+// applyTxn runs a transaction: its compares against the map as it is, then
+// one branch's operations in order, each seeing the ones before it. All its
+// writes take one revision, the next, which the store moves to only if the
+// transaction changed anything. The caller holds s.mu.
+func (s *kvstore) applyTxn(t *txnCommand, out *appliedCommit) outcome {
+	succeeded := true
+	for _, c := range t.compares {
+		if v, found := s.lookupLocked(c.key); !c.holds(v, found) {
+			succeeded = false
+			break
+		}
+	}
+	ops := t.success
+	if !succeeded {
+		ops = t.failure
+	}
+	revision := s.revision + 1
+	changed := false
+	results := make([]txnResult, len(ops))
+	for i, op := range ops {
+		old, had := s.lookupLocked(op.key)
+		r := txnResult{kind: op.kind, key: op.key}
+		switch op.kind {
+		case txnGet:
+			r.found, r.value, r.meta = had, old.value, old.meta
+		case txnPut:
+			r.meta = s.writeLocked(op.key, old, had, op.value, op.ttl, revision, out).meta
+			changed = true
+		case txnDelete:
+			if had {
+				s.removeLocked(op.key, old, revision, false, out)
+				r.found, changed = true, true
+			}
+		}
+		results[i] = r
+	}
+	if changed {
+		s.revision = revision
+	}
+	return outcome{failed: !succeeded, revision: s.revision, results: &results}
+}
+
+// writeLocked sets key (which held old, if had) to value with the time to
+// live ttl (0: none) at revision (0: a command from before revisions), and
+// reports the change to out. The caller holds s.mu.
+func (s *kvstore) writeLocked(key string, old storedValue, had bool, value string, ttl time.Duration, revision uint64, out *appliedCommit) storedValue {
+	if had {
+		s.digest -= pairDigest(key, old)
+		s.bytes -= int64(len(key) + len(old.value))
+	}
+	v := storedValue{value: value}
 	if revision != 0 {
-		v.meta = keyMeta{createRevision: revision, modRevision: revision, version: 1}
+		v.meta = keyMeta{createRevision: revision, modRevision: revision, version: 1, ttl: ttl}
 		if had {
 			// A key from before revisions keeps createRevision 0.
 			v.meta.createRevision, v.meta.version = old.meta.createRevision, old.meta.version+1
 		}
 	}
-	s.storeLocked(cmd.key, v, false)
-	s.digest += pairDigest(cmd.key, v)
-	s.bytes += int64(len(cmd.key) + len(v.value))
+	s.storeLocked(key, v, false)
+	s.digest += pairDigest(key, v)
+	s.bytes += int64(len(key) + len(v.value))
 	if !had {
 		s.keys++
 	}
 	if revision != 0 {
-		out.changes = append(out.changes, change{revision: revision, key: cmd.key, value: v.value, meta: v.meta})
+		out.changes = append(out.changes, change{revision: revision, key: key, value: v.value, meta: v.meta})
 	}
-	return outcome{revision: s.revision, exists: true, modRevision: v.meta.modRevision}
+	return v
+}
+
+// removeLocked deletes key, which holds old, at revision, and reports the
+// change to out. The caller holds s.mu.
+func (s *kvstore) removeLocked(key string, old storedValue, revision uint64, expired bool, out *appliedCommit) {
+	s.digest -= pairDigest(key, old)
+	s.bytes -= int64(len(key) + len(old.value))
+	s.storeLocked(key, storedValue{}, true)
+	s.keys--
+	if revision != 0 {
+		out.changes = append(out.changes, change{revision: revision, key: key, deleted: true, expired: expired})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
+	"time"
 )
 
 // This file is the kvstore's side of snapshots: holding the map still while
@@ -16,17 +17,18 @@ import (
 // The encoding is a stream, so that neither writing nor reading a snapshot
 // needs a second copy of the map in memory:
 //
-//	format marker (uvarint, = 2^64-1) | format (uvarint, = 3)
+//	format marker (uvarint, = 2^64-1) | format (uvarint, = 4)
 //	proposal clock (uvarint) | remembered names (uvarint)
 //	per name, oldest first: origin (uvarint) | id (uvarint) | ticks since the previous name's (uvarint)
 //	    | outcome: revision << 2 | 2 if the key existed | 1 if the condition failed (uvarint) | modRevision (uvarint)
 //	store revision (uvarint)
 //	pair count (uvarint)
 //	per pair: key length (uvarint) | key | value length (uvarint) | value
-//	    | createRevision (uvarint) | modRevision (uvarint) | version (uvarint)
+//	    | createRevision (uvarint) | modRevision (uvarint) | version (uvarint) | ttl (uvarint nanoseconds, 0: none)
 //	CRC-32C of everything above (4 bytes, big-endian)
 //
-// Earlier versions wrote format 2, which has no outcomes, no revisions and
+// Format 3 is format 4 without the pairs' ttl, written before keys could
+// expire: its keys have none. Earlier versions wrote format 2, which has no outcomes, no revisions and
 // no pair revisions: it restores revision 0 and keys with zero revisions,
 // and names whose outcome is a change at an unknown revision (0), as
 // commands of those versions had no conditions. Snapshots written before
@@ -34,9 +36,10 @@ import (
 // the marker tells them apart, and they restore an empty window at clock 0
 // (no named command can precede them).
 const (
-	kvSnapshotMarker    = 1<<64 - 1
-	kvSnapshotFormat    = 3
-	kvSnapshotFormatOld = 2
+	kvSnapshotMarker          = 1<<64 - 1
+	kvSnapshotFormat          = 4
+	kvSnapshotFormatRevisions = 3
+	kvSnapshotFormatOld       = 2
 )
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -119,6 +122,7 @@ func (f *frozenKV) WriteTo(w io.Writer) (int64, error) {
 		writeUvarint(v.meta.createRevision)
 		writeUvarint(v.meta.modRevision)
 		writeUvarint(v.meta.version)
+		writeUvarint(uint64(v.meta.ttl))
 	}
 	if err := bw.Flush(); err != nil {
 		return cw.n, err
@@ -247,7 +251,7 @@ func (sr *kvSnapshotReader) readHeader() error {
 		sr.count = n // a snapshot from before the marker
 		return err
 	}
-	if sr.format, err = sr.d.uvarint(); err != nil || (sr.format != kvSnapshotFormat && sr.format != kvSnapshotFormatOld) {
+	if sr.format, err = sr.d.uvarint(); err != nil || (sr.format != kvSnapshotFormat && sr.format != kvSnapshotFormatRevisions && sr.format >= kvSnapshotFormatRevisions) {
 		return fmt.Errorf("unknown format %d (%v)", sr.format, err)
 	}
 	if sr.clock, err = sr.d.uvarint(); err != nil {
@@ -272,7 +276,7 @@ func (sr *kvSnapshotReader) readHeader() error {
 				gap, err = sr.d.uvarint()
 			}
 		}
-		if err == nil && sr.format == kvSnapshotFormat {
+		if err == nil && sr.format >= kvSnapshotFormatRevisions {
 			var modRevision uint64
 			if result, err = sr.d.uvarint(); err == nil {
 				modRevision, err = sr.d.uvarint()
@@ -290,7 +294,7 @@ func (sr *kvSnapshotReader) readHeader() error {
 		at += gap
 		n.at = at
 	}
-	if sr.format == kvSnapshotFormat {
+	if sr.format >= kvSnapshotFormatRevisions {
 		if sr.revision, err = sr.d.uvarint(); err != nil {
 			return err
 		}
@@ -303,10 +307,18 @@ func (sr *kvSnapshotReader) next(i uint64) (k string, v storedValue, err error) 
 	if k, err = sr.d.string(); err == nil {
 		v.value, err = sr.d.string()
 	}
-	if err == nil && sr.format == kvSnapshotFormat {
+	if err == nil && sr.format >= kvSnapshotFormatRevisions {
 		if v.meta.createRevision, err = sr.d.uvarint(); err == nil {
 			if v.meta.modRevision, err = sr.d.uvarint(); err == nil {
 				v.meta.version, err = sr.d.uvarint()
+			}
+		}
+		if err == nil && sr.format == kvSnapshotFormat {
+			var ttl uint64
+			if ttl, err = sr.d.uvarint(); err == nil && ttl != 0 {
+				// As decodeCommand refuses a put with any other.
+				v.meta.ttl = time.Duration(ttl)
+				err = validTTL(v.meta.ttl)
 			}
 		}
 		// As apply keeps them: no revision past the store's, none made

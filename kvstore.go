@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -52,6 +53,9 @@ type keyMeta struct {
 	createRevision uint64 // the revision that created it
 	modRevision    uint64 // the revision of its last change
 	version        uint64 // writes since its creation, 1 at creation
+	// ttl is the key's time to live, set by its last write; 0 for none. When
+	// it runs out the leader proposes the key's deletion (see expiry.go).
+	ttl time.Duration
 }
 
 // pendingValue is a change made while the map is frozen: a new value, or the
@@ -135,16 +139,7 @@ func (s *kvstore) List(prefix, start string, limit int, maxBytes int64) listPage
 		}
 	}
 	s.mu.RLock()
-	for k, v := range s.kv {
-		if _, changed := s.pending[k]; !changed {
-			offer(k, v)
-		}
-	}
-	for k, p := range s.pending {
-		if !p.deleted {
-			offer(k, p.storedValue)
-		}
-	}
+	s.rangeLocked(offer)
 	revision := s.revision
 	s.mu.RUnlock()
 	pairs := []kvPair(*smallest)
@@ -170,6 +165,35 @@ func (h *pairHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// TTLKeys lists the keys that have a time to live.
+func (s *kvstore) TTLKeys() []ttlKey {
+	var out []ttlKey
+	offer := func(k string, v storedValue) {
+		if v.meta.ttl != 0 {
+			out = append(out, ttlKey{key: k, modRevision: v.meta.modRevision, ttl: v.meta.ttl})
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.rangeLocked(offer)
+	return out
+}
+
+// rangeLocked calls f for every pair, in no order, seeing changes made while
+// the map is frozen. The caller holds s.mu.
+func (s *kvstore) rangeLocked(f func(k string, v storedValue)) {
+	for k, v := range s.kv {
+		if _, changed := s.pending[k]; !changed {
+			f(k, v)
+		}
+	}
+	for k, p := range s.pending {
+		if !p.deleted {
+			f(k, p.storedValue)
+		}
+	}
 }
 
 // ProposalClock is the proposal clock (see dedup.go): how many named
@@ -212,14 +236,15 @@ func (s *kvstore) DataBytes() int64 {
 	return s.bytes
 }
 
-// pairDigest hashes one pair with its revisions. The map's digest is the
-// sum of its pairs' digests: independent of order, and updated in O(1) when
-// a pair changes. A pair from before revisions (zero meta) hashes as it did
-// then.
+// pairDigest hashes one pair with its revisions and its time to live. The
+// map's digest is the sum of its pairs' digests: independent of order, and
+// updated in O(1) when a pair changes. A pair from before revisions (zero
+// meta) hashes as it did then, and one without a TTL as before TTLs.
 func pairDigest(k string, v storedValue) uint64 {
 	// FNV-1a over len(k) as a uvarint, k, v, then the revisions (8 bytes
-	// each, little-endian) unless all are zero, written out so that the
-	// apply path allocates nothing for it.
+	// each, little-endian) unless all are zero, then the TTL in nanoseconds
+	// (8 bytes) unless it is zero, written out so that the apply path
+	// allocates nothing for it.
 	const prime = 1099511628211
 	h := uint64(14695981039346656037)
 	for n := uint64(len(k)); ; n >>= 7 {
@@ -243,6 +268,11 @@ func pairDigest(k string, v storedValue) uint64 {
 			for i := 0; i < 8; i++ {
 				h = (h ^ (n >> (8 * i) & 0xff)) * prime
 			}
+		}
+	}
+	if n := uint64(v.meta.ttl); n != 0 {
+		for i := 0; i < 8; i++ {
+			h = (h ^ (n >> (8 * i) & 0xff)) * prime
 		}
 	}
 	return h

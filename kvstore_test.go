@@ -96,12 +96,16 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte{opPutNamed, 1, 2, 3, 1, 'k', 'v'})
 	f.Add([]byte{opPutAnonymous, 2, 1, 'k', 'v'})
 	f.Add(encodeCommand(command{op: opPut, origin: 1, id: 2, base: 3, cond: condition{kind: condModRevision, modRevision: 300}, key: "k", value: "v"}))
+	f.Add(encodeCommand(command{op: opPut, origin: 1, id: 2, ttl: time.Minute, key: "k", value: "v"}))
+	f.Add(encodeCommand(command{op: opDelete, expiry: true, cond: condition{kind: condModRevision, modRevision: 1}, key: "k"}))
+	f.Add(encodeCommand(txnOf([]txnCompare{{field: cmpValue, key: "k", value: "v"}, {field: cmpExists, key: "b", number: 1}},
+		[]txnOp{{kind: txnPut, key: "k", value: "w", ttl: time.Hour}, {kind: txnGet, key: "k"}}, []txnOp{{kind: txnDelete, key: "k"}})))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeCommand(data)
 		if err != nil {
 			return
 		}
-		if c.op != opPut && c.op != opDelete {
+		if c.op != opPut && c.op != opDelete && c.op != opTxn {
 			t.Fatalf("decodeCommand accepted op %d", c.op)
 		}
 		again, err := decodeCommand(encodeCommand(c))
@@ -109,8 +113,27 @@ func FuzzDecodeCommand(f *testing.F) {
 			t.Fatalf("re-encoding accepted command %+v does not decode: %v", c, err)
 		}
 		c.legacy = false // commands are encoded in the current format only
+		if c.txn != nil && fmt.Sprint(*c.txn) != fmt.Sprint(*again.txn) {
+			t.Fatalf("round trip of %+v gave %+v", *c.txn, *again.txn)
+		}
+		c.txn, again.txn = nil, nil
 		if again != c {
 			t.Fatalf("round trip of %+v gave %+v", c, again)
+		}
+		// Whatever decodes applies, without a panic, leaving a digest that
+		// matches the pairs.
+		s := kvTestStore(t)
+		var out appliedCommit
+		s.mu.Lock()
+		s.apply(encodeCommand(command{op: opPut, origin: 9, id: 1, key: "k", value: "v"}), &out)
+		s.apply(data, &out)
+		s.mu.Unlock()
+		var digest uint64
+		for _, p := range s.List("", "", maxListLimit, 1<<30).Pairs {
+			digest += pairDigest(p.Key, storedValue{value: p.Value, meta: p.Meta})
+		}
+		if st := s.State(); digest != st.digest {
+			t.Fatalf("digest %x, pairs sum to %x", st.digest, digest)
 		}
 	})
 }
@@ -420,6 +443,11 @@ func (p *kvFakeNode) Propose(ctx context.Context, data []byte) error { return p.
 func (p *kvFakeNode) Done() <-chan struct{}                          { return p.done }
 func (p *kvFakeNode) self() uint64                                   { return 1 }
 func (p *kvFakeNode) Leader() uint64                                 { return p.leader }
+
+// Status says this node is a follower: the fake proposes no expiries.
+func (p *kvFakeNode) Status() raftStatus {
+	return raftStatus{ID: 1, State: "follower", Leader: p.leader}
+}
 func (p *kvFakeNode) leaderChanges() <-chan struct{} {
 	if p.moved == nil {
 		return nil

@@ -83,6 +83,12 @@ var (
 	metricKeys = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "raftexample_keys", Help: "Keys in the map.",
 	})
+	metricKeysExpired = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "raftexample_keys_expired_total", Help: "Keys deleted because their time to live ran out, as applied here.",
+	})
+	metricTTLKeys = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "raftexample_ttl_keys", Help: "Keys with a time to live.",
+	})
 	metricPeerMessagesRefused = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "raftexample_peer_messages_refused_total", Help: "Peer messages and requests refused before raft saw them, by reason (term, sender, type, log, entries, snapshot, body).",
 	}, []string{"reason"})

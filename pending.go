@@ -207,6 +207,13 @@ func (s *service) reproposer() {
 // proposeAgain proposes copies of the commands encoded in datas, several to
 // an entry. A copy raft refuses is proposed again when due.
 func (s *service) proposeAgain(datas [][]byte) {
+	metricProposalsReproposed.Add(float64(s.proposeInEntries(datas)))
+}
+
+// proposeInEntries proposes the commands encoded in datas, several to an
+// entry, and returns how many may have reached raft. Nobody waits for them:
+// their proposers find out from the state machine.
+func (s *service) proposeInEntries(datas [][]byte) (proposed int) {
 	for len(datas) > 0 {
 		n, size := 0, 0
 		for n < len(datas) && n < maxBatchCommands && size < maxBatchBytes {
@@ -221,8 +228,9 @@ func (s *service) proposeAgain(datas [][]byte) {
 		err := s.node.Propose(ctx, data)
 		cancel()
 		if err == nil || mayHaveReachedRaft(err) {
-			metricProposalsReproposed.Add(float64(n))
+			proposed += n
 		}
 		datas = datas[n:]
 	}
+	return proposed
 }

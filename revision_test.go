@@ -148,7 +148,7 @@ func TestApplyReportsEachChangeWithItsRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []change{
-		{revision: 1, key: "a", value: "1", meta: keyMeta{1, 1, 1}},
+		{revision: 1, key: "a", value: "1", meta: keyMeta{createRevision: 1, modRevision: 1, version: 1}},
 		{revision: 2, key: "a", deleted: true},
 	}
 	if fmt.Sprint(out.changes) != fmt.Sprint(want) || out.revision != 2 {
@@ -235,6 +235,7 @@ func TestASnapshotWithImpossibleRevisionsIsRefused(t *testing.T) {
 		b = binary.AppendUvarint(b, create)
 		b = binary.AppendUvarint(b, mod)
 		b = binary.AppendUvarint(b, 1)
+		b = binary.AppendUvarint(b, 0) // no ttl
 		return binary.BigEndian.AppendUint32(b, crcOf(b))
 	}
 	if err := kvTestStore(t).restoreAll(snapshot(5, 2, 5)); err != nil {

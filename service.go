@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/pkg/v3/notify"
 	"go.etcd.io/etcd/pkg/v3/wait"
@@ -39,6 +40,7 @@ type service struct {
 	inDoubt *notify.Notifier
 	applied wait.WaitTime // "applied through index N", advanced by run
 	watches *watchHub     // the latest changes, published by run
+	expiry  *expirer      // deadlines of the keys with a TTL, fed by run
 	// leading is the one membership change this member, as the leader, is
 	// making (leadMembershipChange), nil if none.
 	leading atomic.Pointer[ledChange]
@@ -57,6 +59,7 @@ func newService(lg *zap.Logger, store *kvstore, watches *watchHub) *service {
 		lg:      lg,
 		store:   store,
 		watches: watches,
+		expiry:  newExpirer(),
 		ids:     newRequestIDs(),
 		waits:   wait.New(),
 		inDoubt: notify.NewNotifier(),
@@ -89,6 +92,7 @@ func (s *service) attach(node consensus) {
 	s.pending = newPendingCommands(node.self())
 	s.batcher = newBatcher(node)
 	go s.reproposer()
+	go s.expireKeys()
 }
 
 // run applies commits until the channel is closed. An error means the state
@@ -114,6 +118,12 @@ func (s *service) run(commitC <-chan commit) error {
 			s.watches.reset(done.restoredRevision)
 		}
 		s.watches.publish(done.changes, done.revision)
+		// A TTL counts from here, before the writer hears back (expiry.go).
+		now := time.Now()
+		if done.restored {
+			s.expiry.reset(s.store.TTLKeys(), now)
+		}
+		s.expiry.observe(done.changes, now)
 		// Reads waiting for this index may go before the writers hear back,
 		// so a read issued right after a write's 204 does not wait.
 		s.applied.Trigger(c.index)
@@ -129,12 +139,25 @@ func (s *service) run(commitC <-chan commit) error {
 	return nil
 }
 
-// Put proposes key=value, if cond holds when it is applied, and returns
-// once this node has applied it, so a nil error means the write is
-// committed and visible here (or its condition failed, as the outcome
-// says).
-func (s *service) Put(ctx context.Context, key, value string, cond condition) (outcome, error) {
-	return s.proposeCommand(ctx, command{op: opPut, cond: cond, key: key, value: value})
+// Put proposes key=value with the time to live ttl (0: none), if cond
+// holds when it is applied, and returns once this node has applied it, so a
+// nil error means the write is committed and visible here (or its
+// condition failed, as the outcome says).
+func (s *service) Put(ctx context.Context, key, value string, ttl time.Duration, cond condition) (outcome, error) {
+	return s.proposeCommand(ctx, command{op: opPut, cond: cond, ttl: ttl, key: key, value: value})
+}
+
+// Txn proposes the transaction t and returns once this node has applied it,
+// with what it did: the outcome fails if its failure branch ran, and its
+// results are nil if this node learned of it only from a snapshot.
+func (s *service) Txn(ctx context.Context, t *txnCommand) (outcome, error) {
+	return s.proposeCommand(ctx, command{op: opTxn, txn: t})
+}
+
+// TTLRemaining is how long the write of key at modRevision has left to
+// live, as this member counts it; false if it has no deadline for it.
+func (s *service) TTLRemaining(key string, modRevision uint64) (time.Duration, bool) {
+	return s.expiry.remaining(key, modRevision, time.Now())
 }
 
 // Delete proposes removing key (a missing key is no error), if cond holds,

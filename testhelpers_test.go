@@ -13,6 +13,6 @@ func (s *kvstore) value(key string) (string, bool) {
 
 // put writes key=value unconditionally and waits until it is applied here.
 func (s *service) put(ctx context.Context, key, value string) error {
-	_, err := s.Put(ctx, key, value, condition{})
+	_, err := s.Put(ctx, key, value, 0, condition{})
 	return err
 }

@@ -83,15 +83,15 @@ func TestAWatchEventIsEncodedAsTheStreamFormatSays(t *testing.T) {
 		change change
 		want   string
 	}{
-		{change{revision: 42, key: "color", value: "blue", meta: keyMeta{40, 42, 2}},
+		{change{revision: 42, key: "color", value: "blue", meta: keyMeta{createRevision: 40, modRevision: 42, version: 2}},
 			"id: 42\nevent: put\ndata: {\"key\":\"color\",\"value\":\"blue\",\"revision\":42,\"createRevision\":40,\"modRevision\":42,\"version\":2}\n\n"},
 		{change{revision: 43, key: "color", deleted: true},
 			"id: 43\nevent: delete\ndata: {\"key\":\"color\",\"revision\":43}\n\n"},
-		{change{revision: 44, key: "e", value: "", meta: keyMeta{44, 44, 1}},
+		{change{revision: 44, key: "e", value: "", meta: keyMeta{createRevision: 44, modRevision: 44, version: 1}},
 			"id: 44\nevent: put\ndata: {\"key\":\"e\",\"value\":\"\",\"revision\":44,\"createRevision\":44,\"modRevision\":44,\"version\":1}\n\n"},
-		{change{revision: 45, key: "\xff", value: "<&>", meta: keyMeta{45, 45, 1}},
+		{change{revision: 45, key: "\xff", value: "<&>", meta: keyMeta{createRevision: 45, modRevision: 45, version: 1}},
 			"id: 45\nevent: put\ndata: {\"key\":\"/w==\",\"value\":\"PCY+\",\"revision\":45,\"createRevision\":45,\"modRevision\":45,\"version\":1,\"encoding\":\"base64\"}\n\n"},
-		{change{revision: 46, key: "a\nb", value: "<&>\n", meta: keyMeta{46, 46, 1}},
+		{change{revision: 46, key: "a\nb", value: "<&>\n", meta: keyMeta{createRevision: 46, modRevision: 46, version: 1}},
 			"id: 46\nevent: put\ndata: {\"key\":\"a\\nb\",\"value\":\"<&>\\n\",\"revision\":46,\"createRevision\":46,\"modRevision\":46,\"version\":1}\n\n"},
 	} {
 		e := &watchEvent{change: c.change}

@@ -131,8 +131,9 @@ func convergedStatuses(t *testing.T, nodes ...*tc.Node) []tc.Status {
 
 // pairDigest is the server's digest of one pair (pairDigest in kvstore.go,
 // the FNV-1a of len(k) as a uvarint, k, v, then its createRevision,
-// modRevision and version as 8 bytes little-endian each unless all are 0):
-// the map's digest in /v1/status is the sum over its pairs. Written out
+// modRevision and version as 8 bytes little-endian each unless all are 0,
+// then its TTL in nanoseconds, 8 bytes, if it has one, given as a fourth
+// number): the map's digest in /v1/status is the sum over its pairs. Written out
 // again here, as this package sees the server only from outside.
 func pairDigest(k, v string, revisions ...uint64) uint64 {
 	const prime = 1099511628211
@@ -149,6 +150,11 @@ func pairDigest(k, v string, revisions ...uint64) uint64 {
 	if slices.ContainsFunc(revisions, func(n uint64) bool { return n != 0 }) {
 		for _, b := range slices.Concat(binary.LittleEndian.AppendUint64(nil, revisions[0]),
 			binary.LittleEndian.AppendUint64(nil, revisions[1]), binary.LittleEndian.AppendUint64(nil, revisions[2])) {
+			h = (h ^ uint64(b)) * prime
+		}
+	}
+	if len(revisions) > 3 && revisions[3] != 0 {
+		for _, b := range binary.LittleEndian.AppendUint64(nil, revisions[3]) {
 			h = (h ^ uint64(b)) * prime
 		}
 	}

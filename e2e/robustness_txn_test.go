@@ -3,9 +3,11 @@ package e2e
 // The robustness suite's clients for issue #14 (see robustness_test.go):
 // puts with a TTL and keep-alives, and transactions (POST /v1/txn). The
 // transactions work on keys of their own (rob-t0...), which they tie into
-// one partition of the porcupine check; TTL puts go to those keys, where
-// writes are rarer and keys do expire during a run, and now and then to the
-// ordinary keys. The checks (lincheck) let a key with a TTL vanish no
+// one partition of the porcupine check; TTL puts go to those keys and now
+// and then to the ordinary keys, where writes are frequent enough that
+// keys seldom expire, and to keys of their own (rob-e0...), written with a
+// TTL of 1-2 s about every two seconds, so that they do expire during a run
+// (transactions read them now and then). The checks (lincheck) let a key with a TTL vanish no
 // sooner than TTL after its put was called, and only while it still holds
 // what that put wrote.
 
@@ -28,9 +30,11 @@ const (
 	// moreTrafficPercent of the clients' operations are of the kinds here.
 	moreTrafficPercent = 25
 	scenarioTxnKeys    = 4
+	scenarioTTLKeys    = 4
 )
 
 func scenarioTxnKey(i int) string { return fmt.Sprintf("rob-t%d", i) }
+func scenarioTTLKey(i int) string { return fmt.Sprintf("rob-e%d", i) }
 
 // scenarioAllKeys are the keys the clients use.
 func scenarioAllKeys() []string {
@@ -40,6 +44,9 @@ func scenarioAllKeys() []string {
 	}
 	for i := 0; i < scenarioTxnKeys; i++ {
 		ks = append(ks, scenarioTxnKey(i))
+	}
+	for i := 0; i < scenarioTTLKeys; i++ {
+		ks = append(ks, scenarioTTLKey(i))
 	}
 	return ks
 }
@@ -59,6 +66,21 @@ func randomTTL(rng *rand.Rand, lo, hi int) time.Duration {
 func (r *scenario) moreTraffic(id int, rng *rand.Rand, n *tc.Node, seq int) {
 	val := fmt.Sprintf("c%d-%d", id, seq) // unique in the run
 	tkey := scenarioTxnKey(rng.Intn(scenarioTxnKeys))
+	ekey := scenarioTTLKey(rng.Intn(scenarioTTLKeys))
+	switch p := rng.Intn(1000); {
+	case p < 20:
+		ttl := randomTTL(rng, 1, 2)
+		r.writeTTL(id, n, opTTLPut, lincheck.Put, ekey, val, ttlPath(rng, ekey, ttl), lincheck.Cond{}, ttl)
+	case p < 120:
+		r.readTTL(id, n, ekey)
+	default:
+		r.moreTrafficOnTxnKeys(id, rng, n, val, tkey)
+	}
+}
+
+// moreTrafficOnTxnKeys is one operation on the transactions' keys (or a
+// put with a TTL on an ordinary key).
+func (r *scenario) moreTrafficOnTxnKeys(id int, rng *rand.Rand, n *tc.Node, val, tkey string) {
 	switch p := rng.Intn(100); {
 	case p < 45:
 		r.txn(id, rng, n, val)
@@ -189,6 +211,7 @@ type txnResultJSON struct {
 		Key, Value, Encoding                 string
 		Found                                bool
 		CreateRevision, ModRevision, Version uint64
+		TTL                                  string // as the listing's items (not in the contract's example)
 	} `json:"get"`
 }
 
@@ -245,6 +268,23 @@ func txnRequest(t *lincheck.TxnInfo) txnRequestJSON {
 // parseTxnAnswer reads a 200's body into t (Succeeded, Results) and returns
 // its revision, or says how it breaks the contract.
 func parseTxnAnswer(body string, t *lincheck.TxnInfo) (uint64, error) {
+	rev, _, err := parseTxnAnswerTTLs(body, t)
+	return rev, err
+}
+
+// parseTxnAnswerTTLs is parseTxnAnswer that also returns the ttl each found
+// get showed ("" for none), in order.
+func parseTxnAnswerTTLs(body string, t *lincheck.TxnInfo) (rev uint64, ttls []string, err error) {
+	rev, err = parseTxnAnswerInto(body, t, &ttls)
+	if err != nil {
+		t.Succeeded, t.Results = false, nil
+	}
+	return rev, ttls, err
+}
+
+func parseTxnAnswerInto(body string, t *lincheck.TxnInfo, ttlsOut *[]string) (uint64, error) {
+	var ttls []string
+	defer func() { *ttlsOut = ttls }()
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
 	var a txnAnswerJSON
@@ -252,9 +292,6 @@ func parseTxnAnswer(body string, t *lincheck.TxnInfo) (uint64, error) {
 		return 0, fmt.Errorf("body %q: %v", body, err)
 	}
 	t.Succeeded = a.Succeeded
-	if a.Revision == 0 {
-		return 0, fmt.Errorf("revision 0")
-	}
 	if a.Results == nil {
 		if len(a.ResultsUnknown) == 0 || string(a.ResultsUnknown) == "null" {
 			return 0, fmt.Errorf("results null without resultsUnknown")
@@ -294,9 +331,20 @@ func parseTxnAnswer(body string, t *lincheck.TxnInfo) (uint64, error) {
 				return 0, fmt.Errorf("result %d: %+v for %v", i, *g, op)
 			}
 			out.Found, out.Value, out.ModRevision, out.CreateRevision, out.Version = g.Found, value, g.ModRevision, g.CreateRevision, g.Version
+			if g.TTL != "" {
+				if _, err := time.ParseDuration(g.TTL); err != nil || !g.Found {
+					return 0, fmt.Errorf("result %d: ttl %q", i, g.TTL)
+				}
+			}
+			if g.Found {
+				ttls = append(ttls, g.TTL)
+			}
 		default:
 			return 0, fmt.Errorf("result %d is not that of %v", i, op)
 		}
+	}
+	if a.Revision == 0 && t.SurelyWrote() {
+		return 0, fmt.Errorf("revision 0 for a transaction that wrote") // 0 only for a read of the empty store
 	}
 	return a.Revision, nil
 }
@@ -363,6 +411,14 @@ func (r *scenario) randomTxn(id int, rng *rand.Rand, n *tc.Node, val string) *li
 		k := keys[rng.Intn(len(keys))]
 		t.Failure = append(t.Failure, lincheck.TxnOp{Kind: lincheck.Put, Key: k, Value: val + "-f"})
 	}
+	if rng.Intn(6) == 0 {
+		// Whether a key that expires is still there.
+		e := scenarioTTLKey(rng.Intn(scenarioTTLKeys))
+		t.Success = append(t.Success, lincheck.TxnOp{Kind: lincheck.Get, Key: e})
+		if rng.Intn(2) == 0 {
+			t.Compare = append(t.Compare, lincheck.Compare{Key: e, Target: lincheck.CmpExists, Exists: rng.Intn(2) == 0})
+		}
+	}
 	rng.Shuffle(len(t.Compare), func(i, j int) { t.Compare[i], t.Compare[j] = t.Compare[j], t.Compare[i] })
 	return t
 }
@@ -399,11 +455,16 @@ func (r *scenario) txn(id int, rng *rand.Rand, n *tc.Node, val string) {
 	rec := lincheck.Op{Client: id, Kind: lincheck.Txn, Txn: t, Node: n.ID, Call: call}
 	switch {
 	case a.is(http.StatusOK):
-		rev, err := parseTxnAnswer(a.Body, t)
+		rev, ttls, err := parseTxnAnswerTTLs(a.Body, t)
 		if err != nil {
+			// Fails check 1; recorded as of unknown outcome.
 			r.oddity("POST /v1/txn %s on %v: 200 %v", body, n, err)
+			r.counts[opTxn][outcomeUnknown].Add(1)
+			r.rec.Finish(rec, false)
+			return
 		}
 		rec.Revision = rev
+		r.checkTxnTTLs(n, t, ttls)
 		r.mu.Lock()
 		// The values of the branch that did not run were never written:
 		// a watch or a read that shows one fails.
@@ -441,6 +502,25 @@ func (r *scenario) txn(id int, rng *rand.Rand, n *tc.Node, val string) {
 			r.mu.Unlock()
 		}
 		r.rec.Finish(rec, ok)
+	}
+}
+
+// checkTxnTTLs checks the ttl of every found get of t's results against
+// the TTL its value was written with, as checkTTLHeaders does for a GET.
+func (r *scenario) checkTxnTTLs(n *tc.Node, t *lincheck.TxnInfo, ttls []string) {
+	k := 0
+	for _, res := range t.Results {
+		if res.Kind != lincheck.Get || !res.Found {
+			continue
+		}
+		got := ttls[k]
+		k++
+		r.mu.Lock()
+		want, tried := r.ttls[res.Value], r.attKey[res.Value] == res.Key
+		r.mu.Unlock()
+		if tried && ((want == 0) != (got == "") || (want != 0 && got != want.String())) {
+			r.oddity("txn on %v: get %s=%q, written with TTL %v, shows ttl %q", n, res.Key, res.Value, want, got)
+		}
 	}
 }
 

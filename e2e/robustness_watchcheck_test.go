@@ -54,19 +54,102 @@ func (s *watchSeen) covers(rev uint64) bool {
 	return false
 }
 
+// kinds counts the expiries and the revisions of several events s saw.
+func (s *watchSeen) kinds() (expiries, multi int) {
+	for _, evs := range s.events {
+		if len(evs) > 1 {
+			multi++
+		}
+		for _, f := range evs {
+			if f.Expired {
+				expiries++
+			}
+		}
+	}
+	return expiries, multi
+}
+
 // checkWatchLog checks one watcher's streams for order, duplicates, gaps
-// and self-consistency, and returns what it saw.
+// and self-consistency, and returns what it saw. A revision's events count
+// once the revision is known to be complete: a later frame of the stream
+// came, or the next stream resumed after it. A stream that ends after
+// events of a revision may have ended in the middle of it: the watcher then
+// resumes before it, and the stream's last revision is dropped (it comes
+// again, whole).
 func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 	seen := &watchSeen{name: w.name, events: map[uint64][]watchFrame{}, expired: map[uint64]map[string]string{}}
 	var errs []string
 	bad := func(format string, args ...any) {
 		errs = append(errs, w.name+": "+fmt.Sprintf(format, args...))
 	}
+	type event struct {
+		f     watchFrame
+		where string
+	}
 	var pos uint64
 	var state map[string]watchKV // nil: not known (blind)
+	// apply takes in a complete revision's events.
+	apply := func(evs []event) {
+		if len(evs) == 0 {
+			return
+		}
+		rev := evs[0].f.ID
+		var frames []watchFrame
+		for _, e := range evs {
+			frames = append(frames, e.f)
+		}
+		if old, ok := seen.events[rev]; ok && !sameEvents(old, frames) {
+			bad("%s: revision %d seen before as %s, now %s", evs[0].where, rev, eventsData(old), eventsData(frames))
+		}
+		seen.events[rev] = frames
+		for _, e := range evs {
+			f := e.f
+			seen.count++
+			if f.Type == "delete" && f.Expired {
+				if seen.expired[rev] == nil {
+					seen.expired[rev] = map[string]string{}
+				}
+				seen.expired[rev][f.Key] = ""
+			}
+			if state == nil {
+				continue // a replay from an unknown state
+			}
+			cur, exists := state[f.Key]
+			if f.Type == "delete" {
+				if !exists {
+					bad("%s: delete of %q, which does not exist", e.where, f.Key)
+				} else if f.Expired {
+					seen.expired[rev][f.Key] = cur.value
+				}
+				delete(state, f.Key)
+				continue
+			}
+			want := watchKV{value: f.Value, create: f.ID, mod: f.ID, version: 1}
+			if exists {
+				want.create, want.version = cur.create, cur.version+1
+			}
+			if got := (watchKV{value: f.Value, create: f.CreateRevision, mod: f.ModRevision, version: f.Version}); got != want {
+				bad("%s: put %q: createRevision %d, modRevision %d, version %d; replayed from the events: %d, %d, %d",
+					e.where, f.Key, got.create, got.mod, got.version, want.create, want.mod, want.version)
+			}
+			state[f.Key] = want
+		}
+	}
+	var tail []event // the last revision of the stream before, if it ended with events
 	for si, s := range w.streams {
 		where := func(f watchFrame) string {
 			return fmt.Sprintf("stream %d (node %d, after %d), frame id %d %s", si, s.node, s.after, f.ID, f.Type)
+		}
+		if tail != nil {
+			if tr := tail[0].f.ID; s.after < tr && (s.fresh() || s.after == tr-1) {
+				// Resumed before it (or started afresh): it may have
+				// been cut short.
+				pos = tr - 1
+				seen.segs[len(seen.segs)-1][1] = pos
+			} else {
+				apply(tail)
+			}
+			tail = nil
 		}
 		switch {
 		case s.fresh():
@@ -87,8 +170,7 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 			bad("stream %d resumed after %d, but the one before ended at %d", si, s.after, pos)
 		}
 		pos = s.after
-		groups := map[uint64][]watchFrame{} // this stream's events by revision
-		inRev := false                      // the frame before was an event at revision pos
+		var cur []event // the events of revision pos so far
 		for fi, f := range s.frames {
 			if fi == 0 && (f.Type != "progress" || f.ID != s.after) {
 				bad("%s: the first frame is not progress at %d, the revision resumed after", where(f), s.after)
@@ -98,60 +180,35 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				if f.Revision != f.ID {
 					bad("%s: data revision %d", where(f), f.Revision)
 				}
-				inRev = false
+				apply(cur)
+				cur = nil
 				if f.ID < pos {
 					bad("%s: progress back from %d", where(f), pos)
 				} else if f.ID > pos {
 					bad("%s: complete through %d, but %d..%d never delivered (a gap)", where(f), f.ID, pos+1, f.ID)
 				}
 			case "put", "delete":
-				seen.count++
 				sameKey := false
-				for _, g := range groups[f.ID] {
-					sameKey = sameKey || g.Key == f.Key
+				for _, e := range cur {
+					sameKey = sameKey || e.f.Key == f.Key
 				}
 				switch {
 				case f.Revision != f.ID:
 					bad("%s: data revision %d", where(f), f.Revision)
-				case f.ID == pos && inRev && sameKey:
+				case f.ID == pos && cur != nil && sameKey:
 					bad("%s: a second event for %q at revision %d (a duplicate)", where(f), f.Key, pos)
-				case f.ID == pos && inRev:
+				case f.ID == pos && cur != nil:
 					// the next event of the same revision
 				case f.ID <= pos:
 					bad("%s: after %d (a duplicate or out of order)", where(f), pos)
 				case f.ID > pos+1:
 					bad("%s: after %d, so %d..%d missing (a gap)", where(f), pos, pos+1, f.ID-1)
 				}
-				inRev = true
-				groups[f.ID] = append(groups[f.ID], f)
-				if f.Type == "delete" && f.Expired {
-					if seen.expired[f.ID] == nil {
-						seen.expired[f.ID] = map[string]string{}
-					}
-					seen.expired[f.ID][f.Key] = ""
+				if f.ID != pos || cur == nil {
+					apply(cur)
+					cur = nil
 				}
-				if state == nil {
-					break // a replay from an unknown state
-				}
-				cur, exists := state[f.Key]
-				if f.Type == "delete" {
-					if !exists {
-						bad("%s: delete of %q, which does not exist", where(f), f.Key)
-					} else if f.Expired {
-						seen.expired[f.ID][f.Key] = cur.value
-					}
-					delete(state, f.Key)
-					break
-				}
-				want := watchKV{value: f.Value, create: f.ID, mod: f.ID, version: 1}
-				if exists {
-					want.create, want.version = cur.create, cur.version+1
-				}
-				if got := (watchKV{value: f.Value, create: f.CreateRevision, mod: f.ModRevision, version: f.Version}); got != want {
-					bad("%s: put %q: createRevision %d, modRevision %d, version %d; replayed from the events: %d, %d, %d",
-						where(f), f.Key, got.create, got.mod, got.version, want.create, want.mod, want.version)
-				}
-				state[f.Key] = want
+				cur = append(cur, event{f, where(f)})
 			default:
 				bad("%s: unknown event type", where(f))
 			}
@@ -159,14 +216,10 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				pos = f.ID
 			}
 		}
-		for rev, evs := range groups {
-			if old, ok := seen.events[rev]; ok && !sameEvents(old, evs) {
-				bad("stream %d (node %d, after %d): revision %d seen before as %s, now %s", si, s.node, s.after, rev, eventsData(old), eventsData(evs))
-			}
-			seen.events[rev] = evs
-		}
+		tail = cur
 		seen.segs[len(seen.segs)-1][1] = pos
 	}
+	apply(tail) // the run waited for the last revision to come whole
 	if len(w.streams) == 0 {
 		bad("no stream ever opened")
 	}
@@ -402,6 +455,9 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 	var parts []string
 	for _, s := range seens {
 		parts = append(parts, fmt.Sprintf("%s %d events in %d segments %v", s.name, s.count, len(s.segs), s.segs))
+		if exp, multi := s.kinds(); exp > 0 || multi > 0 {
+			parts[len(parts)-1] += fmt.Sprintf(" (%d expiries, %d revisions of several events)", exp, multi)
+		}
 	}
 	stats := fmt.Sprintf("%s; %d revisions seen by both; %d acknowledged writes found in the streams", strings.Join(parts, ", "), both, checked)
 	if len(errs) > 0 {

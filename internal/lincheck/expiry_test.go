@@ -39,6 +39,12 @@ func TestExpiryHistoriesThatHoldAreLinearizable(t *testing.T) {
 			txn(1, cmps(mod("a", 3)), ops(TxnOp{Kind: Put, Key: "b", Value: "x", TTL: 100}, tput("a", "2")), nil, true, 4, res(rput("b", 4, 1), rput("a", 4, 2)), 20, 30),
 			on("b", get(1, "x", 4, 40, 50)), on("b", get(1, "", 0, 120, 130)), on("a", get(1, "2", 4, 131, 132)),
 		},
+		"a TTL put concurrent with a put: it may land last, and expire": {
+			ttl(put(0, "a", 0, 0, 10), 100), put(1, "b", 0, 5, 15), get(1, "", 0, 200, 210),
+		},
+		"a TTL put overwritten after its TTL: it may have expired before": {
+			ttl(put(0, "a", 3, 0, 10), 100), get(1, "", 0, 105, 106), put(1, "b", 5, 150, 160), get(1, "b", 5, 200, 210),
+		},
 		"expiries of two keys": {
 			ttl(put(0, "a", 3, 0, 10), 100), on("j", ttl(put(0, "b", 4, 0, 10), 200)),
 			get(1, "", 0, 150, 160), on("j", get(1, "b", 4, 150, 160)), on("j", get(1, "", 0, 210, 220)),
@@ -96,5 +102,19 @@ func TestExpiryChecksCatchBadHistories(t *testing.T) {
 				t.Fatalf("got %v, want Illegal: %v", v, h)
 			}
 		})
+	}
+}
+
+func TestExpiriesOfOverwrittenPutsAreLeftOut(t *testing.T) {
+	h := []Op{
+		ttl(put(0, "a", 3, 0, 10), 100),        // overwritten at [20,30], before 100: no expiry
+		put(0, "b", 4, 20, 30),                 //
+		ttl(put(0, "c", 5, 40, 50), 100),       // overwritten at [150,160], after 140: an expiry
+		put(0, "d", 6, 150, 160),               //
+		ttl(put(0, "e", 0, 200, Infinity), 10), // unknown: an expiry
+		put(0, "f", 0, 300, 310),               //
+	}
+	if n := len(Operations(h)) - len(h); n != 2 {
+		t.Fatalf("%d expiries, want 2", n)
 	}
 }

@@ -279,7 +279,7 @@ func CheckRevisions(history []Op) error {
 		if op.Unknown() || op.Refused || op.Revision == 0 {
 			continue
 		}
-		if op.Kind == Put || (op.Kind == Delete && op.Cond.Kind != Always) || (op.Kind == Txn && op.Txn.surelyWrote()) {
+		if op.Kind == Put || (op.Kind == Delete && op.Cond.Kind != Always) || (op.Kind == Txn && op.Txn.SurelyWrote()) {
 			ws = append(ws, op)
 		}
 	}

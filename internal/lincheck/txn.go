@@ -139,10 +139,10 @@ func (t *TxnInfo) branch() []TxnOp {
 	return t.Failure
 }
 
-// surelyWrote tells whether the answer shows that the transaction wrote
+// SurelyWrote tells whether the answer shows that the transaction wrote
 // (so that its revision is its own): the branch that ran has a put, or a
 // delete that deleted something.
-func (t *TxnInfo) surelyWrote() bool {
+func (t *TxnInfo) SurelyWrote() bool {
 	for i, o := range t.branch() {
 		if o.Kind == Put || (o.Kind == Delete && t.Results != nil && i < len(t.Results) && t.Results[i].Found) {
 			return true

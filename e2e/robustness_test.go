@@ -4,7 +4,8 @@ package e2e
 // traffic goes through a fault-injecting proxy, eight clients doing reads,
 // writes and deletes against random members, and a nemesis applying faults
 // picked from a seed (process kills and pauses, partitions, slow and lossy
-// links, catch-up by snapshot, member replacement, a damaged WAL tail, power
+// links, catch-up by snapshot, member replacement, a learner added, promoted
+// and a voter removed, a damaged WAL tail, power
 // cuts of one, two or all members, and two faults at once). After every run
 // the checks below must hold:
 //
@@ -83,6 +84,7 @@ var faultKinds = map[string]func(r *scenario) error{
 	"snapshot-catchup":   (*scenario).snapshotCatchUp,
 	"replace-member":     (*scenario).replaceMember,
 	"wal-damage":         (*scenario).walDamage,
+	"learner-promote":    (*scenario).learnerPromote, // robustness_learner_test.go
 	// robustness_power_test.go
 	"power-cut-one":                       (*scenario).powerCutOne,
 	"power-cut-majority":                  (*scenario).powerCutMajority,
@@ -116,7 +118,7 @@ func TestRobustness(t *testing.T) {
 		{"partition-leader+delay", []string{"partition-leader", "delay"}},
 		{"one-way-partition+kill-follower", []string{"one-way-partition", "kill-follower"}},
 		{"snapshot-catchup", []string{"snapshot-catchup"}},
-		{"replace-member", []string{"replace-member"}},
+		{"replace-member+learner-promote", []string{"replace-member", "learner-promote"}},
 		{"wal-damage", []string{"wal-damage"}},
 		{"power-cut-one+power-cut-majority", []string{"power-cut-one", "power-cut-majority"}},
 		{"power-cut-majority+isolate-survivor", []string{"power-cut-majority+isolate-survivor"}},

@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -118,6 +119,11 @@ func (r *scenario) client(id int, seed int64, stop <-chan struct{}) {
 		if rng.Intn(2) == 0 {
 			path = "/v1/kv/" + url.PathEscape(key)
 		}
+		if rng.Intn(100) < moreTrafficPercent {
+			r.moreTraffic(id, rng, n, seq) // TTLs and transactions, robustness_txn_test.go
+			time.Sleep(time.Duration(rng.Intn(10)) * time.Millisecond)
+			continue
+		}
 		switch p := rng.Intn(100); {
 		case p < 25:
 			r.write(id, n, opPut, lincheck.Put, key, val, "/"+url.PathEscape(key), lincheck.Cond{})
@@ -194,6 +200,11 @@ func (r *scenario) read(id int, n *tc.Node, key string) (rev uint64, found, ok b
 // with the key's ETag), or of unknown outcome. A write that surely did
 // nothing otherwise is left out (see countWrite).
 func (r *scenario) write(id int, n *tc.Node, op int, kind lincheck.Kind, key, val, path string, cond lincheck.Cond) {
+	r.writeTTL(id, n, op, kind, key, val, path, cond, 0)
+}
+
+// writeTTL is write for a PUT whose path carries ?ttl=D (ttl 0: none).
+func (r *scenario) writeTTL(id int, n *tc.Node, op int, kind lincheck.Kind, key, val, path string, cond lincheck.Cond, ttl time.Duration) {
 	method := http.MethodPut
 	if kind == lincheck.Delete {
 		method = http.MethodDelete
@@ -202,12 +213,15 @@ func (r *scenario) write(id int, n *tc.Node, op int, kind lincheck.Kind, key, va
 	call := r.rec.Now()
 	if kind == lincheck.Put {
 		r.attempts[val], r.attKey[val] = call, key
+		if ttl > 0 {
+			r.ttls[val] = ttl
+		}
 	} else if _, ok := r.delAttempts[key]; !ok {
 		r.delAttempts[key] = call
 	}
 	r.mu.Unlock()
 	a := send(n, method, path, val, condHeader(cond))
-	rec := lincheck.Op{Client: id, Kind: kind, Key: key, Value: val, Found: kind == lincheck.Put, Cond: cond, Node: n.ID, Call: call}
+	rec := lincheck.Op{Client: id, Kind: kind, Key: key, Value: val, Found: kind == lincheck.Put, Cond: cond, TTL: ttl, Node: n.ID, Call: call}
 	ok := a.is(http.StatusNoContent)
 	what := func() string { return fmt.Sprintf("%s %s%v on %v", method, path, cond, n) }
 	switch {
@@ -269,10 +283,11 @@ func (r *scenario) countWrite(kind int, ok bool, code int, body string, err erro
 	return outcome
 }
 
-// acked is the number of acknowledged writes, conditional ones included.
+// acked is the number of acknowledged writes, conditional ones included
+// (and transactions).
 func (r *scenario) acked() int64 {
 	var n int64
-	for _, k := range []int{opPut, opDelete, opCasPut, opCreate, opCasDelete} {
+	for _, k := range []int{opPut, opDelete, opCasPut, opCreate, opCasDelete, opTTLPut, opKeepAlive, opTxn} {
 		n += r.counts[k][outcomeOK].Load()
 	}
 	return n
@@ -280,7 +295,7 @@ func (r *scenario) acked() int64 {
 
 // condCounts sums the outcomes of the conditional writes.
 func (r *scenario) condCounts() (c [outcomes]int64) {
-	for _, k := range []int{opCasPut, opCreate, opCasDelete} {
+	for _, k := range []int{opCasPut, opCreate, opCasDelete, opKeepAlive} {
 		for o := range c {
 			c[o] += r.counts[k][o].Load()
 		}
@@ -332,8 +347,7 @@ func (r *scenario) probeWrites() error {
 // finalReads reads every key linearizably, as client scenarioClients, and
 // notes the highest store revision they show (finalRev).
 func (r *scenario) finalReads() error {
-	for i := 0; i < scenarioKeys; i++ {
-		key := scenarioKey(i)
+	for _, key := range scenarioAllKeys() {
 		try := 0
 		err := tc.Poll(30*time.Second, func() error {
 			members := r.c.Members()
@@ -396,28 +410,36 @@ func (r *scenario) checkSerializable(history []lincheck.Op) error {
 }
 
 // checkLastWrites is the explicit part of check 2. For each key, take the
-// acknowledged write that returned last; if every other write on the key
+// acknowledged write that returned last (a put, a delete, or a write of
+// the branch of a transaction that ran); if every other write on the key
 // returned before it was called (so none may take effect after it), the
 // final read (by client finalClient) must show what it left, and for a
-// put, with the revision the put answered. Writes refused for their
-// condition (412) wrote nothing and do not count.
+// put, with the revision the put answered, unless it was a put with a TTL
+// and the final read returned TTL after its call or later (the key may
+// have expired). Writes refused for their condition (412) wrote nothing and
+// do not count; a transaction of unknown outcome may write what either of
+// its branches does.
 func checkLastWrites(history []lincheck.Op, finalClient int) error {
+	type write struct {
+		op lincheck.Op
+		e  lincheck.Effect
+	}
 	final := map[string]lincheck.Op{}
-	writes := map[string][]lincheck.Op{}
+	writes := map[string][]write{}
 	for _, op := range history {
-		switch {
-		case op.Kind == lincheck.Get && op.Client == finalClient:
+		if op.Kind == lincheck.Get && op.Client == finalClient {
 			final[op.Key] = op
-		case op.Wrote():
-			writes[op.Key] = append(writes[op.Key], op)
+			continue
+		}
+		for _, e := range op.Effects() {
+			writes[e.Key] = append(writes[e.Key], write{op, e})
 		}
 	}
 	var errs []string
-	checked := 0
 	for key, ws := range writes {
 		last := -1
 		for i, w := range ws {
-			if !w.Unknown() && (last < 0 || w.Return > ws[last].Return) {
+			if w.e.Sure && (last < 0 || w.op.Return > ws[last].op.Return) {
 				last = i
 			}
 		}
@@ -426,7 +448,7 @@ func checkLastWrites(history []lincheck.Op, finalClient int) error {
 		}
 		alone := true
 		for i, w := range ws {
-			if i != last && w.Return >= ws[last].Call {
+			if i != last && w.op.Return >= ws[last].op.Call {
 				alone = false
 				break
 			}
@@ -439,14 +461,17 @@ func checkLastWrites(history []lincheck.Op, finalClient int) error {
 			errs = append(errs, fmt.Sprintf("%s: no final read", key))
 			continue
 		}
-		checked++
 		w := ws[last]
-		if wantFound := w.Kind == lincheck.Put; f.Found != wantFound || (wantFound && f.Value != w.Value) ||
-			(wantFound && w.Revision != 0 && f.Revision != 0 && f.Revision != w.Revision) {
-			errs = append(errs, fmt.Sprintf("%s: last acknowledged write %v, final read %v", key, w, f))
+		if w.e.Put && w.e.TTL > 0 && !f.Found && f.Return >= w.op.Call+int64(w.e.TTL) {
+			continue // expired
+		}
+		if wantFound := w.e.Put; f.Found != wantFound || (wantFound && f.Value != w.e.Value) ||
+			(wantFound && w.op.Revision != 0 && f.Revision != 0 && f.Revision != w.op.Revision) {
+			errs = append(errs, fmt.Sprintf("%s: last acknowledged write %v, final read %v", key, w.op, f))
 		}
 	}
 	if len(errs) > 0 {
+		sort.Strings(errs)
 		return fmt.Errorf("acknowledged writes lost: %s", strings.Join(errs, "; "))
 	}
 	return nil

@@ -4,7 +4,8 @@ package e2e
 // traffic goes through a fault-injecting proxy, eight clients doing reads,
 // writes and deletes against random members, and a nemesis applying faults
 // picked from a seed (process kills and pauses, partitions, slow and lossy
-// links, catch-up by snapshot, member replacement, a damaged WAL tail, power
+// links, catch-up by snapshot, member replacement, a learner added, promoted
+// and a voter removed, a damaged WAL tail, power
 // cuts of one, two or all members, and two faults at once). After every run
 // the checks below must hold:
 //
@@ -22,7 +23,10 @@ package e2e
 //     on both, and every acknowledged write (robustness_watch_test.go).
 //
 // The clients' writes include conditional ones (If-Match, If-None-Match: *),
-// recorded with the revisions the answers show. Serializable reads are left
+// recorded with the revisions the answers show, puts with a TTL (and
+// keep-alives: re-puts If-Match with the same TTL), whose keys the checks
+// let expire no sooner than TTL after the put, and transactions (POST
+// /v1/txn) over a few keys of their own (robustness_txn_test.go). Serializable reads are left
 // out of check 1 but may only return values some PUT tried to write. TestRobustness runs a fixed table covering every fault
 // kind; TestRobustnessSoak runs random schedules for -robustness.soak.
 
@@ -80,6 +84,7 @@ var faultKinds = map[string]func(r *scenario) error{
 	"snapshot-catchup":   (*scenario).snapshotCatchUp,
 	"replace-member":     (*scenario).replaceMember,
 	"wal-damage":         (*scenario).walDamage,
+	"learner-promote":    (*scenario).learnerPromote, // robustness_learner_test.go
 	// robustness_power_test.go
 	"power-cut-one":                       (*scenario).powerCutOne,
 	"power-cut-majority":                  (*scenario).powerCutMajority,
@@ -113,7 +118,7 @@ func TestRobustness(t *testing.T) {
 		{"partition-leader+delay", []string{"partition-leader", "delay"}},
 		{"one-way-partition+kill-follower", []string{"one-way-partition", "kill-follower"}},
 		{"snapshot-catchup", []string{"snapshot-catchup"}},
-		{"replace-member", []string{"replace-member"}},
+		{"replace-member+learner-promote", []string{"replace-member", "learner-promote"}},
 		{"wal-damage", []string{"wal-damage"}},
 		{"power-cut-one+power-cut-majority", []string{"power-cut-one", "power-cut-majority"}},
 		{"power-cut-majority+isolate-survivor", []string{"power-cut-majority+isolate-survivor"}},
@@ -172,10 +177,13 @@ const (
 	opCasPut    // PUT If-Match "<rev>" (after a GET) or If-Match *
 	opCreate    // PUT If-None-Match *
 	opCasDelete // DELETE If-Match "<rev>" (after a GET)
+	opTTLPut    // PUT ?ttl=D
+	opKeepAlive // PUT If-Match "<rev>" ?ttl=D, the TTL a GET showed (X-TTL)
+	opTxn       // POST /v1/txn
 	opKinds
 )
 
-var opKindNames = [opKinds]string{"put", "get", "delete", "serializable-get", "put-if-match", "put-if-none-match", "delete-if-match"}
+var opKindNames = [opKinds]string{"put", "get", "delete", "serializable-get", "put-if-match", "put-if-none-match", "delete-if-match", "put-ttl", "keep-alive", "txn"}
 
 const (
 	outcomeOK = iota
@@ -212,6 +220,8 @@ type scenario struct {
 	// revision after the traffic.
 	refusedVals map[string]bool
 	delAttempts map[string]int64
+	ttls        map[string]time.Duration // value -> TTL of the PUT (or transaction's put) that tried it
+	txns        txnStats
 	oddities    []string
 	finalRev    uint64
 	serial      []serialRead
@@ -258,7 +268,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 	r := &scenario{
 		t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), rec: lincheck.NewRecorder(),
 		attempts: map[string]int64{}, attKey: map[string]string{}, stopped: map[int]bool{},
-		refusedVals: map[string]bool{}, delAttempts: map[string]int64{},
+		refusedVals: map[string]bool{}, delAttempts: map[string]int64{}, ttls: map[string]time.Duration{},
 		leaders: map[uint64]map[uint64]bool{}, digests: map[uint64]map[string]uint64{},
 	}
 	res := &scenarioResult{seed: seed, faults: len(faults)}
@@ -356,6 +366,7 @@ func runScenarioWith(t *testing.T, o scenarioOptions) *scenarioResult {
 		t.Logf("ops %-17s ok %5d  failed %5d  unknown %5d  412 %5d", opKindNames[k],
 			r.counts[k][outcomeOK].Load(), r.counts[k][outcomeFailed].Load(), r.counts[k][outcomeUnknown].Load(), r.counts[k][outcomeRefused].Load())
 	}
+	r.logTxnStats(history)
 
 	artifacts := os.Getenv("RAFTEXAMPLE_ARTIFACTS")
 	if artifacts == "" {

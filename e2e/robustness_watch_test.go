@@ -226,9 +226,16 @@ func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64,
 				break
 			}
 			st.frames = append(st.frames, watchFrame{ev, r.rec.Now()})
-			after = ev.ID
+			// Resume after the last revision surely complete: a
+			// revision's events (a transaction's) share its id, and the
+			// stream may end between them.
+			if ev.Type == "progress" {
+				after = ev.ID
+			} else {
+				after = ev.ID - 1
+			}
 			w.mu.Lock()
-			w.through = after
+			w.through = ev.ID
 			w.mu.Unlock()
 		}
 		cut.Stop()
@@ -306,14 +313,24 @@ func (ws *watchers) replay(n *tc.Node, st *watchStream, through uint64) error {
 		return err
 	}
 	defer s.Close()
+	var last *time.Timer
 	for {
 		ev, err := s.Next()
+		if err != nil && last != nil {
+			return nil // the whole of revision through was read
+		}
 		if err != nil {
 			return fmt.Errorf("after %d frames: %v", len(st.frames), err)
 		}
+		if ev.ID > through {
+			return nil // a later write (an expiry)
+		}
 		st.frames = append(st.frames, watchFrame{ev, ws.r.rec.Now()})
-		if ev.ID >= through {
-			return nil
+		if ev.ID >= through && last == nil {
+			// The rest of its events (a transaction's) come in the
+			// same write: read what follows for a moment.
+			last = time.AfterFunc(300*time.Millisecond, s.Close)
+			defer last.Stop()
 		}
 	}
 }
@@ -403,12 +420,13 @@ func (ws *watchers) finish(history []lincheck.Op) error {
 		final = l
 		return nil
 	})
+	time.Sleep(300 * time.Millisecond) // for the rest of the last revision's events (a transaction's), sent in the same write
 	ws.stop()
 	if final != nil {
 		ws.replays(final.rev)
 	}
 	r.mu.Lock()
-	att := watchAttempts{attempts: r.attempts, attKey: r.attKey, refused: r.refusedVals, deletes: r.delAttempts}
+	att := watchAttempts{attempts: r.attempts, attKey: r.attKey, refused: r.refusedVals, deletes: r.delAttempts, ttls: r.ttls}
 	stats, err := checkWatches(append(ws.logs, ws.replayLogs...), history, att, final)
 	if ws.replayErr != nil {
 		err = errors.Join(ws.replayErr, err)

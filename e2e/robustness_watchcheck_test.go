@@ -2,7 +2,11 @@ package e2e
 
 // Check 6's verdict (see robustness_watch_test.go for what it checks and
 // how the watchers run): the frames each watcher logged, against each other,
-// the history of answers and the final listing.
+// the history of answers and the final listing. A revision may carry
+// several events (a transaction's writes, in the order of its branch, on
+// distinct keys); a delete may be an expiry ("expired": true), which must
+// remove a value a PUT with a TTL wrote, no sooner than TTL after that PUT
+// was sent.
 
 import (
 	"fmt"
@@ -10,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"raftexample/internal/lincheck"
 	tc "raftexample/internal/testcluster"
@@ -19,21 +24,25 @@ func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
 
 // watchAttempts is what the clients tried, for the checks.
 type watchAttempts struct {
-	attempts map[string]int64  // PUT value -> call time
-	attKey   map[string]string // PUT value -> key
-	refused  map[string]bool   // PUT values refused with 412
-	deletes  map[string]int64  // key -> first DELETE's call time
+	attempts map[string]int64         // PUT value -> call time
+	attKey   map[string]string        // PUT value -> key
+	refused  map[string]bool          // PUT values refused with 412
+	deletes  map[string]int64         // key -> first DELETE's call time
+	ttls     map[string]time.Duration // PUT value -> its TTL, if it had one
 }
 
 // watchSeen is one watcher's view: the events by revision, the ranges it
 // saw completely, its replayed state at the end.
 type watchSeen struct {
 	name   string
-	events map[uint64]watchFrame
-	segs   [][2]uint64 // (from, through]: every revision in it delivered
-	state  map[string]watchKV
-	last   uint64 // through of the last segment
-	count  int
+	events map[uint64][]watchFrame // by revision, in the order delivered
+	// expired are the values expiries removed, by revision and key ("" if
+	// not known: a replay from an unknown state).
+	expired map[uint64]map[string]string
+	segs    [][2]uint64 // (from, through]: every revision in it delivered
+	state   map[string]watchKV
+	last    uint64 // through of the last segment
+	count   int
 }
 
 func (s *watchSeen) covers(rev uint64) bool {
@@ -45,19 +54,102 @@ func (s *watchSeen) covers(rev uint64) bool {
 	return false
 }
 
+// kinds counts the expiries and the revisions of several events s saw.
+func (s *watchSeen) kinds() (expiries, multi int) {
+	for _, evs := range s.events {
+		if len(evs) > 1 {
+			multi++
+		}
+		for _, f := range evs {
+			if f.Expired {
+				expiries++
+			}
+		}
+	}
+	return expiries, multi
+}
+
 // checkWatchLog checks one watcher's streams for order, duplicates, gaps
-// and self-consistency, and returns what it saw.
+// and self-consistency, and returns what it saw. A revision's events count
+// once the revision is known to be complete: a later frame of the stream
+// came, or the next stream resumed after it. A stream that ends after
+// events of a revision may have ended in the middle of it: the watcher then
+// resumes before it, and the stream's last revision is dropped (it comes
+// again, whole).
 func checkWatchLog(w *watchLog) (*watchSeen, []string) {
-	seen := &watchSeen{name: w.name, events: map[uint64]watchFrame{}}
+	seen := &watchSeen{name: w.name, events: map[uint64][]watchFrame{}, expired: map[uint64]map[string]string{}}
 	var errs []string
 	bad := func(format string, args ...any) {
 		errs = append(errs, w.name+": "+fmt.Sprintf(format, args...))
 	}
+	type event struct {
+		f     watchFrame
+		where string
+	}
 	var pos uint64
 	var state map[string]watchKV // nil: not known (blind)
+	// apply takes in a complete revision's events.
+	apply := func(evs []event) {
+		if len(evs) == 0 {
+			return
+		}
+		rev := evs[0].f.ID
+		var frames []watchFrame
+		for _, e := range evs {
+			frames = append(frames, e.f)
+		}
+		if old, ok := seen.events[rev]; ok && !sameEvents(old, frames) {
+			bad("%s: revision %d seen before as %s, now %s", evs[0].where, rev, eventsData(old), eventsData(frames))
+		}
+		seen.events[rev] = frames
+		for _, e := range evs {
+			f := e.f
+			seen.count++
+			if f.Type == "delete" && f.Expired {
+				if seen.expired[rev] == nil {
+					seen.expired[rev] = map[string]string{}
+				}
+				seen.expired[rev][f.Key] = ""
+			}
+			if state == nil {
+				continue // a replay from an unknown state
+			}
+			cur, exists := state[f.Key]
+			if f.Type == "delete" {
+				if !exists {
+					bad("%s: delete of %q, which does not exist", e.where, f.Key)
+				} else if f.Expired {
+					seen.expired[rev][f.Key] = cur.value
+				}
+				delete(state, f.Key)
+				continue
+			}
+			want := watchKV{value: f.Value, create: f.ID, mod: f.ID, version: 1}
+			if exists {
+				want.create, want.version = cur.create, cur.version+1
+			}
+			if got := (watchKV{value: f.Value, create: f.CreateRevision, mod: f.ModRevision, version: f.Version}); got != want {
+				bad("%s: put %q: createRevision %d, modRevision %d, version %d; replayed from the events: %d, %d, %d",
+					e.where, f.Key, got.create, got.mod, got.version, want.create, want.mod, want.version)
+			}
+			state[f.Key] = want
+		}
+	}
+	var tail []event // the last revision of the stream before, if it ended with events
 	for si, s := range w.streams {
 		where := func(f watchFrame) string {
 			return fmt.Sprintf("stream %d (node %d, after %d), frame id %d %s", si, s.node, s.after, f.ID, f.Type)
+		}
+		if tail != nil {
+			if tr := tail[0].f.ID; s.after < tr && (s.fresh() || s.after == tr-1) {
+				// Resumed before it (or started afresh): it may have
+				// been cut short.
+				pos = tr - 1
+				seen.segs[len(seen.segs)-1][1] = pos
+			} else {
+				apply(tail)
+			}
+			tail = nil
 		}
 		switch {
 		case s.fresh():
@@ -78,6 +170,7 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 			bad("stream %d resumed after %d, but the one before ended at %d", si, s.after, pos)
 		}
 		pos = s.after
+		var cur []event // the events of revision pos so far
 		for fi, f := range s.frames {
 			if fi == 0 && (f.Type != "progress" || f.ID != s.after) {
 				bad("%s: the first frame is not progress at %d, the revision resumed after", where(f), s.after)
@@ -87,45 +180,35 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				if f.Revision != f.ID {
 					bad("%s: data revision %d", where(f), f.Revision)
 				}
+				apply(cur)
+				cur = nil
 				if f.ID < pos {
 					bad("%s: progress back from %d", where(f), pos)
 				} else if f.ID > pos {
 					bad("%s: complete through %d, but %d..%d never delivered (a gap)", where(f), f.ID, pos+1, f.ID)
 				}
 			case "put", "delete":
-				seen.count++
+				sameKey := false
+				for _, e := range cur {
+					sameKey = sameKey || e.f.Key == f.Key
+				}
 				switch {
 				case f.Revision != f.ID:
 					bad("%s: data revision %d", where(f), f.Revision)
+				case f.ID == pos && cur != nil && sameKey:
+					bad("%s: a second event for %q at revision %d (a duplicate)", where(f), f.Key, pos)
+				case f.ID == pos && cur != nil:
+					// the next event of the same revision
 				case f.ID <= pos:
 					bad("%s: after %d (a duplicate or out of order)", where(f), pos)
 				case f.ID > pos+1:
 					bad("%s: after %d, so %d..%d missing (a gap)", where(f), pos, pos+1, f.ID-1)
 				}
-				if old, ok := seen.events[f.ID]; ok && !sameEvent(old.WatchEvent, f.WatchEvent) {
-					bad("%s: revision %d seen before as %s, now %s", where(f), f.ID, old.Data, f.Data)
+				if f.ID != pos || cur == nil {
+					apply(cur)
+					cur = nil
 				}
-				seen.events[f.ID] = f
-				if state == nil {
-					break // a replay from an unknown state
-				}
-				cur, exists := state[f.Key]
-				if f.Type == "delete" {
-					if !exists {
-						bad("%s: delete of %q, which does not exist", where(f), f.Key)
-					}
-					delete(state, f.Key)
-					break
-				}
-				want := watchKV{value: f.Value, create: f.ID, mod: f.ID, version: 1}
-				if exists {
-					want.create, want.version = cur.create, cur.version+1
-				}
-				if got := (watchKV{value: f.Value, create: f.CreateRevision, mod: f.ModRevision, version: f.Version}); got != want {
-					bad("%s: put %q: createRevision %d, modRevision %d, version %d; replayed from the events: %d, %d, %d",
-						where(f), f.Key, got.create, got.mod, got.version, want.create, want.mod, want.version)
-				}
-				state[f.Key] = want
+				cur = append(cur, event{f, where(f)})
 			default:
 				bad("%s: unknown event type", where(f))
 			}
@@ -133,8 +216,10 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 				pos = f.ID
 			}
 		}
+		tail = cur
 		seen.segs[len(seen.segs)-1][1] = pos
 	}
+	apply(tail) // the run waited for the last revision to come whole
 	if len(w.streams) == 0 {
 		bad("no stream ever opened")
 	}
@@ -144,7 +229,79 @@ func checkWatchLog(w *watchLog) (*watchSeen, []string) {
 
 func sameEvent(a, b tc.WatchEvent) bool {
 	return a.Type == b.Type && a.Key == b.Key && a.Value == b.Value && a.Revision == b.Revision &&
-		a.CreateRevision == b.CreateRevision && a.ModRevision == b.ModRevision && a.Version == b.Version
+		a.CreateRevision == b.CreateRevision && a.ModRevision == b.ModRevision && a.Version == b.Version && a.Expired == b.Expired
+}
+
+// sameEvents tells whether two revisions' events are the same, in order.
+func sameEvents(a, b []watchFrame) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameEvent(a[i].WatchEvent, b[i].WatchEvent) {
+			return false
+		}
+	}
+	return true
+}
+
+// eventsData describes a revision's events.
+func eventsData(evs []watchFrame) string {
+	if len(evs) == 0 {
+		return "nothing"
+	}
+	var parts []string
+	for _, f := range evs {
+		d := f.Data
+		if f.Type == "delete" {
+			d = "delete " + d
+		}
+		parts = append(parts, d)
+	}
+	return strings.Join(parts, " + ")
+}
+
+// putIn tells whether evs have a put of key (with value, unless any).
+func putIn(evs []watchFrame, key, value string, any bool) bool {
+	for _, f := range evs {
+		if f.Type == "put" && f.Key == key && (any || f.Value == value) {
+			return true
+		}
+	}
+	return false
+}
+
+// txnWrites are the events an acknowledged transaction's writes must be at
+// its revision, in order (deletes only if they deleted something; ok is
+// false when that is not known), or none if it wrote nothing.
+func txnWrites(t *lincheck.TxnInfo) (want []string, ok bool) {
+	branch := t.Failure
+	if t.Succeeded {
+		branch = t.Success
+	}
+	for i, o := range branch {
+		switch {
+		case o.Kind == lincheck.Put:
+			want = append(want, fmt.Sprintf("put %s=%q", o.Key, o.Value))
+		case o.Kind == lincheck.Delete && t.Results == nil:
+			return nil, false
+		case o.Kind == lincheck.Delete && t.Results[i].Found:
+			want = append(want, "delete "+o.Key)
+		}
+	}
+	return want, true
+}
+
+func describeEvents(evs []watchFrame) []string {
+	var out []string
+	for _, f := range evs {
+		if f.Type == "put" {
+			out = append(out, fmt.Sprintf("put %s=%q", f.Key, f.Value))
+		} else {
+			out = append(out, "delete "+f.Key)
+		}
+	}
+	return out
 }
 
 // checkWatches is check 6 on the watchers' logs, the history, the clients'
@@ -161,25 +318,31 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 	// Every event is a write that was tried.
 	for _, s := range seens {
 		byValue := map[string]uint64{}
-		for rev, f := range s.events {
-			switch f.Type {
-			case "put":
-				call, tried := att.attempts[f.Value]
-				switch {
-				case !tried || att.attKey[f.Value] != f.Key:
-					errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, which no PUT tried", s.name, rev, f.Key, f.Value))
-				case call > f.at:
-					errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q delivered before its PUT was sent", s.name, rev, f.Key, f.Value))
-				case att.refused[f.Value]:
-					errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, whose PUT was refused (412)", s.name, rev, f.Key, f.Value))
-				}
-				if other, ok := byValue[f.Value]; ok {
-					errs = append(errs, fmt.Sprintf("%s: the PUT of %q took effect twice, at revisions %d and %d", s.name, f.Value, min(rev, other), max(rev, other)))
-				}
-				byValue[f.Value] = rev
-			case "delete":
-				if call, ok := att.deletes[f.Key]; !ok || call > f.at {
-					errs = append(errs, fmt.Sprintf("%s: revision %d: delete of %s, which no DELETE tried before", s.name, rev, f.Key))
+		for rev, evs := range s.events {
+			for _, f := range evs {
+				switch f.Type {
+				case "put":
+					call, tried := att.attempts[f.Value]
+					switch {
+					case !tried || att.attKey[f.Value] != f.Key:
+						errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, which no PUT tried", s.name, rev, f.Key, f.Value))
+					case call > f.at:
+						errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q delivered before its PUT was sent", s.name, rev, f.Key, f.Value))
+					case att.refused[f.Value]:
+						errs = append(errs, fmt.Sprintf("%s: revision %d: put %s=%q, whose PUT was refused (412)", s.name, rev, f.Key, f.Value))
+					}
+					if other, ok := byValue[f.Value]; ok {
+						errs = append(errs, fmt.Sprintf("%s: the PUT of %q took effect twice, at revisions %d and %d", s.name, f.Value, min(rev, other), max(rev, other)))
+					}
+					byValue[f.Value] = rev
+				case "delete":
+					if f.Expired {
+						if e := checkExpiry(att, f, s.expired[rev][f.Key]); e != "" {
+							errs = append(errs, fmt.Sprintf("%s: revision %d: expiry of %s: %s", s.name, rev, f.Key, e))
+						}
+					} else if call, ok := att.deletes[f.Key]; !ok || call > f.at {
+						errs = append(errs, fmt.Sprintf("%s: revision %d: delete of %s, which no DELETE tried before", s.name, rev, f.Key))
+					}
 				}
 			}
 		}
@@ -195,45 +358,66 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 			if !s.covers(op.Revision) {
 				continue
 			}
-			f, ok := s.events[op.Revision]
+			evs := s.events[op.Revision]
 			var want string
 			switch {
 			case op.Kind == lincheck.Delete && op.Refused, op.Kind == lincheck.Put && op.Refused:
-				if !op.Found || (f.Type == "put" && f.Key == op.Key) {
+				if !op.Found || putIn(evs, op.Key, "", true) {
 					continue // a 412's ETag: the key was put at that revision
 				}
 				want = "put of " + op.Key
 			case op.Kind == lincheck.Get:
-				if f.Type == "put" && f.Key == op.Key && f.Value == op.Value {
+				if putIn(evs, op.Key, op.Value, false) {
 					continue
 				}
 				want = fmt.Sprintf("put %s=%q", op.Key, op.Value)
 			case op.Kind == lincheck.Put:
-				if f.Type == "put" && f.Key == op.Key && f.Value == op.Value {
+				if len(evs) == 1 && putIn(evs, op.Key, op.Value, false) {
 					checked++
 					continue
 				}
 				want = fmt.Sprintf("put %s=%q", op.Key, op.Value)
+			case op.Kind == lincheck.Txn:
+				w, known := txnWrites(op.Txn)
+				if !known || len(w) == 0 {
+					continue // its writes unknown, or none: the store's revision
+				}
+				if strings.Join(describeEvents(evs), ", ") == strings.Join(w, ", ") {
+					checked++
+					continue
+				}
+				want = strings.Join(w, " + ")
 			case op.Kind == lincheck.Delete && op.Cond.Kind != lincheck.Always:
-				if f.Type == "delete" && f.Key == op.Key {
+				if len(evs) == 1 && evs[0].Type == "delete" && evs[0].Key == op.Key && !evs[0].Expired {
 					checked++
 					continue
 				}
 				want = "delete of " + op.Key
 			default: // a delete's X-Revision: its own, or the store's if the key was missing
-				if !(f.Type == "put" && f.Key == op.Key) {
+				if !putIn(evs, op.Key, "", true) {
 					continue
 				}
 				want = fmt.Sprintf("delete of %s, or a change that left it absent", op.Key)
 			}
-			got := "nothing"
-			if ok {
-				got = f.Data
-				if f.Type == "delete" {
-					got = "delete " + got
+			errs = append(errs, fmt.Sprintf("%s: %v answered revision %d, where the watch delivered %s, not %s", s.name, op, op.Revision, eventsData(evs), want))
+		}
+	}
+
+	// Every found get of an acknowledged transaction shows a put at its
+	// modRevision.
+	for _, op := range history {
+		if op.Kind != lincheck.Txn || op.Unknown() || op.Txn.Results == nil {
+			continue
+		}
+		for _, res := range op.Txn.Results {
+			if res.Kind != lincheck.Get || !res.Found {
+				continue
+			}
+			for _, s := range seens {
+				if evs := s.events[res.ModRevision]; s.covers(res.ModRevision) && !putIn(evs, res.Key, res.Value, false) {
+					errs = append(errs, fmt.Sprintf("%s: %v read %s=%q at revision %d, where the watch delivered %s", s.name, op, res.Key, res.Value, res.ModRevision, eventsData(evs)))
 				}
 			}
-			errs = append(errs, fmt.Sprintf("%s: %v answered revision %d, where the watch delivered %s, not %s", s.name, op, op.Revision, got, want))
 		}
 	}
 
@@ -247,8 +431,8 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 					continue
 				}
 				both++
-				if !sameEvent(a.WatchEvent, b.WatchEvent) {
-					errs = append(errs, fmt.Sprintf("revision %d: %s saw %s %s, %s saw %s %s", rev, seens[i].name, a.Type, a.Data, seens[j].name, b.Type, b.Data))
+				if !sameEvents(a, b) {
+					errs = append(errs, fmt.Sprintf("revision %d: %s saw %s, %s saw %s", rev, seens[i].name, eventsData(a), seens[j].name, eventsData(b)))
 				}
 			}
 		}
@@ -271,6 +455,9 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 	var parts []string
 	for _, s := range seens {
 		parts = append(parts, fmt.Sprintf("%s %d events in %d segments %v", s.name, s.count, len(s.segs), s.segs))
+		if exp, multi := s.kinds(); exp > 0 || multi > 0 {
+			parts[len(parts)-1] += fmt.Sprintf(" (%d expiries, %d revisions of several events)", exp, multi)
+		}
 	}
 	stats := fmt.Sprintf("%s; %d revisions seen by both; %d acknowledged writes found in the streams", strings.Join(parts, ", "), both, checked)
 	if len(errs) > 0 {
@@ -281,6 +468,29 @@ func checkWatches(logs []*watchLog, history []lincheck.Op, att watchAttempts, fi
 		return stats, fmt.Errorf("watches: %s", strings.Join(errs, "; "))
 	}
 	return stats, nil
+}
+
+// checkExpiry checks an expiry event f against the clients' attempts:
+// the value it removed (value, "" if not known) was written by a PUT with
+// a TTL sent at least TTL before the event arrived (not known: some PUT
+// with a TTL on that key was). It returns what is wrong, or "".
+func checkExpiry(att watchAttempts, f watchFrame, value string) string {
+	if value != "" {
+		ttl, call := att.ttls[value], att.attempts[value]
+		switch {
+		case ttl == 0:
+			return fmt.Sprintf("it removed %q, which no PUT with a TTL wrote", value)
+		case f.at < call+int64(ttl):
+			return fmt.Sprintf("it removed %q %v after its PUT (with TTL %v) was sent", value, time.Duration(f.at-call), ttl)
+		}
+		return ""
+	}
+	for v, ttl := range att.ttls {
+		if att.attKey[v] == f.Key && ttl > 0 && att.attempts[v]+int64(ttl) <= f.at {
+			return ""
+		}
+	}
+	return "no PUT with a TTL tried on it long enough before"
 }
 
 // diffKV describes how two states differ ("" if they do not).

@@ -17,6 +17,12 @@
 // keeps only a lower bound of the modRevision, which a later answer that
 // shows it refines. Revision 0 means "not recorded": histories without
 // revisions are checked exactly as before.
+//
+// Issue #14 adds transactions (one operation over several keys, txn.go) and
+// keys that expire (a put with a TTL, expiry.go). The model (model.go) is
+// partitioned by key, except that the keys one transaction touches share a
+// partition; the model is nondeterministic, for transactions of unknown
+// outcome whose compares may or may not have held.
 package lincheck
 
 import (
@@ -39,6 +45,8 @@ const (
 	Put Kind = iota
 	Get
 	Delete
+	Txn    // a transaction: Op.Txn
+	expire // an expiry the system may do (made up by the checker, expiry.go)
 )
 
 func (k Kind) String() string {
@@ -49,6 +57,10 @@ func (k Kind) String() string {
 		return "get"
 	case Delete:
 		return "delete"
+	case Txn:
+		return "txn"
+	case expire:
+		return "expire"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -107,6 +119,13 @@ type Op struct {
 	// Refused: the member answered 412, the condition did not hold when
 	// the write was applied, and nothing was changed.
 	Refused bool
+	// TTL is a put's time to live (0: none). The checker lets the system
+	// delete the key at any time from TTL after the put's call on, as long
+	// as the key still holds what the put wrote (its modRevision).
+	TTL time.Duration
+	// Txn is a transaction's request and answer (Kind Txn); Revision is
+	// then the answer's revision.
+	Txn *TxnInfo
 	// Node is the member that answered, if recorded (not checked; for
 	// reports).
 	Node   int
@@ -118,8 +137,14 @@ type Op struct {
 func (op Op) Unknown() bool { return op.Return == Infinity }
 
 // Wrote reports whether op is a write that may have changed the store:
-// acknowledged or of unknown outcome, not refused.
-func (op Op) Wrote() bool { return op.Kind != Get && !op.Refused }
+// acknowledged or of unknown outcome, not refused (for a transaction: one
+// that has or may have a write in the branch that ran).
+func (op Op) Wrote() bool {
+	if op.Kind == Txn {
+		return len(op.Effects()) > 0
+	}
+	return op.Kind != Get && !op.Refused
+}
 
 func (op Op) String() string {
 	ret := "?"
@@ -130,7 +155,7 @@ func (op Op) String() string {
 	if op.Node != 0 {
 		node = fmt.Sprintf(" on node %d", op.Node)
 	}
-	return fmt.Sprintf("c%d %s [%d,%s]%s", op.Client, describe(toInput(op), toOutput(op), op.Unknown()), op.Call, ret, node)
+	return fmt.Sprintf("c%d %s [%d,%s]%s", op.Client, describe(toInput(op, 0), toOutput(op), op.Unknown()), op.Call, ret, node)
 }
 
 // Recorder collects a history. It is safe for concurrent use.
@@ -201,249 +226,6 @@ func (r *Recorder) History() []Op {
 	return h
 }
 
-// input and output are what the model sees of an operation.
-type input struct {
-	kind       Kind
-	key, value string
-	cond       Cond
-}
-
-type output struct {
-	value   string
-	found   bool
-	rev     uint64
-	refused bool
-	unknown bool // the write's outcome is unknown: any answer goes
-}
-
-func toInput(op Op) input {
-	return input{kind: op.Kind, key: op.Key, value: op.Value, cond: op.Cond}
-}
-
-func toOutput(op Op) output {
-	return output{value: op.Value, found: op.Found, rev: op.Revision, refused: op.Refused, unknown: op.Unknown()}
-}
-
-// state is one key's state. rev is the key's last write revision (the
-// modRevision of the value, or the revision of the deletion that removed
-// it, 0 if never written) when exact; otherwise a lower bound of it (after
-// a write whose revision is unknown).
-type state struct {
-	value string
-	found bool
-	rev   uint64
-	exact bool
-}
-
-// Three-valued logic for conditions against an inexact state.
-type tri int
-
-const (
-	no tri = iota
-	yes
-	maybe
-)
-
-// holds tells whether c holds in s.
-func holds(s state, c Cond) tri {
-	switch c.Kind {
-	case IfMatchAny:
-		return boolTri(s.found)
-	case IfNoneMatch:
-		return boolTri(!s.found)
-	case IfMatch:
-		switch {
-		case !s.found:
-			return no
-		case s.exact:
-			return boolTri(s.rev == c.Rev)
-		case c.Rev < s.rev:
-			return no
-		}
-		return maybe
-	}
-	return yes
-}
-
-func boolTri(b bool) tri {
-	if b {
-		return yes
-	}
-	return no
-}
-
-// seen tells whether the key's modRevision may be m (it exists).
-func (s state) seen(m uint64) bool {
-	if m == 0 {
-		return true // not recorded
-	}
-	if s.exact {
-		return m == s.rev
-	}
-	return m >= s.rev
-}
-
-// refine returns s with its modRevision known to be m (unless 0).
-func (s state) refine(m uint64) state {
-	if m != 0 {
-		s.rev, s.exact = m, true
-	}
-	return s
-}
-
-// written returns the state after a write that took effect: a put of
-// value (found) or a deletion, with revision r (0: unknown, then only
-// known to be above the last one and, for an If-Match, above its revision).
-func (s state) written(value string, found bool, r uint64, c Cond) state {
-	if r != 0 {
-		return state{value: value, found: found, rev: r, exact: true}
-	}
-	lo := s.rev
-	if c.Kind == IfMatch && c.Rev > lo {
-		lo = c.Rev
-	}
-	return state{value: value, found: found, rev: lo + 1}
-}
-
-// step is the model's transition: whether the operation with input i and
-// output o may take effect in state s, and the state after it.
-func step(s state, i input, o output) (bool, state) {
-	switch i.kind {
-	case Get:
-		if o.found != s.found {
-			return false, s
-		}
-		if !s.found {
-			return true, s
-		}
-		if o.value != s.value || !s.seen(o.rev) {
-			return false, s
-		}
-		return true, s.refine(o.rev)
-	}
-	h := holds(s, i.cond)
-	if i.kind == Delete && i.cond.Kind == Always && !s.found {
-		// A delete of a missing key changes nothing; its X-Revision is
-		// the store's revision, at least the key's last write.
-		return o.unknown || o.rev == 0 || o.rev >= s.rev, s
-	}
-	found := i.kind == Put
-	switch {
-	case o.unknown:
-		if h == no {
-			return true, s
-		}
-		// If it may have taken effect here, say it did: if it did not,
-		// the checker may as well place it after everything else.
-		return true, s.written(i.value, found, 0, i.cond)
-	case o.refused:
-		if h == yes || o.found != s.found {
-			return false, s
-		}
-		if !o.found {
-			return true, s
-		}
-		if !s.seen(o.rev) || (i.cond.Kind == IfMatch && o.rev != 0 && o.rev == i.cond.Rev) {
-			return false, s
-		}
-		return true, s.refine(o.rev)
-	}
-	if h == no {
-		return false, s
-	}
-	if o.rev != 0 && (o.rev <= s.rev || (i.cond.Kind == IfMatch && o.rev <= i.cond.Rev)) {
-		return false, s // a write's revision is above every earlier one
-	}
-	return true, s.written(i.value, found, o.rev, i.cond)
-}
-
-func describe(i input, o output, unknown bool) string {
-	var b strings.Builder
-	switch i.kind {
-	case Put:
-		fmt.Fprintf(&b, "put(%s, %q)%s", i.key, i.value, i.cond)
-	case Delete:
-		fmt.Fprintf(&b, "delete(%s)%s", i.key, i.cond)
-	default:
-		if !o.found {
-			return fmt.Sprintf("get(%s) -> not found", i.key)
-		}
-		if o.rev != 0 {
-			return fmt.Sprintf("get(%s) -> %q @%d", i.key, o.value, o.rev)
-		}
-		return fmt.Sprintf("get(%s) -> %q", i.key, o.value)
-	}
-	switch {
-	case unknown:
-		b.WriteString(" -> ?")
-	case o.refused && o.found && o.rev != 0:
-		fmt.Fprintf(&b, " -> 412 @%d", o.rev)
-	case o.refused && o.found:
-		b.WriteString(" -> 412")
-	case o.refused:
-		b.WriteString(" -> 412 (absent)")
-	case o.rev != 0:
-		fmt.Fprintf(&b, " -> @%d", o.rev)
-	}
-	return b.String()
-}
-
-// Model is a key-value store with revisions, partitioned by key, for
-// porcupine.
-var Model = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(input).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		sort.Strings(keys)
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return state{exact: true} },
-	Step: func(st, in, out any) (bool, any) {
-		return step(st.(state), in.(input), out.(output))
-	},
-	DescribeOperation: func(in, out any) string {
-		o := out.(output)
-		return describe(in.(input), o, o.unknown)
-	},
-	DescribeState: func(st any) string {
-		s := st.(state)
-		rev := fmt.Sprintf("@%d", s.rev)
-		if !s.exact {
-			rev = fmt.Sprintf("@>=%d", s.rev)
-		}
-		if !s.found {
-			return "(none) " + rev
-		}
-		return fmt.Sprintf("%q %s", s.value, rev)
-	},
-}
-
-// Operations converts a history to porcupine's form.
-func Operations(history []Op) []porcupine.Operation {
-	ops := make([]porcupine.Operation, 0, len(history))
-	for _, op := range history {
-		ops = append(ops, porcupine.Operation{
-			ClientId: op.Client,
-			Input:    toInput(op),
-			Call:     op.Call,
-			Output:   toOutput(op),
-			Return:   op.Return,
-		})
-	}
-	return ops
-}
-
 // Result is the verdict of Check.
 type Result struct {
 	Verdict porcupine.CheckResult // Ok, Illegal, or Unknown (timed out)
@@ -452,7 +234,8 @@ type Result struct {
 	// Illegal and a directory was given.
 	HTML string
 	// Keys are the keys whose operations alone are not linearizable, when
-	// Verdict is Illegal.
+	// Verdict is Illegal (for a partition of several keys, which
+	// transactions tie together, "a+b+c").
 	Keys []string
 }
 
@@ -466,7 +249,7 @@ func Check(history []Op, timeout time.Duration, dir, name string) (Result, error
 	if verdict == porcupine.Illegal {
 		for _, part := range Model.Partition(ops) {
 			if porcupine.CheckOperationsTimeout(Model, part, 10*time.Second) == porcupine.Illegal {
-				res.Keys = append(res.Keys, part[0].Input.(input).key)
+				res.Keys = append(res.Keys, strings.Join(partKeys(part), "+"))
 			}
 		}
 	}
@@ -488,14 +271,15 @@ func Check(history []Op, timeout time.Duration, dir, name string) (Result, error
 // never share a revision, and a write called after another returned has a
 // higher one. It looks at acknowledged puts and conditional deletes (an
 // unconditional delete's X-Revision is not its own when the key was
-// missing) whose revision was recorded.
+// missing) whose revision was recorded, and at acknowledged transactions
+// that surely wrote (all of whose writes share their one revision).
 func CheckRevisions(history []Op) error {
 	var ws []Op
 	for _, op := range history {
 		if op.Unknown() || op.Refused || op.Revision == 0 {
 			continue
 		}
-		if op.Kind == Put || (op.Kind == Delete && op.Cond.Kind != Always) {
+		if op.Kind == Put || (op.Kind == Delete && op.Cond.Kind != Always) || (op.Kind == Txn && op.Txn.SurelyWrote()) {
 			ws = append(ws, op)
 		}
 	}

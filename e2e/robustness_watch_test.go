@@ -72,6 +72,7 @@ type watchKV struct {
 type watchListing struct {
 	rev   uint64
 	items map[string]watchKV
+	ttls  int // keys with a TTL: each may still expire, a change after rev
 }
 
 // watchStream is one stream a watcher opened.
@@ -359,7 +360,7 @@ func relist(ctx context.Context, n *tc.Node) (*watchListing, error) {
 		return nil, fmt.Errorf("listing: X-Revision %q", resp.Header.Get("X-Revision"))
 	}
 	var items []struct {
-		Key, Value, Encoding                 string
+		Key, Value, Encoding, TTL            string
 		CreateRevision, ModRevision, Version uint64
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&items); err != nil {
@@ -376,6 +377,9 @@ func relist(ctx context.Context, n *tc.Node) (*watchListing, error) {
 			it.Key, it.Value = string(k), string(v)
 		}
 		l.items[it.Key] = watchKV{value: it.Value, create: it.CreateRevision, mod: it.ModRevision, version: it.Version}
+		if it.TTL != "" {
+			l.ttls++
+		}
 	}
 	return l, nil
 }
@@ -405,6 +409,11 @@ func (ws *watchers) finish(history []lincheck.Op) error {
 			return err
 		}
 		target = max(target, l.rev)
+		if l.ttls > 0 {
+			// Their expiries are changes yet to come: the final state is
+			// the one after the last (the clients' TTLs are a few seconds).
+			return fmt.Errorf("%d keys at revision %d may still expire", l.ttls, l.rev)
+		}
 		for _, w := range ws.logs {
 			if m := w.mark(); m > l.rev {
 				// Delivered past the store's revision: a write landing

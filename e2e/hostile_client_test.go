@@ -395,7 +395,7 @@ func TestMembershipRequestsThatWouldHurtTheClusterAreRefused(t *testing.T) {
 		{"id as a string", clientRequest{"POST", "/v1/members", fmt.Sprintf(`{"id":"%d","peerURL":"%s"}`, nextID(), freePeerURL(t))}, 400},
 		{"duplicate id field", clientRequest{"POST", "/v1/members", fmt.Sprintf(`{"id":2,"id":%d,"peerURL":"%s"}`, nextID(), freePeerURL(t))}, 400},
 		{"duplicate peerURL field", clientRequest{"POST", "/v1/members", fmt.Sprintf(`{"id":%d,"peerURL":"%s","peerURL":"%s"}`, nextID(), member2, freePeerURL(t))}, 400},
-		{"unknown field", clientRequest{"POST", "/v1/members", fmt.Sprintf(`{"id":%d,"peerURL":"%s","learner":true}`, nextID(), freePeerURL(t))}, 400},
+		{"unknown field", clientRequest{"POST", "/v1/members", fmt.Sprintf(`{"id":%d,"peerURL":"%s","voter":false}`, nextID(), freePeerURL(t))}, 400},
 		{"trailing data after the object", clientRequest{"POST", "/v1/members", fmt.Sprintf(`{"id":%d,"peerURL":"%s"} x`, nextID(), freePeerURL(t))}, 400},
 		{"two objects", clientRequest{"POST", "/v1/members", fmt.Sprintf(`{"id":%d,"peerURL":"%s"}{"id":%d,"peerURL":"%s"}`, nextID(), freePeerURL(t), nextID(), freePeerURL(t))}, 400},
 	} {

@@ -96,7 +96,7 @@ type watchLog struct {
 	name    string
 	mu      sync.Mutex
 	streams []watchStream
-	through uint64 // the last id received
+	through uint64 // the last revision received whole
 	gone    int    // 410s
 	cuts    int    // streams the watcher cut itself
 	lags    int    // times it waited, before resuming, for its position to leave the history
@@ -228,15 +228,16 @@ func (r *scenario) watch(ctx context.Context, w *watchLog, pref int, seed int64,
 			}
 			st.frames = append(st.frames, watchFrame{ev, r.rec.Now()})
 			// Resume after the last revision surely complete: a
-			// revision's events (a transaction's) share its id, and the
-			// stream may end between them.
-			if ev.Type == "progress" {
+			// revision's events (a transaction's) share its revision,
+			// only the last of them carries the id, and the stream may
+			// end between them.
+			if ev.Type == "progress" || ev.CarriesID {
 				after = ev.ID
 			} else {
 				after = ev.ID - 1
 			}
 			w.mu.Lock()
-			w.through = ev.ID
+			w.through = after
 			w.mu.Unlock()
 		}
 		cut.Stop()
@@ -314,12 +315,8 @@ func (ws *watchers) replay(n *tc.Node, st *watchStream, through uint64) error {
 		return err
 	}
 	defer s.Close()
-	var last *time.Timer
 	for {
 		ev, err := s.Next()
-		if err != nil && last != nil {
-			return nil // the whole of revision through was read
-		}
 		if err != nil {
 			return fmt.Errorf("after %d frames: %v", len(st.frames), err)
 		}
@@ -327,11 +324,8 @@ func (ws *watchers) replay(n *tc.Node, st *watchStream, through uint64) error {
 			return nil // a later write (an expiry)
 		}
 		st.frames = append(st.frames, watchFrame{ev, ws.r.rec.Now()})
-		if ev.ID >= through && last == nil {
-			// The rest of its events (a transaction's) come in the
-			// same write: read what follows for a moment.
-			last = time.AfterFunc(300*time.Millisecond, s.Close)
-			defer last.Stop()
+		if ev.ID == through && (ev.Type == "progress" || ev.CarriesID) {
+			return nil // the whole of revision through was read
 		}
 	}
 }
@@ -429,7 +423,8 @@ func (ws *watchers) finish(history []lincheck.Op) error {
 		final = l
 		return nil
 	})
-	time.Sleep(300 * time.Millisecond) // for the rest of the last revision's events (a transaction's), sent in the same write
+	// Each watcher has read the final revision whole (its last frame
+	// carries the id), and resumes after it if its stream is cut now.
 	ws.stop()
 	if final != nil {
 		ws.replays(final.rev)

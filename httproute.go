@@ -58,6 +58,8 @@ func (h *httpAPI) routes() {
 	handle(h.api, "GET /health", json(h.health))
 	handle(h.api, "GET /readyz", json(h.readyz))
 	handle(h.api, "GET /metrics", promhttp.Handler())
+	handle(h.api, "GET /version", plain(h.version))
+	handle(h.api, "GET /livez", plain(h.livez))
 	if h.pprof {
 		handle(h.api, "/debug/pprof/", http.DefaultServeMux) // where net/http/pprof registers
 	}
@@ -98,6 +100,8 @@ func (h *httpAPI) target(path string) target {
 	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
 		return target{mux: h.api, path: "/v1/", tail: path, face: jsonFace}
 	case path == "/metrics":
+		return target{mux: h.api, face: plainFace}
+	case path == "/version" || path == "/livez":
 		return target{mux: h.api, face: plainFace}
 	case h.pprof && strings.HasPrefix(path, "/debug/pprof/"):
 		return target{mux: h.api, face: plainFace}

@@ -38,6 +38,7 @@ type options struct {
 	requestTimeout  time.Duration
 	maxValueBytes   int64
 	logLevel        string
+	logFormat       string
 	pprof           bool
 	listenPeerURL   string
 	listenClientURL string
@@ -47,6 +48,8 @@ type options struct {
 	unsafeNoFsync   bool
 	clientTLS       transport.TLSInfo
 	peerTLS         transport.TLSInfo
+	printVersion    bool
+	env             envReport // what the RAFTEXAMPLE_* variables set (env.go)
 }
 
 // maxHeaderBytes bounds a request's header on both ports: a key of
@@ -70,6 +73,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before answering 503")
 	fs.Int64Var(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value a PUT may store")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console (one readable line per event) or json (one JSON object per line)")
+	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP API port (those keys are then unreachable at the root)")
 	fs.StringVar(&o.listenPeerURL, "listen-peer-url", "", "where the peer port listens, if not at this member's --cluster URL (e.g. behind a proxy)")
 	fs.StringVar(&o.listenClientURL, "listen-client-url", "", "where the HTTP API listens, as http(s)://host:port (e.g. http://127.0.0.1:9121 for this machine only); replaces --port")
@@ -93,6 +98,14 @@ func parseFlags(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	if o.printVersion {
+		return o, nil
+	}
+	env, err := applyEnv(fs, os.Environ())
+	if err != nil {
+		return o, err
+	}
+	o.env = env
 	switch {
 	case o.snapCount == 0:
 		return o, errors.New("--snap-count must be positive")
@@ -131,7 +144,7 @@ func parseFlags(args []string) (options, error) {
 		port := false
 		fs.Visit(func(f *flag.Flag) { port = port || f.Name == "port" })
 		if port {
-			return o, errors.New("--listen-client-url replaces --port; give one")
+			return o, fmt.Errorf("%s replaces %s; give one", env.given("listen-client-url"), env.given("port"))
 		}
 		u, err := parsePeerURL(o.listenClientURL) // the same form: scheme://host:port
 		if err != nil {
@@ -161,12 +174,17 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "raftexample:", err)
 		return 2
 	}
-	lg, err := newLogger(o.logLevel)
+	if o.printVersion {
+		fmt.Println(versionLine())
+		return 0
+	}
+	lg, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "raftexample:", err)
 		return 2
 	}
 	defer lg.Sync()
+	o.env.log(lg)
 	wal.SegmentSizeBytes = o.walSegmentBytes
 	if o.unsafeNoFsync {
 		lg.Warn("--unsafe-no-fsync: nothing is fsynced; a power cut loses acknowledged writes (for tests only)")

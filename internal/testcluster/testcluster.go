@@ -168,6 +168,7 @@ type Node struct {
 	WorkDir  string   // the process's working directory, if not DataDir (UsePowerFS)
 	Args     []string // command line arguments, reused by Restart
 	LogPath  string   // stdout and stderr of every run, appended
+	Env      []string // NAME=value variables of every run (see environ in env.go)
 
 	t         testing.TB
 	bin       string
@@ -279,6 +280,7 @@ func (n *Node) TryStart() error {
 	if n.WorkDir != "" {
 		cmd.Dir = n.WorkDir
 	}
+	cmd.Env = n.environ()
 	cmd.Stdout = f
 	cmd.Stderr = f
 	if err := cmd.Start(); err != nil {

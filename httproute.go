@@ -55,7 +55,7 @@ func (h *httpAPI) routes() {
 	handle(h.api, "GET /v1/status", json(h.status))
 	handle(h.api, "POST /v1/leader", json(h.transferLeadership))
 	handle(h.api, "/v1/{$}", json(noSuchEndpoint)) // where target sends every other /v1 path
-	handle(h.api, "GET /health", plain(h.health)) // outside /v1: its errors (a 405) are plain text
+	handle(h.api, "GET /health", plain(h.health))  // outside /v1: its errors (a 405) are plain text
 	handle(h.api, "GET /readyz", plain(h.readyz))
 	handle(h.api, "GET /metrics", promhttp.Handler())
 	if h.pprof {

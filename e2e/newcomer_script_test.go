@@ -7,6 +7,7 @@ package e2e
 // logs/, including those the README starts by hand.
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -39,8 +40,8 @@ func newScriptRepo(t *testing.T) *scriptRepo {
 		}
 	}
 	r := &scriptRepo{dir: t.TempDir(), ports: map[string]string{}}
-	free := tc.FreePorts(t, 8)
-	for i, p := range []string{"12379", "22379", "32379", "42379", "12380", "22380", "32380", "42380"} {
+	free := tc.FreePorts(t, 10)
+	for i, p := range []string{"12379", "22379", "32379", "42379", "52379", "12380", "22380", "32380", "42380", "52380"} {
 		r.ports[p] = strconv.Itoa(free[i])
 	}
 	script, err := os.ReadFile("../scripts/cluster.sh")
@@ -84,7 +85,7 @@ func newScriptRepo(t *testing.T) *scriptRepo {
 }
 
 // readmePort is a port of the README's cluster, in a URL or after --port.
-var readmePort = regexp.MustCompile(`\b[1-4]23(79|80)\b`)
+var readmePort = regexp.MustCompile(`\b[1-5]23(79|80)\b`)
 
 // local replaces the README's ports in s by this run's.
 func (r *scriptRepo) local(s string) string {
@@ -106,7 +107,7 @@ func (r *scriptRepo) pidFiles(t *testing.T) map[string]int {
 }
 
 // bash runs a command line in the repository, as typed into a terminal
-// there, and returns what it printed.
+// there, and returns what it printed on its standard output.
 func (r *scriptRepo) bash(t *testing.T, line string) string {
 	t.Helper()
 	cmd := exec.Command("bash", "--noprofile", "--norc", "-c", line)
@@ -119,11 +120,12 @@ func (r *scriptRepo) bash(t *testing.T, line string) string {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
+	var stderr syncBuffer // curl's progress meter, say
+	cmd.Stdout, cmd.Stderr = out, &stderr
 	err = cmd.Run()
 	printed, _ := os.ReadFile(out.Name())
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", line, err, printed)
+		t.Fatalf("%s: %v\n%s%s", line, err, printed, stderr.String())
 	}
 	return string(printed)
 }
@@ -326,5 +328,53 @@ func TestClusterScriptStopsEveryMemberItFindsAndReportsOneThatDies(t *testing.T)
 		if left := r.pidFiles(t); len(left) > 0 {
 			t.Errorf("pid files left in logs/: %v", left)
 		}
+	})
+	t.Run("a member that cannot start is replaced under a new id as the README says", func(t *testing.T) {
+		r.bash(t, "rm -rf raftexample-*") // a fresh cluster: the first subtest added a member 4
+		taken, err := net.Listen("tcp", ":"+r.ports["42380"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		s := r.start(t)
+		s.up(t)
+		join, _ := findBlock(t, blocks, "/4 -XPOST -d http://127.0.0.1:42379")
+		r.bash(t, r.local(blockLine(t, join, "curl -L http://127.0.0.1:12380/4 -XPOST")))
+		r.bash(t, r.local(blockLine(t, join, "./raftexample --id 4 ")))
+		four := r.pidFiles(t)["raft4"]
+		tc.Eventually(t, tc.Timeout, func() error {
+			if alive(four) {
+				return fmt.Errorf("member 4 (pid %d) still runs with its HTTP port taken", four)
+			}
+			return nil
+		})
+		if b, _ := os.ReadFile(filepath.Join(logs, "raft4.log")); !strings.Contains(string(b), "address already in use") {
+			t.Fatalf("logs/raft4.log does not say the port was taken:\n%s", tc.Tail(string(b), 5))
+		}
+		replace, _ := findBlock(t, blocks, "/4 -XDELETE")
+		if out := r.bash(t, r.local(replace.text)); strings.TrimSpace(out) != "" {
+			t.Fatalf("the README's commands to replace member 4 printed %q, want nothing (204s)", out)
+		}
+		r.healthy(t, "52380")
+		tc.Eventually(t, tc.Timeout, func() error {
+			resp, err := http.Get("http://127.0.0.1:" + r.ports["12380"] + "/v1/members")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var ms []struct{ ID int }
+			if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
+				return err
+			}
+			if got := fmt.Sprint(ms); got != "[{1} {2} {3} {5}]" {
+				return fmt.Errorf("members %s, want 1, 2, 3 and 5", got)
+			}
+			return nil
+		})
+		out := r.bash(t, "scripts/cluster.sh stop")
+		if !strings.Contains(out, "stopped raft5") || !strings.Contains(out, "removing stale logs/raft4.pid") {
+			t.Errorf("scripts/cluster.sh stop printed:\n%s\nwant raft5 stopped and raft4's pid file removed", out)
+		}
+		s.exited(t)
 	})
 }

@@ -49,7 +49,7 @@ stop_members() {
 			kill -INT "$pid" 2>/dev/null || true
 			stop_names+=("$name")
 			stop_pids+=("$pid")
-		elif [[ " ${pids[*]} " == *" $pid "* ]]; then
+		elif [[ " ${pids[*]-} " == *" $pid "* ]]; then
 			# One of ours that exited already: a Ctrl-C reaches every
 			# process of the terminal's job, our members too.
 			echo "stopped $name (pid $pid)"
@@ -59,6 +59,7 @@ stop_members() {
 			rm -f "$f"
 		fi
 	done
+	[ ${#stop_pids[@]} -gt 0 ] || return 0 # bash before 4.4 calls an empty array unbound
 	for i in "${!stop_pids[@]}"; do
 		# A member lets requests in flight finish (up to --request-timeout).
 		for _ in $(seq 1 300); do
@@ -130,6 +131,11 @@ while IFS= read -r line || [ -n "$line" ]; do
 	done
 	echo "started $name (pid $!), logging to logs/$name.log"
 done <"${PROCFILE:-Procfile}"
+if [ ${#ports[@]} -eq 0 ]; then
+	echo "${PROCFILE:-Procfile} names no member with --port" >&2
+	status=1
+	exit 1
+fi
 
 # reason LOG: the errors of the last run in LOG (after its ==== line), or the
 # end of that run when it logged none.

@@ -249,8 +249,14 @@ func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) error {
 }
 
 // readyz answers GET /readyz: 200 when this node can serve a linearizable
-// read now, which it proves by doing the read's first half.
+// read now, which it proves by doing the read's first half. Without a known
+// leader it answers 503 at once: the read would first wait about an election
+// timeout for one, longer than a probe's usual timeout of one second.
 func (h *httpAPI) readyz(w http.ResponseWriter, r *http.Request) error {
+	if h.svc.Leader() == 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "no leader"})
+		return nil
+	}
 	ctx, cancel := h.waitContext(r)
 	defer cancel()
 	if err := h.svc.catchUpForRead(ctx); err != nil {

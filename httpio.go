@@ -27,8 +27,8 @@ func (e *apiError) Error() string { return e.msg }
 
 func apiErr(code int, msg string) error { return &apiError{code: code, msg: msg} }
 
-// A face is how one API writes its errors: plain text at the root (and for
-// /metrics and pprof), JSON under /v1 (and for /health and /readyz).
+// A face is how one API writes its errors: plain text at the root (keys,
+// members, /health, /readyz, /metrics, pprof), JSON under /v1.
 // JSON errors are {"error": msg}, with fields beside it.
 type face func(w http.ResponseWriter, code int, msg string, fields map[string]any)
 

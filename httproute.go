@@ -55,8 +55,8 @@ func (h *httpAPI) routes() {
 	handle(h.api, "GET /v1/status", json(h.status))
 	handle(h.api, "POST /v1/leader", json(h.transferLeadership))
 	handle(h.api, "/v1/{$}", json(noSuchEndpoint)) // where target sends every other /v1 path
-	handle(h.api, "GET /health", json(h.health))
-	handle(h.api, "GET /readyz", json(h.readyz))
+	handle(h.api, "GET /health", plain(h.health))  // outside /v1: its errors (a 405) are plain text
+	handle(h.api, "GET /readyz", plain(h.readyz))
 	handle(h.api, "GET /metrics", promhttp.Handler())
 	handle(h.api, "GET /version", plain(h.version))
 	handle(h.api, "GET /livez", plain(h.livez))
@@ -95,8 +95,12 @@ func (h *httpAPI) target(path string) target {
 	case path == "/v1/watch" || strings.HasPrefix(path, "/v1/watch/"):
 		key := strings.TrimPrefix(strings.TrimPrefix(path, "/v1/watch"), "/")
 		return target{mux: h.api, path: "/v1/watch/k", tail: key, face: jsonFace}
-	case path == "/v1/status" || path == "/v1/leader" || path == "/v1/txn" || path == "/health" || path == "/readyz":
+	case path == "/v1/status" || path == "/v1/leader" || path == "/v1/txn":
 		return target{mux: h.api, face: jsonFace}
+	case path == "/health" || path == "/readyz":
+		// Their answers are JSON, but they are root paths: a request they
+		// refuse (PUT /health) hears why in plain text, like every root error.
+		return target{mux: h.api, face: plainFace}
 	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
 		return target{mux: h.api, path: "/v1/", tail: path, face: jsonFace}
 	case path == "/metrics":

@@ -65,8 +65,8 @@ func TestHTTPAPIRoutesRawKeysAndAnswersInEachFace(t *testing.T) {
 			{"GET", "/v1/members/1/2", "DELETE", true},
 			{"POST", "/v1/status", "GET, HEAD", true},
 			{"GET", "/v1/leader", "POST", true},
-			{"POST", "/health", "GET, HEAD", true},
-			{"DELETE", "/readyz", "GET, HEAD", true},
+			{"POST", "/health", "GET, HEAD", false},
+			{"DELETE", "/readyz", "GET, HEAD", false},
 		} {
 			w := do(tc.method, tc.path, "")
 			what := tc.method + " " + tc.path
@@ -81,6 +81,52 @@ func TestHTTPAPIRoutesRawKeysAndAnswersInEachFace(t *testing.T) {
 				}
 			} else if w.Body.String() != want+"\n" || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
 				t.Errorf("%s: %s %q, want the plain text %q", what, w.Header().Get("Content-Type"), w.Body, want)
+			}
+		}
+	})
+	t.Run("every error at the root is one line of plain text", func(t *testing.T) {
+		big := strings.Repeat("x", int(api.maxValueBytes)+1)
+		for _, tc := range []struct {
+			method, path, body string
+			header             [2]string
+			code               int
+		}{
+			{"PUT", "/health", "", [2]string{}, http.StatusMethodNotAllowed},
+			{"DELETE", "/readyz", "", [2]string{}, http.StatusMethodNotAllowed},
+			{"PUT", "/metrics", "", [2]string{}, http.StatusMethodNotAllowed},
+			{"PATCH", "/k", "", [2]string{}, http.StatusMethodNotAllowed},
+			{"PUT", "/", "v", [2]string{}, http.StatusBadRequest},
+			{"PUT", "/" + strings.Repeat("k", maxKeyBytes+1), "v", [2]string{}, http.StatusBadRequest},
+			{"PUT", "/k?ttl=1y", "v", [2]string{}, http.StatusBadRequest},
+			{"PUT", "/k", "v", [2]string{"If-Match", "no quotes"}, http.StatusBadRequest},
+			{"PUT", "/k", "v", [2]string{"If-Match", `"999999"`}, http.StatusPreconditionFailed},
+			{"PUT", "/k", big, [2]string{}, http.StatusRequestEntityTooLarge},
+			{"GET", "/k?consistency=bogus", "", [2]string{}, http.StatusBadRequest},
+			{"GET", "/k", "", [2]string{"If-None-Match", "no quotes"}, http.StatusBadRequest},
+			{"GET", "/no-such-key", "", [2]string{}, http.StatusNotFound},
+			{"POST", "/not-an-id", "http://127.0.0.1:1", [2]string{}, http.StatusBadRequest},
+			{"POST", "/5", "not a URL", [2]string{}, http.StatusBadRequest},
+			{"POST", "/1", "http://127.0.0.1:1", [2]string{}, http.StatusConflict},
+			{"DELETE", "/not-an-id", "", [2]string{}, http.StatusBadRequest},
+			{"DELETE", "/99", "", [2]string{}, http.StatusNotFound},
+		} {
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			if tc.header[0] != "" {
+				req.Header.Set(tc.header[0], tc.header[1])
+			}
+			w := httptest.NewRecorder()
+			api.ServeHTTP(w, req)
+			what := tc.method + " " + tc.path
+			if len(what) > 60 {
+				what = what[:60] + "..."
+			}
+			body := w.Body.String()
+			if w.Code != tc.code {
+				t.Errorf("%s: status %d %q, want %d", what, w.Code, body, tc.code)
+			}
+			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") || strings.HasPrefix(body, "{") ||
+				!strings.HasSuffix(body, "\n") || strings.Count(body, "\n") != 1 {
+				t.Errorf("%s: %s %q, want one line of plain text", what, ct, body)
 			}
 		}
 	})

@@ -238,8 +238,16 @@ func run(args []string) int {
 	code := 0
 	select {
 	case sig := <-sigC:
-		lg.Info("stopping on signal", zap.String("signal", sig.String()))
-		handOff(lg, rn)
+		// SIGTERM (systemd, kill, a rolling restart) stops one member: a
+		// leader hands over first. SIGINT is Ctrl-C, which the terminal sends
+		// to its whole foreground job, i.e. every member started from it
+		// (scripts/cluster.sh, goreman): the followers are stopping too, so
+		// there is no one to hand over to.
+		handOver := sig == syscall.SIGTERM
+		lg.Info("stopping on signal", zap.String("signal", sig.String()), zap.Bool("hand-off", handOver))
+		if handOver {
+			handOff(lg, rn)
+		}
 	case <-rn.Done():
 	case <-r.applyDone:
 		if r.applyErr != nil {

@@ -79,6 +79,9 @@ func newRaftNode(lg *zap.Logger, cfg raftConfig, commitC chan<- commit, hooks no
 		disk.close()
 		return nil, err
 	}
+	if state.existed {
+		warnIfClusterDisagrees(lg, cfg, rn.members, state)
+	}
 	// The transport starts with the members the snapshot names (the rest
 	// come with replayed entries), or for a new member those of --cluster.
 	initial := rn.members.list()

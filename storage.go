@@ -22,6 +22,7 @@ type diskStorage struct {
 	snapdir     string
 	wal         walWriter
 	snapshotter *snap.Snapshotter
+	dirLock     *fileutil.LockedFile // held while open: one process per member (see lockMember)
 	// noFsync (--unsafe-no-fsync) skips this file's fsyncs; see syncDir.
 	noFsync bool
 	// dirSynced, when set, is called after each directory fsync (tests
@@ -198,4 +199,10 @@ func (d *diskStorage) remove(path string) {
 	d.lg.Debug("removed old file", zap.String("path", path))
 }
 
-func (d *diskStorage) close() error { return d.wal.Close() }
+func (d *diskStorage) close() error {
+	err := d.wal.Close()
+	if d.dirLock != nil {
+		d.dirLock.Close()
+	}
+	return err
+}

@@ -29,7 +29,8 @@ import (
 // directory starts afresh, and the first start creates them in an order that
 // makes an existing snapshot directory prove that a durable WAL existed:
 //
-//  1. --data-dir, if it is new, and the fsync of its parent;
+//  1. --data-dir, if it is new, and the fsync of its parent (lockMember,
+//     which holds the member's lock file there from then on);
 //  2. the WAL (wal.Create: its first segment in a temporary directory,
 //     fsynced, renamed into place, the parent fsynced), then the fsync of
 //     the WAL directory, which wal.Create leaves out: until then a power cut
@@ -72,7 +73,20 @@ func refusal(id uint64, format string, args ...any) error {
 // needs.
 func openDiskStorage(lg *zap.Logger, id uint64, waldir, snapdir string, opts storageOptions, newClusterID func() (uint64, error)) (*diskStorage, *diskState, error) {
 	d := &diskStorage{lg: lg, waldir: waldir, snapdir: snapdir, snapshotter: snap.New(lg, snapdir), noFsync: opts.noFsync, dirSynced: opts.dirSynced}
-	noFsync := opts.noFsync
+	if err := d.lockMember(); err != nil {
+		return nil, nil, err
+	}
+	opened, state, err := d.open(id, newClusterID)
+	if err != nil {
+		d.dirLock.Close()
+		return nil, nil, err
+	}
+	return opened, state, nil
+}
+
+// open is openDiskStorage once this process holds the member's lock.
+func (d *diskStorage) open(id uint64, newClusterID func() (uint64, error)) (*diskStorage, *diskState, error) {
+	lg, waldir, snapdir, noFsync := d.lg, d.waldir, d.snapdir, d.noFsync
 	walDir, err := isDir(waldir)
 	if err != nil {
 		return nil, nil, err
@@ -143,6 +157,33 @@ func openDiskStorage(lg *zap.Logger, id uint64, waldir, snapdir string, opts sto
 	return d, &diskState{existed: true, clusterID: cid, snapshot: snapshot, hardState: st, entries: ents}, nil
 }
 
+// lockMember makes sure that no other process uses this member's storage:
+// two would write one WAL, and a second process finding a first start under
+// way would take it for one that stopped early and delete its WAL. It takes
+// a lock on raftexample-<id>.lock beside the WAL directory, created with
+// --data-dir if need be, held until the storage is closed (or the process
+// exits). The WAL's own lock is not enough: it exists only once the WAL
+// does, and checks made before opening it would already be wrong.
+func (d *diskStorage) lockMember() error {
+	dataDir := filepath.Dir(d.waldir)
+	if err := d.mkdirAll(dataDir, true); err != nil {
+		return faultf(err, "creating the data directory %s", dataDir)
+	}
+	path := d.waldir + ".lock"
+	l, err := fileutil.TryLockFile(path, os.O_RDWR|os.O_CREATE, fileutil.PrivateFileMode)
+	switch {
+	case errors.Is(err, fileutil.ErrLocked):
+		if abs, err := filepath.Abs(dataDir); err == nil {
+			dataDir = abs // "." says little in a log
+		}
+		return fmt.Errorf("another member is using this directory: %s (%s is locked by another process; stop it, or give this one another --data-dir)", dataDir, path)
+	case err != nil:
+		return faultf(err, "locking %s", path)
+	}
+	d.dirLock = l
+	return nil
+}
+
 // checkInterruptedFirstStart is for a WAL directory without a snapshot
 // directory beside it, which only a first start that stopped before step 3
 // leaves (see the top of this file): it deletes the WAL if it holds nothing
@@ -187,10 +228,7 @@ func unreadable(id uint64, waldir string, err error) error {
 // create makes the storage of a brand-new member (steps 1 to 3 at the top of
 // this file).
 func (d *diskStorage) create(id uint64, newClusterID func() (uint64, error)) (*diskStorage, *diskState, error) {
-	parent := filepath.Dir(d.waldir)
-	if err := d.mkdirAll(parent, true); err != nil {
-		return nil, nil, faultf(err, "creating the data directory %s", parent)
-	}
+	// Step 1 is lockMember's: the lock file lives in --data-dir.
 	cid, err := newClusterID()
 	if err != nil {
 		return nil, nil, err

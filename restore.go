@@ -97,9 +97,13 @@ func restoreBackup(lg *zap.Logger, o options) (string, error) {
 		return "", err
 	}
 	d := &diskStorage{lg: lg, noFsync: o.unsafeNoFsync}
-	// The snapshot directory goes first: a stop between the two renames
-	// leaves it without its WAL, which a start refuses (openDiskStorage), as
-	// --restore refuses any of the two. Never can half a restore start.
+	// Nothing is under the member's own names until it is complete. The
+	// snapshot directory goes first: a stop between the two renames leaves
+	// it without its WAL, which a start refuses (openDiskStorage) and so
+	// does --restore. The other order would leave a WAL whose snapshot is
+	// missing, refused too, but by a reason that blames the member. A stop
+	// before the renames leaves only staging: a member started anyway starts
+	// empty under another cluster id, which the restored members refuse.
 	for _, mv := range [][2]string{{"snap", snapdir}, {"wal", waldir}} {
 		if err := os.Rename(filepath.Join(staging, mv[0]), mv[1]); err != nil {
 			return "", err

@@ -111,12 +111,16 @@ func (rn *raftNode) snapshotFile(ctx context.Context, atLeast uint64) (io.ReadCl
 			return nil, 0, 0, errBackupTimeout
 		case <-rn.life.stop:
 			return nil, 0, 0, errStopped
+		case <-rn.life.done: // the loop ended by itself
+			return nil, 0, 0, errStopped
 		}
 		select {
 		case index = <-req.answer:
 		case <-ctx.Done():
 			return nil, 0, 0, errBackupTimeout
 		case <-rn.life.stop:
+			return nil, 0, 0, errStopped
+		case <-rn.life.done: // the loop ended by itself
 			return nil, 0, 0, errStopped
 		}
 		f, size, err := rn.snaps.log.disk.openKV(index)

@@ -40,8 +40,6 @@ const (
 	// backupSnapshotTimeout bounds the wait for the snapshot a backup needs:
 	// writing a large state to disk takes longer than --request-timeout.
 	backupSnapshotTimeout = 2 * time.Minute
-	// backupStallTimeout is how long a backup client may stop reading.
-	backupStallTimeout = 30 * time.Second
 	// backupChunkBytes is what is written to the client between deadlines.
 	backupChunkBytes = 64 << 10
 )
@@ -132,6 +130,10 @@ func (rn *raftNode) snapshotFile(ctx context.Context, atLeast uint64) (io.ReadCl
 		return f, size, index, err
 	}
 }
+
+// backupStallTimeout is how long a backup client may stop reading (a
+// variable for the tests).
+var backupStallTimeout = 30 * time.Second
 
 var errBackupTimeout = errors.New("the snapshot for the backup was not written in time; retry later")
 

@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -125,4 +128,42 @@ func TestABackupsSlowClientDoesNotStallWrites(t *testing.T) {
 	if _, ok := kv.kv["during-0"]; ok {
 		t.Fatal("the backup holds a write made after it was taken")
 	}
+}
+
+// A backup's client that stops reading is cut off after backupStallTimeout:
+// it holds the snapshot file no longer.
+func TestABackupsStalledClientIsCutOff(t *testing.T) {
+	defer func(d time.Duration) { backupStallTimeout = d }(backupStallTimeout)
+	backupStallTimeout = 300 * time.Millisecond
+	c := newIPCluster(t, 1, 1, 10000)
+	n := c.startKV(1, false)
+	srv := httptest.NewUnstartedServer(&httpAPI{lg: c.lg, svc: n.svc, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20})
+	var closed atomic.Bool
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Store(true)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	value := strings.Repeat("v", 256<<10)
+	for i := range 64 { // 16 MiB: more than the socket buffers hold
+		ipPut(t, n.svc, fmt.Sprintf("big-%02d", i), value)
+	}
+	resp, err := http.Get(srv.URL + "/v1/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ipEventually(t, 20*time.Second, "the server closes the stalled backup's connection", func() error {
+		if !closed.Load() {
+			return errors.New("still open")
+		}
+		return nil
+	})
+	got, err := io.Copy(io.Discard, resp.Body)
+	if err == nil || got >= resp.ContentLength {
+		t.Fatalf("the stalled client read %d of %d bytes, error %v; want it cut short", got, resp.ContentLength, err)
+	}
+	t.Logf("cut off after %d of %d bytes: %v", got, resp.ContentLength, err)
 }

@@ -27,7 +27,9 @@ import (
 // nothing after it in the log: the state machine loads it at start the way
 // it loads any snapshot (decodeKVSnapshot), with its keys, their revisions
 // and the store's revision; watch history starts at that revision. Raft's
-// log starts afresh.
+// log starts afresh. The window of applied command names (dedup.go) comes
+// along too: the new members' request ids start at random points
+// (requestIDs), so no new command is taken for one of the old ones.
 //
 // The new cluster's id is derived from --cluster and --cluster-token as any
 // new cluster's, with the backup's SHA-256 mixed in: members restored from

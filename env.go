@@ -25,8 +25,9 @@ const envPrefix = "RAFTEXAMPLE_"
 
 // notFromEnv are flags that are commands, not configuration: a stray
 // RAFTEXAMPLE_VERSION (a Dockerfile's, say) must not turn a server into a
-// program that prints a line and exits 0.
-var notFromEnv = map[string]bool{"version": true}
+// program that prints a line and exits 0, nor a RAFTEXAMPLE_RESTORE left in
+// an environment file make every later start a restore.
+var notFromEnv = map[string]bool{"version": true, "restore": true}
 
 // envName is the variable of flag name: RAFTEXAMPLE_SNAP_COUNT for
 // snap-count.

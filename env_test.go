@@ -160,28 +160,29 @@ func TestFlagsFromEnvironmentVariables(t *testing.T) {
 }
 
 // TestEveryFlagHasItsVariable checks the mapping on the FlagSet parseFlags
-// builds: each flag but --version is set by RAFTEXAMPLE_ and its name with
-// underscores, and nothing else is.
+// builds: each flag but the commands --version and --restore is set by
+// RAFTEXAMPLE_ and its name with underscores, and nothing else is.
 func TestEveryFlagHasItsVariable(t *testing.T) {
 	clearEnv(t)
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	var a, b string
+	var a, b, restore string
 	var c bool
 	fs.StringVar(&a, "peer-cert-allowed-cn", "", "")
 	fs.StringVar(&b, "given", "", "")
 	fs.BoolVar(&c, "version", false, "")
+	fs.StringVar(&restore, "restore", "", "")
 	if err := fs.Parse([]string{"--given", "flag"}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := applyEnv(fs, []string{
 		"RAFTEXAMPLE_PEER_CERT_ALLOWED_CN=first", "RAFTEXAMPLE_PEER_CERT_ALLOWED_CN=second", // the first counts, as for getenv
-		"RAFTEXAMPLE_GIVEN=env", "RAFTEXAMPLE_VERSION=true", "RAFTEXAMPLE_PEER-CERT-ALLOWED-CN=x", "PATH=/bin",
+		"RAFTEXAMPLE_GIVEN=env", "RAFTEXAMPLE_VERSION=true", "RAFTEXAMPLE_RESTORE=backup.db", "RAFTEXAMPLE_PEER-CERT-ALLOWED-CN=x", "PATH=/bin",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a != "first" || b != "flag" || c {
-		t.Fatalf("peer-cert-allowed-cn %q, given %q, version %v; want first, flag, false", a, b, c)
+	if a != "first" || b != "flag" || c || restore != "" {
+		t.Fatalf("peer-cert-allowed-cn %q, given %q, version %v, restore %q; want first, flag, false, none", a, b, c, restore)
 	}
 	if !slices.Equal(rep.unknown, []string{"RAFTEXAMPLE_PEER-CERT-ALLOWED-CN"}) || !slices.Equal(rep.shadowed, []string{"RAFTEXAMPLE_GIVEN"}) {
 		t.Fatalf("unknown %v shadowed %v", rep.unknown, rep.shadowed)

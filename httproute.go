@@ -53,6 +53,7 @@ func (h *httpAPI) routes() {
 	handle(h.api, "GET /v1/watch/{key...}", json(h.watch))
 	handle(h.api, "POST /v1/txn", json(h.txn))
 	handle(h.api, "GET /v1/status", json(h.status))
+	handle(h.api, "GET /v1/snapshot", json(h.backup))
 	handle(h.api, "POST /v1/leader", json(h.transferLeadership))
 	handle(h.api, "/v1/{$}", json(noSuchEndpoint)) // where target sends every other /v1 path
 	handle(h.api, "GET /health", plain(h.health))  // outside /v1: its errors (a 405) are plain text
@@ -95,7 +96,7 @@ func (h *httpAPI) target(path string) target {
 	case path == "/v1/watch" || strings.HasPrefix(path, "/v1/watch/"):
 		key := strings.TrimPrefix(strings.TrimPrefix(path, "/v1/watch"), "/")
 		return target{mux: h.api, path: "/v1/watch/k", tail: key, face: jsonFace}
-	case path == "/v1/status" || path == "/v1/leader" || path == "/v1/txn":
+	case path == "/v1/status" || path == "/v1/leader" || path == "/v1/txn" || path == "/v1/snapshot":
 		return target{mux: h.api, face: jsonFace}
 	case path == "/health" || path == "/readyz":
 		// Their answers are JSON, but they are root paths: a request they

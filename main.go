@@ -50,6 +50,7 @@ type options struct {
 	peerTLS         transport.TLSInfo
 	printVersion    bool
 	env             envReport // what the RAFTEXAMPLE_* variables set (env.go)
+	restore         string    // --restore: seed the data directory from this backup and exit
 }
 
 // maxHeaderBytes bounds a request's header on both ports: a key of
@@ -92,6 +93,7 @@ func parseFlags(args []string) (options, error) {
 	var allowedCN, allowedHost string
 	fs.StringVar(&allowedCN, "peer-cert-allowed-cn", "", "refuse peers whose certificate's Common Name is not this (with --peer-trusted-ca-file)")
 	fs.StringVar(&allowedHost, "peer-cert-allowed-hostname", "", "refuse peers whose certificate is not valid for this host name or IP address (with --peer-trusted-ca-file)")
+	fs.StringVar(&o.restore, "restore", "", "seed this member's data directory for a new cluster from this backup (GET /v1/snapshot), then exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -133,6 +135,8 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--max-client-conns must be positive")
 	case o.history.events < 1 || o.history.bytes < 1:
 		return o, errors.New("--watch-history and --watch-history-bytes must be positive")
+	case o.restore != "" && o.join:
+		return o, errors.New("--restore seeds a member of a new cluster; it does not go with --join")
 	}
 	if allowedCN != "" {
 		o.peerTLS.AllowedCNs = []string{allowedCN}
@@ -190,6 +194,15 @@ func run(args []string) int {
 		lg.Warn("--unsafe-no-fsync: nothing is fsynced; a power cut loses acknowledged writes (for tests only)")
 	}
 
+	if o.restore != "" {
+		done, err := restoreBackup(lg, o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "raftexample: --restore:", err)
+			return 1
+		}
+		fmt.Println(done)
+		return 0
+	}
 	r, err := startReplica(lg, raftConfig{
 		id:        o.id,
 		peerURLs:  strings.Split(o.cluster, ","),

@@ -135,6 +135,13 @@ func (rn *raftNode) loop() error {
 			if err := rn.snaps.finish(r); err != nil {
 				return err
 			}
+			if err := rn.answerBackups(); err != nil {
+				return err
+			}
+		case req := <-rn.snaps.backups.requests:
+			if err := rn.takeBackupRequest(req); err != nil {
+				return err
+			}
 		case err := <-rn.snaps.faults:
 			return err
 		case err := <-rn.peers.guard.lost.report:

@@ -52,10 +52,13 @@ type snapshots struct {
 	// until the loop hands it over.
 	startup     io.ReadCloser
 	startupSize int64
+	// backups are the snapshots GET /v1/snapshot asks for (backup.go).
+	backups backupRequests
 }
 
 func newSnapshots(lg *zap.Logger, snapCount uint64, log *durableLog) *snapshots {
-	return &snapshots{lg: lg, snapCount: snapCount, log: log, done: make(chan snapshotResult, 1), faults: make(chan error, 1)}
+	return &snapshots{lg: lg, snapCount: snapCount, log: log, done: make(chan snapshotResult, 1), faults: make(chan error, 1),
+		backups: backupRequests{requests: make(chan backupRequest)}}
 }
 
 // fault reports a failed write of a received snapshot; the first one is

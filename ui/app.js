@@ -82,7 +82,7 @@
 
     const noLeader = !s.leader;
     document.body.classList.toggle('noleader', noLeader);
-    setAlert(noLeader ? `${memberName()} knows no leader: it is cut off from a majority of the cluster, or an election is under way. ` +
+    setAlert(noLeader ? `Member ${s.id} knows no leader: it is cut off from a majority of the cluster, or an election is under way. ` +
       'Writes and linearizable reads fail here until it knows one; the other members\u2019 state is not shown, as this member has no current view of it.' : '');
     $('leader').textContent = noLeader ? 'none known' : `member ${s.leader}`;
     $('leader').dataset.id = String(s.leader);

@@ -208,15 +208,20 @@ type statusResponse struct {
 }
 
 func (h *httpAPI) status(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, h.statusNow())
+	return nil
+}
+
+// statusNow is GET /v1/status's answer (and the cluster feed's snapshot).
+func (h *httpAPI) statusNow() statusResponse {
 	st := h.svc.State()
-	writeJSON(w, http.StatusOK, statusResponse{
+	return statusResponse{
 		raftStatus: h.svc.Status(),
 		Applied:    st.index,
 		Keys:       st.keys,
 		Digest:     fmt.Sprintf("%016x", st.digest),
 		Revision:   st.revision,
-	})
-	return nil
+	}
 }
 
 // transferLeadership answers POST /v1/leader {"id": N}: move leadership to

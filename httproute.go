@@ -55,6 +55,9 @@ func (h *httpAPI) routes() {
 	handle(h.api, "GET /v1/status", json(h.status))
 	handle(h.api, "GET /v1/snapshot", json(h.backup))
 	handle(h.api, "POST /v1/leader", json(h.transferLeadership))
+	handle(h.api, "GET /v1/cluster/feed", json(h.clusterFeed))
+	handle(h.api, "GET /ui/", plain(h.uiFile))
+	handle(h.api, "GET /ui", plain(uiRedirect))
 	handle(h.api, "/v1/{$}", json(noSuchEndpoint)) // where target sends every other /v1 path
 	handle(h.api, "GET /health", plain(h.health))  // outside /v1: its errors (a 405) are plain text
 	handle(h.api, "GET /readyz", plain(h.readyz))
@@ -77,7 +80,7 @@ type target struct {
 }
 
 // target routes by the path as sent, exactly as before the muxes: what is
-// reserved is the exact paths below and the prefixes /v1/ and, with
+// reserved is the exact paths below and the prefixes /v1/, /ui/ and, with
 // --pprof, /debug/pprof/; everything else is a key ("/health/" too). Only
 // clean paths reach a mux as they are.
 func (h *httpAPI) target(path string) target {
@@ -96,12 +99,16 @@ func (h *httpAPI) target(path string) target {
 	case path == "/v1/watch" || strings.HasPrefix(path, "/v1/watch/"):
 		key := strings.TrimPrefix(strings.TrimPrefix(path, "/v1/watch"), "/")
 		return target{mux: h.api, path: "/v1/watch/k", tail: key, face: jsonFace}
-	case path == "/v1/status" || path == "/v1/leader" || path == "/v1/txn" || path == "/v1/snapshot":
+	case path == "/v1/status" || path == "/v1/leader" || path == "/v1/txn" || path == "/v1/snapshot" || path == "/v1/cluster/feed":
 		return target{mux: h.api, face: jsonFace}
 	case path == "/health" || path == "/readyz":
 		// Their answers are JSON, but they are root paths: a request they
 		// refuse (PUT /health) hears why in plain text, like every root error.
 		return target{mux: h.api, face: plainFace}
+	case path == "/ui":
+		return target{mux: h.api, face: plainFace}
+	case strings.HasPrefix(path, "/ui/"):
+		return target{mux: h.api, path: "/ui/", tail: strings.TrimPrefix(path, "/ui/"), face: plainFace}
 	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
 		return target{mux: h.api, path: "/v1/", tail: path, face: jsonFace}
 	case path == "/metrics":

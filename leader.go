@@ -230,6 +230,7 @@ type raftStatus struct {
 	Learners      []uint64         `json:"learners,omitempty"`  // the members that do not vote
 	Learner       bool             `json:"learner,omitempty"`   // this member is one of them
 	Followers     []followerStatus `json:"followers,omitempty"` // on the leader only
+	LastIndex     uint64           `json:"lastIndex,omitempty"` // on the leader only: the last index of its log
 }
 
 // followerStatus is the leader's record of one follower's replication.
@@ -266,6 +267,7 @@ func (rn *raftNode) Status() raftStatus {
 	}
 	for id, pr := range st.Progress {
 		if id == rn.cfg.id {
+			out.LastIndex = pr.Match // a leader's own progress is its log
 			continue
 		}
 		out.Followers = append(out.Followers, followerStatus{

@@ -34,6 +34,8 @@ type httpAPI struct {
 	labels   map[string]string // pattern -> its route label in the metrics
 	stop     chan struct{}     // closed when the server shuts down: watches end
 	stopOnce sync.Once
+
+	crossOrigin http.CrossOriginProtection // refuses a browser's cross-site writes (ServeHTTP)
 }
 
 // stopping is closed when the server shuts down (see stopWatches).

@@ -148,6 +148,18 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.routes)
 
 	t := h.target(r.URL.Path)
+	// A page of any other site that the operator's browser opens may send a
+	// POST here (a form's needs no CORS permission): root POST /{id} adds a
+	// member, and the JSON API's POSTs are read whatever their Content-Type.
+	// Browsers say where a request comes from (Sec-Fetch-Site, Origin); such
+	// a write from another origin is refused before it is routed. curl and
+	// other programs send neither header and are unaffected, and the
+	// cluster page's own buttons are same-origin.
+	if err := h.crossOrigin.Check(r); err != nil {
+		t.face(w, http.StatusForbidden, "cross-origin request refused: a page of another site may not write to this cluster", nil)
+		observeHTTP("other", r.Method, http.StatusForbidden, start)
+		return
+	}
 	ctx := r.Context()
 	if t.tail != "" {
 		ctx = context.WithValue(ctx, tailKey{}, t.tail)

@@ -134,6 +134,50 @@ func TestHTTPAPIRoutesRawKeysAndAnswersInEachFace(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a browser's cross-site write is refused before it is routed", func(t *testing.T) {
+		members := len(n.svc.Members())
+		for _, tc := range []struct {
+			method, path, body string
+			header             [2]string
+			json               bool
+		}{
+			{"POST", "/5", "http://127.0.0.1:1", [2]string{"Sec-Fetch-Site", "cross-site"}, false},
+			{"POST", "/5", "http://127.0.0.1:1", [2]string{"Origin", "http://evil.example"}, false},
+			{"POST", "/v1/members", `{"peerURL": "http://127.0.0.1:1"}`, [2]string{"Sec-Fetch-Site", "cross-site"}, true},
+			{"PUT", "/v1/kv/csrf", "v", [2]string{"Origin", "http://evil.example"}, true},
+			{"DELETE", "/1", "", [2]string{"Sec-Fetch-Site", "same-site"}, false},
+		} {
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			req.Header.Set(tc.header[0], tc.header[1])
+			w := httptest.NewRecorder()
+			api.ServeHTTP(w, req)
+			what := fmt.Sprintf("%s %s with %s: %s", tc.method, tc.path, tc.header[0], tc.header[1])
+			if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "cross-origin request refused") ||
+				strings.HasPrefix(w.Body.String(), "{") != tc.json {
+				t.Errorf("%s: status %d %q, want 403 saying cross-origin request refused (JSON: %v)", what, w.Code, w.Body, tc.json)
+			}
+		}
+		if got := len(n.svc.Members()); got != members {
+			t.Errorf("%d members after the refused writes, want %d", got, members)
+		}
+		if _, ok := n.store.value("csrf"); ok {
+			t.Error("the refused PUT was stored")
+		}
+		// The cluster page's own requests, and curl's (no such headers), pass.
+		req := httptest.NewRequest("PUT", "/v1/kv/same-origin", strings.NewReader("v"))
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, req)
+		if w.Code != http.StatusOK && w.Code != http.StatusNoContent {
+			t.Errorf("a same-origin PUT: status %d %q", w.Code, w.Body)
+		}
+		if w := do("PUT", "/no-browser", "v"); w.Code != http.StatusNoContent {
+			t.Errorf("a PUT without browser headers: status %d %q", w.Code, w.Body)
+		}
+		if w := do("GET", "/no-browser", ""); w.Code != http.StatusOK {
+			t.Errorf("GET: status %d %q", w.Code, w.Body)
+		}
+	})
 	t.Run("every other /v1 path is a JSON 404 naming it", func(t *testing.T) {
 		for _, path := range []string{"/v1", "/v1/", "/v1/nope", "/v1//status", "/v1/status/", "/v1/./leader"} {
 			for _, method := range []string{"GET", "PATCH"} {

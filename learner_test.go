@@ -303,6 +303,7 @@ func TestLearnerRequestsAreCheckedBeforeProposing(t *testing.T) {
 		return got
 	}
 	learnerURL := c.urls[1]
+	before := n.svc.State().index // the ready PUT is applied: it was answered
 	for _, bad := range []string{
 		`{"id": 2, "peerURL": "` + learnerURL + `/", "learner": true}`,
 		`{"id": 2, "learner": true}`,
@@ -316,8 +317,11 @@ func TestLearnerRequestsAreCheckedBeforeProposing(t *testing.T) {
 	for _, path := range []string{"/v1/members/0/promote", "/v1/members/x/promote", "/v1/members//promote", "/v1/members/1/2/promote"} {
 		expect(http.MethodPost, path, "", http.StatusBadRequest, "member id")
 	}
-	if ms := n.rn.Members(); len(ms) != 1 || n.svc.State().index != n.rn.node.Status().Applied {
-		t.Fatalf("members after bad requests: %+v", ms)
+	// Had a bad request been proposed, its entry would come before this
+	// PUT's: the PUT must be the one entry applied since.
+	expect(http.MethodPut, "/after-bad-requests", "yes", http.StatusNoContent, "")
+	if ms, applied := n.rn.Members(), n.svc.State().index; len(ms) != 1 || applied != before+1 {
+		t.Fatalf("members after bad requests: %+v; applied index %d, want %d (only the PUT since)", ms, applied, before+1)
 	}
 
 	got := expect(http.MethodPost, "/v1/members", `{"id": 2, "peerURL": "`+strings.ToUpper(learnerURL[:4])+learnerURL[4:]+`", "learner": true}`, http.StatusCreated, "")

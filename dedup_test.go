@@ -173,13 +173,21 @@ func TestAPendingCommandIsProposedAgainUntilApplied(t *testing.T) {
 	var s *service
 	var proposals atomic.Int32
 	moved := notify.NewNotifier()
+	// The Put may return as soon as the first copy is applied, while the
+	// second is still being applied on the proposing goroutine: the checks
+	// below wait for that.
+	bothApplied := make(chan struct{})
 	node := &kvFakeNode{done: make(chan struct{}), leader: 1, moved: moved, propose: func(_ context.Context, data []byte) error {
-		if proposals.Add(1) == 1 {
+		n := proposals.Add(1)
+		if n == 1 {
 			moved.Notify() // the leader changes, and the first copy is gone
 			return nil
 		}
 		s.applyAndReport(data)
 		s.applyAndReport(data) // and a second copy commits too
+		if n == 2 {
+			close(bothApplied)
+		}
 		return nil
 	}}
 	s = kvTestService(t, node)
@@ -190,6 +198,11 @@ func TestAPendingCommandIsProposedAgainUntilApplied(t *testing.T) {
 	}
 	if n := proposals.Load(); n < 2 {
 		t.Fatalf("%d proposals, want the command proposed again", n)
+	}
+	select {
+	case <-bothApplied:
+	case <-ctx.Done():
+		t.Fatal("the second proposal never finished applying its two copies")
 	}
 	if c := s.store.ProposalClock(); c != 2 {
 		t.Fatalf("clock %d, want two copies decided", c)

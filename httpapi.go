@@ -66,8 +66,12 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := h.waitContext(r)
-	defer cancel()
+	ctx := r.Context() // a serializable read does not wait
+	if linearizable {
+		var cancel context.CancelFunc
+		ctx, cancel = h.waitContext(r)
+		defer cancel()
+	}
 	v, found, revision, err := h.svc.Get(ctx, key, linearizable)
 	if err != nil {
 		return err
@@ -97,7 +101,7 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) error {
 // readConsistency reads ?consistency=: linearizable (the default) or
 // serializable.
 func readConsistency(r *http.Request) (linearizable bool, err error) {
-	switch c := r.URL.Query().Get("consistency"); c {
+	switch c := queryValue(r, "consistency"); c {
 	case "", "linearizable":
 		return true, nil
 	case "serializable":
@@ -139,8 +143,20 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) error {
 	return h.writeAnswered(w, result, true)
 }
 
+// queryValue is the first value of the query parameter name ("" if none).
+// Most requests have no query at all, and are spared parsing one.
+func queryValue(r *http.Request, name string) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return r.URL.Query().Get(name)
+}
+
 // queryTTL reads ?ttl= (see parseTTL); 0 if absent.
 func queryTTL(r *http.Request) (time.Duration, error) {
+	if r.URL.RawQuery == "" {
+		return 0, nil
+	}
 	q := r.URL.Query()
 	if !q.Has("ttl") {
 		return 0, nil

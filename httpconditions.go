@@ -13,7 +13,10 @@ import (
 )
 
 // etag is the entity tag of revision rev.
-func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
+func etag(rev uint64) string {
+	var b [22]byte // one allocation: the string
+	return string(append(strconv.AppendUint(append(b[:0], '"'), rev, 10), '"'))
+}
 
 // parseETag reads one strong entity tag of a revision: a decimal number in
 // double quotes.
@@ -96,16 +99,21 @@ func unchangedCondition(r *http.Request) (condition, error) {
 
 // setRevision sets X-Revision, the store revision an answer reflects.
 func setRevision(w http.ResponseWriter, revision uint64) {
-	w.Header().Set("X-Revision", strconv.FormatUint(revision, 10))
+	w.Header()["X-Revision"] = []string{strconv.FormatUint(revision, 10)}
 }
 
-// setKeyHeaders describes a key found with meta, at store revision.
+// setKeyHeaders describes a key found with meta, at store revision. Every
+// read sets these, so they are set as Header.Set would (the keys in
+// canonical form: Etag), with one slice under the four values.
 func setKeyHeaders(w http.ResponseWriter, meta keyMeta, revision uint64) {
+	vs := []string{
+		etag(meta.modRevision),
+		strconv.FormatUint(meta.createRevision, 10),
+		strconv.FormatUint(meta.version, 10),
+		strconv.FormatUint(revision, 10),
+	}
 	h := w.Header()
-	h.Set("ETag", etag(meta.modRevision))
-	h.Set("X-Create-Revision", strconv.FormatUint(meta.createRevision, 10))
-	h.Set("X-Version", strconv.FormatUint(meta.version, 10))
-	setRevision(w, revision)
+	h["Etag"], h["X-Create-Revision"], h["X-Version"], h["X-Revision"] = vs[0:1:1], vs[1:2:2], vs[2:3:3], vs[3:4:4]
 }
 
 // writeAnswered answers a write that was applied with result, as of its
@@ -129,7 +137,7 @@ func (h *httpAPI) writeAnswered(w http.ResponseWriter, result outcome, isPut boo
 		// is not known, the current one is as true.
 		revision = h.svc.State().revision
 	} else if isPut {
-		w.Header().Set("ETag", etag(result.modRevision))
+		w.Header()["Etag"] = []string{etag(result.modRevision)} // as Set("ETag") stores it
 	}
 	setRevision(w, revision)
 	w.WriteHeader(http.StatusNoContent)

@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	_ "net/http/pprof" // registers /debug/pprof/ on http.DefaultServeMux, served with --pprof
 	"strings"
@@ -141,9 +142,12 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// answer be taken, within a bound. (Set per request rather than as the
 	// server's ReadTimeout, which would also cancel a request still waiting
 	// for raft once it passed.)
+	// A request without a body has nothing left to read.
 	rc := http.NewResponseController(w)
 	deadline := start.Add(h.requestTimeout + clientBodyTimeout)
-	rc.SetReadDeadline(deadline)
+	if r.Body != http.NoBody {
+		rc.SetReadDeadline(deadline)
+	}
 	rc.SetWriteDeadline(deadline.Add(5 * time.Second)) // a body that timed out still hears why
 	h.once.Do(h.routes)
 
@@ -213,6 +217,15 @@ func (w *responseRecorder) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return w.ResponseWriter.Write(p)
+}
+
+// WriteString lets a value be written without its copy as a []byte: the
+// embedded interface alone would hide net/http's own WriteString.
+func (w *responseRecorder) WriteString(s string) (int, error) {
+	if w.muxsText {
+		return len(s), nil
+	}
+	return io.WriteString(w.ResponseWriter, s)
 }
 
 func (w *responseRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -141,7 +141,7 @@ func writeHeader(w io.Writer, rows []result, probes map[string]map[string]string
 		if r, ok := find(rows, "raftexample", leaderRow, 1); ok {
 			fmt.Fprintf(w, " leader %.2f ms, %s (%.2fx the bound)", r.p50, metWord(r.p50 <= bound), r.p50/bound)
 		} else {
-			fmt.Fprint(w, " leader not measured")
+			fmt.Fprint(w, " leader not measured (no PUT c1 row)")
 		}
 		if r, ok := find(rows, "raftexample", followerRow, 1); ok {
 			fmt.Fprintf(w, "; follower %.2f ms (%.2fx; reported, not a target: one hop more)", r.p50, r.p50/bound)
@@ -222,9 +222,9 @@ func writePutIf(w io.Writer, rows []result) {
 				continue
 			}
 			q := r.rps / p.rps
-			fmt.Fprintf(w, "put-if c%d / put c%d = %.2f (req/s)", r.conns, r.conns, q)
+			fmt.Fprintf(w, "put-if c%d / put c%d req/s = %.2f", r.conns, r.conns, q)
 			if r.conns == 16 || r.conns == 256 {
-				fmt.Fprintf(w, " (target >= 0.90, within 10%%): %s", metWord(q >= 0.9))
+				fmt.Fprintf(w, " (target >= 0.90: within 10%%): %s", metWord(q >= 0.9))
 			}
 			fmt.Fprintln(w)
 		}

@@ -94,7 +94,7 @@ func TestReportPutIf(t *testing.T) {
 	rows, _ := sample(t)
 	var b strings.Builder
 	writePutIf(&b, rows)
-	if got, want := b.String(), "put-if c256 / put c256 = 0.88 (req/s) (target >= 0.90, within 10%): NOT met\n"; got != want {
+	if got, want := b.String(), "put-if c256 / put c256 req/s = 0.88 (target >= 0.90: within 10%): NOT met\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -30,7 +30,7 @@ print_report() {
 	grep -q '^etcd' "$out/results.tsv" && table etcd etcd
 	if grep -q '^raftexample' "$out/results.tsv" && grep -q '^etcd' "$out/results.tsv"; then
 		echo
-		bench/bin/benchtool report -dir "$out" -section etcd
+		bench/bin/benchtool report -dir "$out" -section etcd -target "$target"
 	fi
 	if [ -s "$out/put-if.tsv" ]; then
 		echo

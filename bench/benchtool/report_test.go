@@ -74,7 +74,7 @@ func TestReportHeader(t *testing.T) {
 func TestReportEtcd(t *testing.T) {
 	rows, _ := sample(t)
 	var b strings.Builder
-	writeEtcd(&b, rows)
+	writeEtcd(&b, rows, "leader")
 	out := b.String()
 	wantLines(t, out,
 		"| put              |     1 |    2.00x |    0.50x |    0.50x | >= 2.5x: NOT met |",
@@ -87,6 +87,13 @@ func TestReportEtcd(t *testing.T) {
 		if strings.Contains(out, bad) {
 			t.Errorf("output has %q:\n%s", bad, out)
 		}
+	}
+
+	// Sent to a follower, the rows are not judged.
+	b.Reset()
+	writeEtcd(&b, rows, "follower")
+	if out := b.String(); strings.Contains(out, "met") || !strings.Contains(out, "targets: none judged") {
+		t.Errorf("rows to a follower judged:\n%s", out)
 	}
 }
 

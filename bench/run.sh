@@ -10,7 +10,20 @@
 # ~/.cache/raftexample-bench/etcd-3.7.3/ (override with $BENCH_CACHE).
 #
 # All traffic goes to one member, the leader by default (--target follower
-# picks a follower), the same for both systems.
+# picks a follower), the same for both systems; but PUT c1 runs against both
+# the leader and a follower (the rows put and put-follower; put-leader with
+# --target follower), one after the other, to show what the follower's hop
+# costs (--no-follower-c1 skips the second).
+#
+# Before any cluster starts, the run measures the machine's floors in the
+# members' data directory (bench/benchtool probe.go): a 4 KiB write +
+# fdatasync in a preallocated file, as the WAL does, and a loopback round
+# trip (TCP, and HTTP/1.1 through net/http); and, when get-serializable is
+# among the workloads, a do-nothing Go net/http server (benchtool null)
+# under the serializable GET's wrk script at the same connection counts
+# (the "null" rows; --no-null skips it). The table's header judges PUT c1
+# against 2 x (fsync p50 + round trip p50) and serializable GET against the
+# null server, and the ratios to etcd against issue #16's targets.
 #
 # Three workloads are raftexample's only (etcd rows are skipped):
 #   put-if  conditional PUTs (If-Match: "<modRevision>", bench/put-if.lua), the
@@ -42,7 +55,10 @@ usage: bench/run.sh [flags]
   --keys N            key space (default 100000), loaded before the runs
   --value-bytes N     value size (default 256)
   --target T          leader or follower: the one member all requests go to (default leader)
-  --base-port P       ports P+1 .. P+33 are used (default 28100; keep them below the
+  --no-follower-c1    skip PUT c1 against the other member (a follower, or the leader
+                      with --target follower)
+  --no-null           skip the do-nothing net/http server's rows
+  --base-port P       ports P+1 .. P+34 are used (default 28100; keep them below the
                       ephemeral range, net.ipv4.ip_local_port_range, or an outgoing
                       connection may hold one when a member binds it)
   --watchers "LIST"   watch streams in the watch workload, one run each (default 1000)
@@ -58,7 +74,7 @@ EOF
 
 etcd=0 raftexample=1 duration=10s conns="1 16 256" workloads="put get get-serializable"
 keys=100000 value_bytes=256 target=leader base_port=28100 keep=0
-watchers=1000 watch_conns=16 watch_on=all profile=0
+watchers=1000 watch_conns=16 watch_on=all profile=0 follower_c1=1 null=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--etcd) etcd=1 ;;
@@ -75,6 +91,8 @@ while [ $# -gt 0 ]; do
 	--watch-on) watch_on=$2; shift ;;
 	--profile) profile=1 ;;
 	--keep) keep=1 ;;
+	--no-follower-c1) follower_c1=0 ;;
+	--no-null) null=0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "unknown flag $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -82,8 +100,8 @@ while [ $# -gt 0 ]; do
 done
 case "$target" in leader | follower) ;; *) echo "--target must be leader or follower" >&2; exit 2 ;; esac
 read -r ephemeral_low ephemeral_high </proc/sys/net/ipv4/ip_local_port_range
-if [ $((base_port + 33)) -ge "$ephemeral_low" ] && [ "$base_port" -le "$ephemeral_high" ]; then
-	echo "warning: ports $((base_port + 1))-$((base_port + 33)) overlap the ephemeral range $ephemeral_low-$ephemeral_high" >&2
+if [ $((base_port + 34)) -ge "$ephemeral_low" ] && [ "$base_port" -le "$ephemeral_high" ]; then
+	echo "warning: ports $((base_port + 1))-$((base_port + 34)) overlap the ephemeral range $ephemeral_low-$ephemeral_high" >&2
 fi
 
 started=$(date +%s)
@@ -263,12 +281,15 @@ bench_system() { # raftexample|etcd
 	rm -rf "${data:?}/$system" # a fresh cluster, whatever an interrupted run left
 	"start_$system"
 	wait_health "${urls[@]}"
-	local lead idx
+	local lead idx other_url
 	lead=$(bench/bin/benchtool leader -kind "$system" "${urls[@]}")
-	idx=$lead
-	[ "$target" = follower ] && idx=$((lead % 3 + 1))
+	idx=$lead other_url=${urls[lead % 3]}
+	if [ "$target" = follower ]; then idx=$((lead % 3 + 1)) other_url=${urls[lead - 1]}; fi
 	target_url=${urls[idx - 1]}
 	echo "$system: member $lead leads; all requests go to member $idx ($target, $target_url)" | tee -a "$out/machine.txt"
+	if [ $follower_c1 = 1 ] && [[ " $workloads " == *" put "* ]] && [[ " $conns " == *" 1 "* ]]; then
+		echo "$system: put-$other c1 goes to ${other_url} (the $other)" | tee -a "$out/machine.txt"
+	fi
 	# The key space the wrk workloads use (the watch workload writes its own).
 	if tr ' ' '\n' <<<"$workloads" | grep -qvx 'watch\|'; then
 		bench/bin/benchtool load -kind "$system" -url "$target_url" -keys "$keys" -value-bytes "$value_bytes" | tee -a "$out/machine.txt"
@@ -284,6 +305,9 @@ bench_system() { # raftexample|etcd
 			*/watch) continue ;;
 			esac
 			run_wrk "$system" "$prefix$w" "$w" "$c" "$target_url"
+			if [ "$w/$c/$follower_c1" = put/1/1 ]; then
+				run_wrk "$system" "${prefix}put" "put-$other" 1 "$other_url"
+			fi
 		done
 	done
 	if [ "$system" = raftexample ] && [[ " $workloads " == *" watch "* ]]; then run_watch "${urls[@]}"; fi
@@ -292,118 +316,41 @@ bench_system() { # raftexample|etcd
 	rm -rf "${data:?}/$system"
 }
 
+# --- the machine's floors, on the members' disk, before any member runs.
+probe() { # benchtool subcommand and flags: its line into probes.txt
+	bench/bin/benchtool "$@" | tee -a "$out/probes.txt" | sed 's/^/  /' || echo "benchtool $* failed" >&2
+}
+probes() {
+	mkdir -p "$data"
+	: >"$out/probes.txt"
+	echo
+	echo "== probes: fsync in $data, loopback round trips"
+	probe fsync -dir "$data"
+	probe rtt -proto tcp
+	probe rtt -proto http
+}
+
+# --- the do-nothing server, under the serializable GET's requests.
+bench_null() {
+	local port=$((base_port + 34))
+	port_free "$port" || { echo "port $port is in use; pick other ports with --base-port" >&2; exit 1; }
+	echo
+	echo "== null: benchtool null on 127.0.0.1:$port, answers $value_bytes B"
+	bench/bin/benchtool null -addr "127.0.0.1:$port" -body-bytes "$value_bytes" &
+	pids+=($!)
+	wait_health "http://127.0.0.1:$port"
+	local c
+	for c in $conns; do run_wrk null get-serializable null "$c" "http://127.0.0.1:$port"; done
+	stop_members
+}
+
+other=follower
+[ "$target" = follower ] && other=leader
+probes
+if [ $null = 1 ] && [ $raftexample = 1 ] && [[ " $workloads " == *" get-serializable "* ]]; then bench_null; fi
 [ $raftexample = 1 ] && bench_system raftexample
 [ $etcd = 1 ] && bench_system etcd
 
-# --- the table
-echo
-echo "results (duration $duration per row, $keys keys of $value_bytes B; raw output in ${out#"$root"/}/)"
-echo "p50/p99 are wrk's, which corrects for coordinated omission: one stall of S ms at a request interval of"
-echo "I ms adds about S/I samples, so a few stalls show in p99; max is the slowest response measured."
-table() { # system
-	local system=$1
-	echo
-	echo "$system"
-	printf '| %-16s | %5s | %8s | %8s | %8s | %8s | %7s | %6s |\n' workload conns 'req/s' 'p50 ms' 'p99 ms' 'max ms' non-2xx errors
-	printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------------ ------: ---------: ---------: ---------: ---------: --------: -------:
-	local w
-	for w in $(tr ' ' '\n' <<<"$workloads" | awk 'NF && !seen[$0]++'); do
-		awk -F'\t' -v s="$system" -v w="$w" '$1 == s && $2 == w { printf "| %-16s | %5s | %8s | %8s | %8s | %8s | %7s | %6s |\n", $2, $3, $4, $5, $6, $7, $8, $9 }' "$out/results.tsv"
-	done
-}
-touch "$out/results.tsv"
-grep -q '^raftexample' "$out/results.tsv" && table raftexample
-grep -q '^etcd' "$out/results.tsv" && table etcd
-if grep -q '^raftexample' "$out/results.tsv" && grep -q '^etcd' "$out/results.tsv"; then
-	echo
-	echo "raftexample / etcd (throughput: higher is better for raftexample; latency: lower is better)"
-	printf '| %-16s | %5s | %8s | %8s | %8s |\n' workload conns 'req/s' 'p50' 'p99'
-	printf '|%s|%s|%s|%s|%s|\n' ------------------ ------: ---------: ---------: ---------:
-	awk -F'\t' '
-		$1 == "etcd" { e[$2 "/" $3] = $0 }
-		$1 == "raftexample" { r[++n] = $0 }
-		function ratio(a, b) { return (a + 0 > 0 && b + 0 > 0) ? sprintf("%.2fx", a / b) : "-" }
-		END {
-			for (i = 1; i <= n; i++) {
-				split(r[i], x, "\t")
-				# No etcd transaction runs in this harness: say so rather than drop the row.
-				if (x[2] == "txn") { printf "| %-16s | %5s | %8s | %8s | %8s |\n", x[2], x[3], "n/a", "n/a", "n/a"; continue }
-				if (!((x[2] "/" x[3]) in e)) continue
-				split(e[x[2] "/" x[3]], y, "\t")
-				printf "| %-16s | %5s | %8s | %8s | %8s |\n", x[2], x[3], ratio(x[4], y[4]), ratio(x[5], y[5]), ratio(x[6], y[6])
-			}
-		}' "$out/results.tsv"
-fi
-if [ -s "$out/put-if.tsv" ]; then
-	echo
-	echo "conditional PUT (If-Match: \"<modRevision>\") beside plain PUT, same run; 412: the member's count of its 412 answers"
-	printf '| %5s | %9s | %9s | %6s | %8s | %8s | %6s | %7s |\n' conns 'put req/s' 'if req/s' ratio 'put p99' 'if p99' 412 '412 %'
-	printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------: ----------: ----------: -------: ---------: ---------: -------: --------:
-	# Each put-if row beside the put row at its connections that ran last
-	# before it (the two run back to back; with "put put-if put put-if" each
-	# pair is a row).
-	awk -F'\t' '
-		FILENAME ~ /put-if.tsv$/ { f[++m] = $3; all[m] = $4; next }
-		$1 == "raftexample" && $2 == "put" { p[$3] = $4; p99[$3] = $6 }
-		$1 == "raftexample" && $2 == "put-if" {
-			c = $3; k++
-			r = (p[c] + 0 > 0 && $4 + 0 > 0) ? sprintf("%.2fx", $4 / p[c]) : "-"
-			printf "| %5s | %9s | %9s | %6s | %8s | %8s | %6s | %6.2f%% |\n", c, (c in p) ? p[c] : "-", $4, r,
-				(c in p99) ? p99[c] : "-", $6, f[k], (all[k] > 0 ? 100 * f[k] / all[k] : 0)
-		}' "$out/put-if.tsv" "$out/results.tsv"
-fi
-if [ -s "$out/txn.tsv" ]; then
-	echo
-	echo "transactions (POST /v1/txn: if bench-<a> exists put bench-<a> and bench-<b>, $value_bytes B each) beside plain PUT, same run;"
-	echo "writes ratio: keys written per second, 2 x txn req/s over put req/s; wrote: transactions that wrote (the member's"
-	echo "revision moved by one each) over its answers to them, all codes"
-	printf '| %5s | %9s | %9s | %6s | %12s | %8s | %8s | %8s | %8s | %8s |\n' conns 'put req/s' 'txn req/s' ratio 'writes ratio' 'put p50' 'txn p50' 'put p99' 'txn p99' 'wrote'
-	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------: ----------: ----------: -------: -------------: ---------: ---------: ---------: ---------: ---------:
-	# Each txn row beside the put row at its connections that ran last
-	# before it, as for put-if.
-	awk -F'\t' '
-		FILENAME ~ /txn.tsv$/ { ok[++m] = $4; moved[m] = $5; next }
-		$1 == "raftexample" && $2 == "put" { p[$3] = $4; p50[$3] = $5; p99[$3] = $6 }
-		$1 == "raftexample" && $2 == "txn" {
-			c = $3; k++
-			r = (p[c] + 0 > 0 && $4 + 0 > 0) ? sprintf("%.2fx", $4 / p[c]) : "-"
-			wr = (p[c] + 0 > 0 && $4 + 0 > 0) ? sprintf("%.2fx", 2 * $4 / p[c]) : "-"
-			printf "| %5s | %9s | %9s | %6s | %12s | %8s | %8s | %8s | %8s | %8s |\n", c, (c in p) ? p[c] : "-", $4, r, wr,
-				(c in p50) ? p50[c] : "-", $5, (c in p99) ? p99[c] : "-", $6, (ok[k] > 0 && moved[k] != "-" ? sprintf("%.2f%%", 100 * moved[k] / ok[k]) : "-")
-		}' "$out/txn.tsv" "$out/results.tsv"
-	if [ $etcd = 1 ]; then echo "etcd: n/a (no transaction workload for etcd in this harness)"; fi
-fi
-if [ -s "$out/watch.tsv" ]; then
-	echo
-	echo "watch: watchers on one prefix over the members ($watch_on); PUTs ($value_bytes B) at $watch_conns connections to the leader, $duration per phase;"
-	echo "each run: PUTs without watchers, with them, without again"
-	echo "(ntf: notification latency, delivery - acknowledgement of the write; early: deliveries before the acknowledgement, counted as 0;"
-	echo " events/s: delivered while the PUTs ran; expected: live watchers x PUT/s; missed: acknowledged writes a watcher never got;"
-	echo " cpu busy: the whole machine's, all its CPUs, over the phase, whoever used them)"
-	printf '| %-9s | %8s | %7s | %7s | %7s | %9s | %9s | %7s | %5s | %7s | %7s | %7s | %7s | %6s | %8s |\n' phase watchers 'PUT/s' 'PUT p50' 'PUT p99' 'events/s' 'expected' missed cut 'ntf p50' 'ntf p99' 'ntf max' 'early' ratio 'cpu busy'
-	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ---------: --------: --------: --------: ----------: ----------: --------: ------: --------: --------: --------: --------: -------: ---------:
-	# ratio: PUT/s with watchers / the mean of the two runs without, around it.
-	awk '{
-		delete v
-		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-		n++; line[n] = $0; set[n] = v["set"]; rate[v["set"] "/" v["phase"]] = v["put_per_s"]
-	}
-	END {
-		for (j = 1; j <= n; j++) {
-			delete v
-			k = split(line[j], f, " ")
-			for (i = 1; i <= k; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
-			if (v["phase"] != "with") {
-				printf "| %-9s | %8d | %7d | %7.2f | %7.2f | %9s | %9s | %7s | %5s | %7s | %7s | %7s | %7s | %6s | %7s%% |\n", v["phase"], 0, v["put_per_s"], v["put_p50_us"] / 1000, v["put_p99_us"] / 1000, "-", "-", "-", "-", "-", "-", "-", "-", "-", v["machine_busy_pct"]
-				continue
-			}
-			b = (rate[v["set"] "/without-1"] + rate[v["set"] "/without-2"]) / 2
-			printf "| %-9s | %8d | %7d | %7.2f | %7.2f | %9d | %9d | %7d | %5d | %7.2f | %7.2f | %7.1f | %6.1f%% | %6s | %7s%% |\n", v["phase"], v["watchers"] - v["refused"], v["put_per_s"], v["put_p50_us"] / 1000, v["put_p99_us"] / 1000,
-				v["events_per_s"], v["expected_per_s"], v["missed"], v["cut"], v["lat_p50_us"] / 1000, v["lat_p99_us"] / 1000, v["lat_max_us"] / 1000,
-				(v["events"] > 0 ? 100 * v["early"] / v["events"] : 0), (b > 0 ? sprintf("%.3f", v["put_per_s"] / b) : "-"), v["machine_busy_pct"]
-		}
-	}' "$out/watch.tsv"
-	echo "ratio target (1,000 watchers): at least 0.90"
-fi
-echo
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); took $(($(date +%s) - started)) s"
+# shellcheck source=bench/report.sh
+. bench/report.sh
+print_report

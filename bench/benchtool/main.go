@@ -22,6 +22,12 @@
 //	    prints the member's count of its answers to the method (on route R
 //	    only, if given: /v1/txn, say) by status code (from /metrics):
 //	    "204=N 412=N".
+//	benchtool fsync -dir DIR, benchtool rtt [-proto tcp|http]
+//	    the disk's and the loopback's own latency (see probe.go).
+//	benchtool null -addr HOST:PORT
+//	    a do-nothing net/http server, the ceiling for a GET (see null.go).
+//	benchtool report -dir DIR -section header|etcd|put-if
+//	    the table's lines that judge the run against its targets (report.go).
 package main
 
 import (
@@ -42,7 +48,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader|status|catchup|watch|revs|codes ...")
+		fmt.Fprintln(os.Stderr, "usage: benchtool load|leader|status|catchup|watch|revs|codes|fsync|rtt|null|report ...")
 		os.Exit(2)
 	}
 	var err error
@@ -63,6 +69,14 @@ func main() {
 		err = revs(os.Args[2:])
 	case "codes":
 		err = codes(os.Args[2:])
+	case "fsync":
+		err = fsyncCmd(os.Args[2:])
+	case "rtt":
+		err = rttCmd(os.Args[2:])
+	case "null":
+		err = nullCmd(os.Args[2:])
+	case "report":
+		err = reportCmd(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

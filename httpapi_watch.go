@@ -96,6 +96,7 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request) error {
 	rc.SetReadDeadline(time.Time{})
 	metricWatchers.Inc()
 	defer metricWatchers.Dec()
+	defer hub.streamOpened()()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	setRevision(w, current)

@@ -198,7 +198,7 @@ func TestStreamsAreWokenAtOnceThenAtMostEveryWakeInterval(t *testing.T) {
 	h.publish(puts(3), 3) // within the interval: one wake-up for both
 	select {
 	case <-second:
-		if waited := time.Since(start); waited > watchWakeInterval+time.Second {
+		if waited := time.Since(start); waited > wakeInterval(0)+time.Second {
 			t.Fatalf("woken after %v", waited)
 		}
 	case <-time.After(10 * time.Second):
@@ -206,5 +206,49 @@ func TestStreamsAreWokenAtOnceThenAtMostEveryWakeInterval(t *testing.T) {
 	}
 	if v := h.read(2, 10, nil); fmt.Sprint(revisionsOf(v.events)) != "[2 3]" {
 		t.Fatalf("after the wake-up: %v", revisionsOf(v.events))
+	}
+}
+
+func TestTheWakeIntervalGrowsWithTheStreamsUpToItsBound(t *testing.T) {
+	for _, c := range []struct {
+		streams int64
+		want    time.Duration
+	}{
+		{0, 10 * time.Millisecond},
+		{100, 10 * time.Millisecond},
+		{250, 25 * time.Millisecond},
+		{1000, 50 * time.Millisecond},
+		{1 << 40, 50 * time.Millisecond},
+	} {
+		if got := wakeInterval(c.streams); got != c.want {
+			t.Errorf("%d streams: %v apart, want %v", c.streams, got, c.want)
+		}
+	}
+	h := newWatchHub(100, 1<<20)
+	closers := make([]func(), 300)
+	for i := range closers {
+		closers[i] = h.streamOpened()
+	}
+	if n := h.streams.Load(); n != 300 {
+		t.Fatalf("%d streams counted open, want 300", n)
+	}
+	// With 300 streams open, a change just after a wake-up waits about 30 ms.
+	h.publish(puts(1), 1)
+	changed := h.read(2, 10, nil).changed
+	start := time.Now()
+	h.publish(puts(2), 2)
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second change never woke the streams")
+	}
+	if waited := time.Since(start); waited < 25*time.Millisecond {
+		t.Fatalf("with 300 streams open the second change woke them after %v, want about 30 ms", waited)
+	}
+	for _, closed := range closers {
+		closed()
+	}
+	if n := h.streams.Load(); n != 0 {
+		t.Fatalf("%d streams counted open after all closed", n)
 	}
 }

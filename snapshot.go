@@ -188,7 +188,7 @@ func (s *snapshots) finish(r snapshotResult) error {
 	s.index.Store(index)
 	metricSnapshotIndex.Set(float64(index))
 	metricSnapshotDuration.Observe(r.took.Seconds())
-	s.log.disk.purge()
+	s.log.disk.purge(index)
 	s.lg.Info("snapshot saved", zap.Uint64("index", index), zap.Int64("bytes", r.bytes), zap.Duration("took", r.took))
 	return nil
 }
@@ -269,7 +269,7 @@ func (rn *raftNode) installSnapshot(s *raftpb.Snapshot) error {
 	rn.applied = appliedState{index: md.GetIndex(), confState: md.GetConfState()}
 	rn.snaps.index.Store(md.GetIndex())
 	rn.snaps.logBytes = 0
-	rn.snaps.log.disk.purge()
+	rn.snaps.log.disk.purge(md.GetIndex())
 	rn.lg.Info("installed snapshot from leader", zap.Uint64("index", md.GetIndex()), zap.Uint64("term", md.GetTerm()))
 	if rn.members.isRemoved(rn.cfg.id) {
 		return errRemoved

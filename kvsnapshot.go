@@ -181,6 +181,7 @@ func (s *kvstore) replaceLocked(d *decodedKV) {
 // holds size bytes. Any damage (a truncated or trailing byte, a flipped bit)
 // is an error.
 func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
+	defer memGovernor.decoding(size)()
 	sr, err := readKVSnapshot(r, size)
 	if err != nil {
 		return nil, err

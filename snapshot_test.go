@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 
 	"go.etcd.io/raft/v3"
@@ -41,5 +44,34 @@ func TestCompactionKeepsBoundedCatchUpEntries(t *testing.T) {
 				t.Fatalf("compactionPoint(%d) = %d, want %d", c.snapIndex, got, c.want)
 			}
 		})
+	}
+}
+
+// kvSnapshotOf encodes n keys of valueBytes as a snapshot writes them.
+func kvSnapshotOf(tb testing.TB, n, valueBytes int) []byte {
+	tb.Helper()
+	kv := make(map[string]storedValue, n)
+	value := strings.Repeat("v", valueBytes)
+	for i := range n {
+		r := uint64(i + 1)
+		kv[fmt.Sprintf("bench-%d", i)] = storedValue{value: value, meta: keyMeta{createRevision: r, modRevision: r, version: 1}}
+	}
+	var buf bytes.Buffer
+	f := &frozenKV{kv: kv, revision: uint64(n)}
+	if _, err := f.WriteTo(&buf); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// Decoding a snapshot is most of a restart's work at a million keys.
+func BenchmarkDecodeKVSnapshot(b *testing.B) {
+	data := kvSnapshotOf(b, 200_000, 256)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeKVSnapshot(bytes.NewReader(data), int64(len(data))); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

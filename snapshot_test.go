@@ -75,3 +75,33 @@ func BenchmarkDecodeKVSnapshot(b *testing.B) {
 		}
 	}
 }
+
+// A snapshot cut short anywhere, or with a byte after it, is refused,
+// whether its size is that of what is there or that of the whole.
+func TestCutOrLongerKVSnapshotIsRefused(t *testing.T) {
+	data := kvSnapshotOf(t, 3, 5)
+	if _, err := decodeKVSnapshot(bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("intact: %v", err)
+	}
+	for n := range len(data) {
+		cut := data[:n]
+		if _, err := decodeKVSnapshot(bytes.NewReader(cut), int64(n)); err == nil {
+			t.Fatalf("cut to %d of %d bytes: decoded", n, len(data))
+		}
+		if _, err := decodeKVSnapshot(bytes.NewReader(cut), int64(len(data))); err == nil {
+			t.Fatalf("cut to %d of %d bytes, said to be whole: decoded", n, len(data))
+		}
+		if err := verifyKVSnapshot(bytes.NewReader(cut), int64(n)); err == nil {
+			t.Fatalf("cut to %d of %d bytes: verified", n, len(data))
+		}
+	}
+	longer := append(bytes.Clone(data), 0)
+	for _, size := range []int{len(data), len(longer)} {
+		if _, err := decodeKVSnapshot(bytes.NewReader(longer), int64(size)); err == nil {
+			t.Fatalf("a byte after the checksum (size %d): decoded", size)
+		}
+		if err := verifyKVSnapshot(bytes.NewReader(longer), int64(size)); err == nil {
+			t.Fatalf("a byte after the checksum (size %d): verified", size)
+		}
+	}
+}

@@ -34,6 +34,11 @@ const keepSnapshots = 2
 // .snap file refers to, unless it is in flight. The WAL keeps every segment
 // a restart from the oldest snapshot kept reads (purgeWAL).
 func (d *diskStorage) purge(index uint64) {
+	d.purgeMu.Lock()
+	defer d.purgeMu.Unlock()
+	if d.purging != nil {
+		d.purging()
+	}
 	snaps, err := listFiles(d.snapdir, ".snap")
 	if err != nil {
 		d.lg.Warn("listing snapshot files", zap.Error(err))

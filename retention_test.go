@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 )
@@ -224,4 +226,53 @@ func TestNodeRestartsFromTheFilesRetentionKeeps(t *testing.T) {
 	if broken, _ := filepath.Glob(files[0] + ".broken"); len(broken) != 1 {
 		t.Fatalf("no %s.broken: the restart did not fall back from the damaged file", files[0])
 	}
+}
+
+// The Ready loop hands a durable snapshot to raft without waiting for the
+// old files to be deleted (unlinking a large one took 100 ms, and every
+// write waited on the loop); the WAL is closed only after the purge.
+func TestFinishingASnapshotDoesNotWaitForThePurge(t *testing.T) {
+	root := t.TempDir()
+	waldir, snapdir := member1(root)
+	d, _, err := openDiskStorage(zap.NewNop(), 1, waldir, snapdir, storageOptions{}, newID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	st := raft.NewMemoryStorage()
+	var ents []*raftpb.Entry
+	for i := uint64(1); i <= 10; i++ {
+		ents = append(ents, &raftpb.Entry{Index: new(i), Term: new(uint64(1))})
+	}
+	if err := st.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	s := newSnapshots(zap.NewNop(), 10000, &durableLog{memory: st, disk: d})
+	started, release := make(chan struct{}), make(chan struct{})
+	d.purging = func() { close(started); <-release }
+	snap := &raftpb.Snapshot{Data: encodeSnapshotData([]byte("{}")), Metadata: &raftpb.SnapshotMetadata{
+		Index: new(uint64(10)), Term: new(uint64(1)), ConfState: &raftpb.ConfState{Voters: []uint64{1}}}}
+	finished := make(chan error, 1)
+	go func() { finished <- s.finish(snapshotResult{snapshot: snap}) }()
+	<-started
+	select {
+	case err := <-finished:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("finish still waits for the purge after 10 s")
+	}
+	if s.index.Load() != 10 {
+		t.Fatalf("snapshot index %d after finish, want 10", s.index.Load())
+	}
+	waited := make(chan struct{})
+	go func() { s.writer.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		t.Fatal("the writer group was done with the purge still running: the WAL could close under it")
+	default:
+	}
+	close(release)
+	<-waited
 }

@@ -289,6 +289,7 @@ disk_bytes=$((snap_bytes + wal_bytes))
 disk_ratio=$(awk -v b="$disk_bytes" -v d="$data_bytes" 'BEGIN { printf "%.2f", b / d }')
 note "on disk: snap dir $(mib "$snap_bytes") MiB ($(dir_files "$snap_dir")), wal dir $(mib "$wal_bytes") MiB ($(dir_files "$wal_dir"))"
 note "on disk: total $(mib "$disk_bytes") MiB = ${disk_ratio}x the data (target <= 3x)"
+restart_log0=$(wc -l <"$data/member$f.log")
 t0=$(date +%s%N)
 start_member "$f"
 restart_s=- health_s=-
@@ -298,6 +299,13 @@ if in_bg bench/bin/benchtool catchup -url "${urls[f - 1]}" -applied "$target" -s
 	health_s=$(sed -n 's/.*health_s=\([0-9.]*\).*/\1/p' <<<"$r")
 	restart_s=$(sed -n 's/.*applied_s=\([0-9.]*\).*/\1/p' <<<"$r")
 	note "member $f: /health 200 after $health_s s, applied $target after $restart_s s"
+	# Where the time went: the storage is read (WAL, snapshot file) before
+	# the HTTP port opens; the snapshot's decode and catching up come after.
+	restart_log=$(tail -n +"$((restart_log0 + 1))" "$data/member$f.log")
+	served=$(grep -m1 'serving HTTP' <<<"$restart_log" | cut -f1 || true)
+	if [ -n "$served" ] && served_ns=$(date -d "$served" +%s%N 2>/dev/null); then
+		note "member $f: storage read and HTTP served after $(awk -v a="$served_ns" -v b="$t0" 'BEGIN { printf "%.2f", (a - b) / 1e9 }') s; $(grep -c '^gc [0-9]* @' <<<"$restart_log" || true) collections until caught up"
+	fi
 else
 	note "member $f: $(cat "$out/restart.txt")"
 fi

@@ -181,6 +181,7 @@ func (s *kvstore) replaceLocked(d *decodedKV) {
 // holds size bytes. Any damage (a truncated or trailing byte, a flipped bit)
 // is an error.
 func decodeKVSnapshot(r io.Reader, size int64) (*decodedKV, error) {
+	defer memGovernor.decoding(size)()
 	sr, err := readKVSnapshot(r, size)
 	if err != nil {
 		return nil, err
@@ -238,7 +239,13 @@ type kvSnapshotReader struct {
 }
 
 func readKVSnapshot(r io.Reader, size int64) (*kvSnapshotReader, error) {
-	sr := &kvSnapshotReader{d: &snapshotDecoder{r: bufio.NewReaderSize(r, 1<<16), size: size}}
+	if size < 4 {
+		return nil, fmt.Errorf("decoding kv snapshot: %d bytes, shorter than its checksum", size)
+	}
+	// Everything but the checksum is read through body, which sums it as it
+	// goes, a buffer at a time; the checksum is read from r itself.
+	body := &crcReader{r: &io.LimitedReader{R: r, N: size - 4}}
+	sr := &kvSnapshotReader{d: &snapshotDecoder{r: bufio.NewReaderSize(body, 1<<16), body: body, tail: r, size: size}}
 	if err := sr.readHeader(); err != nil {
 		return nil, fmt.Errorf("decoding kv snapshot: %w", err)
 	}
@@ -333,40 +340,48 @@ func (sr *kvSnapshotReader) next(i uint64) (k string, v storedValue, err error) 
 	return k, v, nil
 }
 
-// finish checks the checksum and that nothing follows it.
+// finish checks that the pairs end where the checksum begins, the checksum,
+// and that nothing follows it.
 func (sr *kvSnapshotReader) finish() error {
-	want := sr.d.crc
+	if _, err := sr.d.r.ReadByte(); err != io.EOF {
+		return errors.New("decoding kv snapshot: bytes after the last pair")
+	}
 	var sum [4]byte
-	if _, err := io.ReadFull(sr.d.r, sum[:]); err != nil {
+	if _, err := io.ReadFull(sr.d.tail, sum[:]); err != nil {
 		return fmt.Errorf("decoding kv snapshot checksum: %w", err)
 	}
-	if got := binary.BigEndian.Uint32(sum[:]); got != want {
+	if got, want := binary.BigEndian.Uint32(sum[:]), sr.d.body.crc; got != want {
 		return fmt.Errorf("kv snapshot is damaged: checksum %08x, want %08x", got, want)
 	}
-	if _, err := sr.d.r.ReadByte(); err != io.EOF {
+	if n, _ := sr.d.tail.Read(sum[:1]); n != 0 {
 		return errors.New("decoding kv snapshot: trailing bytes after the checksum")
 	}
 	return nil
 }
 
-// snapshotDecoder reads the pieces of the encoding, checksumming what it read.
-type snapshotDecoder struct {
-	r    *bufio.Reader
-	size int64 // the whole stream's length: no string can be longer
-	crc  uint32
-	buf  []byte
+// crcReader sums what it reads.
+type crcReader struct {
+	r   io.Reader
+	crc uint32
 }
 
-func (d *snapshotDecoder) ReadByte() (byte, error) {
-	b, err := d.r.ReadByte()
-	if err == nil {
-		d.crc = crc32.Update(d.crc, crc32c, []byte{b})
-	}
-	return b, err
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.crc = crc32.Update(c.crc, crc32c, p[:n])
+	return n, err
+}
+
+// snapshotDecoder reads the pieces of the encoding. It allocates nothing
+// but the strings it returns: a restart decodes millions of them.
+type snapshotDecoder struct {
+	r    *bufio.Reader // over body
+	body *crcReader    // all but the checksum, summed as read
+	tail io.Reader     // the checksum, and then nothing
+	size int64         // the whole stream's length: no string can be longer
 }
 
 func (d *snapshotDecoder) uvarint() (uint64, error) {
-	n, err := binary.ReadUvarint(d)
+	n, err := binary.ReadUvarint(d.r)
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
@@ -381,13 +396,27 @@ func (d *snapshotDecoder) string() (string, error) {
 	if n > uint64(max(d.size, 0)) {
 		return "", errors.New("string runs past the end")
 	}
-	if uint64(cap(d.buf)) < n {
-		d.buf = make([]byte, n)
+	if int(n) <= d.r.Size() {
+		// Copied once, from the reader's buffer into the string.
+		b, err := d.r.Peek(int(n))
+		if err != nil {
+			return "", noEOF(err)
+		}
+		str := string(b)
+		_, err = d.r.Discard(int(n))
+		return str, err
 	}
-	b := d.buf[:n]
+	b := make([]byte, n)
 	if _, err := io.ReadFull(d.r, b); err != nil {
-		return "", err
+		return "", noEOF(err)
 	}
-	d.crc = crc32.Update(d.crc, crc32c, b)
 	return string(b), nil
+}
+
+// noEOF is err, but a stream that ends inside a piece is cut short.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
@@ -36,6 +37,10 @@ type diskStorage struct {
 	// received from the leader and on its way through raft. Retention
 	// deletes every other unreferenced data file.
 	inFlight inFlightFiles
+	// purgeMu makes purges (which run in the background) one at a time;
+	// purging, when set, is called as one starts (tests hold it there).
+	purgeMu sync.Mutex
+	purging func()
 }
 
 // walWriter is what diskStorage writes to the WAL (*wal.WAL; a fake in

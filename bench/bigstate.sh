@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# bench/bigstate.sh: measure raftexample against the "big state" targets:
+# bench/bigstate.sh: measure raftexample against the "big state" targets
+# (issue 16):
 #
 #   N keys (default 1,000,000) of 256 B: resident memory at most 2x the data;
-#   a snapshot of them does not stall PUTs (PUT p99 while a snapshot is taken
-#   stays under 100 ms); restart from that snapshot in under 5 s.
+#   a snapshot of them does not stall PUTs (PUT p99 while snapshots are taken
+#   under 50 ms); a follower restarted from its snapshot is caught up in under
+#   2 s; its data on disk (snapshot and WAL directories) at most 3x the data.
 #
 # It builds raftexample and bench/benchtool, starts a fresh 3-member cluster
 # with its data on disk under bench/data-big/, loads the keys through the
@@ -136,6 +138,15 @@ memory() {
 	done
 }
 
+# dir_bytes DIR: the bytes DIR's files take on disk (du counts the WAL's
+# preallocated segments in full, as the file system does).
+dir_bytes() { du -sB1 "$1" | cut -f1; }
+# dir_files DIR: how many files of each kind DIR holds ("3 .snap, 3 .db, ...").
+dir_files() {
+	find "$1" -type f | sed -n 's/.*\(\.[a-z]*\)$/\1/p; t; s/.*/other/p' | sort | uniq -c |
+		awk '{ printf "%s%d %s", (NR > 1 ? ", " : ""), $1, $2 } END { if (NR == 0) printf "no files" }'
+}
+
 # snapshots ID: "count sum" of the member's snapshot-save histogram.
 snapshots() {
 	local u=${urls[$1 - 1]} c s
@@ -188,13 +199,16 @@ note "member $lead leads ($lead_url, term $term0); the load goes to it"
 # --- 1. load
 note
 note "== loading $keys keys through the leader ($load_workers connections)"
-# timeout bounds the load: a server that stalls must not hang the run.
+# timeout bounds the load: a server that stalls must not hang the run. It
+# allows 900 s a million keys (a loaded 2-core machine took 740 s for one
+# million), so that 3,000,000 keys can finish.
+load_timeout=$((keys < 1000000 ? 900 : keys * 900 / 1000000))
 load_rc=0
-in_bg timeout 900 bench/bin/benchtool load -url "$lead_url" -keys "$keys" -value-bytes "$value_bytes" \
+in_bg timeout "$load_timeout" bench/bin/benchtool load -url "$lead_url" -keys "$keys" -value-bytes "$value_bytes" \
 	-workers "$load_workers" >"$out/load.txt" 2>&1 || load_rc=$?
 tee -a "$out/summary.txt" <"$out/load.txt"
 if [ $load_rc != 0 ]; then
-	echo "loading failed (exit $load_rc; 124: it took over 900 s); logs in $data" >&2
+	echo "loading failed (exit $load_rc; 124: it took over $load_timeout s); logs in $data" >&2
 	exit 1
 fi
 load_rate=$(sed -n 's/^loaded .*(\([0-9]*\)\/s.*/\1/p' "$out/load.txt")
@@ -269,11 +283,16 @@ while kill -0 "$fpid" 2>/dev/null; do
 done
 frc=0
 wait "$fpid" 2>/dev/null || frc=$?
-snap_dir=$data/raftexample-$f-snap wal_dir=$data/raftexample-$f
-snap_bytes=$(du -sb "$snap_dir" | cut -f1)
-wal_bytes=$(du -sb "$wal_dir" | cut -f1)
 note "member $f exited with code $frc; leader's commit $target"
-note "on disk: snap dir $(mib "$snap_bytes") MiB ($(find "$snap_dir" -type f | wc -l) files), wal dir $(mib "$wal_bytes") MiB ($(find "$wal_dir" -type f | wc -l) files)"
+# What the stopped follower keeps on disk, which is what its restart reads.
+snap_dir=$data/raftexample-$f-snap wal_dir=$data/raftexample-$f
+snap_bytes=$(dir_bytes "$snap_dir")
+wal_bytes=$(dir_bytes "$wal_dir")
+disk_bytes=$((snap_bytes + wal_bytes))
+disk_ratio=$(awk -v b="$disk_bytes" -v d="$data_bytes" 'BEGIN { printf "%.2f", b / d }')
+note "on disk: snap dir $(mib "$snap_bytes") MiB ($(dir_files "$snap_dir")), wal dir $(mib "$wal_bytes") MiB ($(dir_files "$wal_dir"))"
+note "on disk: total $(mib "$disk_bytes") MiB = ${disk_ratio}x the data (target <= 3x)"
+restart_log0=$(wc -l <"$data/member$f.log")
 t0=$(date +%s%N)
 start_member "$f"
 restart_s=- health_s=-
@@ -283,6 +302,13 @@ if in_bg bench/bin/benchtool catchup -url "${urls[f - 1]}" -applied "$target" -s
 	health_s=$(sed -n 's/.*health_s=\([0-9.]*\).*/\1/p' <<<"$r")
 	restart_s=$(sed -n 's/.*applied_s=\([0-9.]*\).*/\1/p' <<<"$r")
 	note "member $f: /health 200 after $health_s s, applied $target after $restart_s s"
+	# Where the time went: the storage is read (WAL, snapshot file) before
+	# the HTTP port opens; the snapshot's decode and catching up come after.
+	restart_log=$(tail -n +"$((restart_log0 + 1))" "$data/member$f.log")
+	served=$(grep -m1 'serving HTTP' <<<"$restart_log" | cut -f1 || true)
+	if [ -n "$served" ] && served_ns=$(date -d "$served" +%s%N 2>/dev/null); then
+		note "member $f: storage read and HTTP served after $(awk -v a="$served_ns" -v b="$t0" 'BEGIN { printf "%.2f", (a - b) / 1e9 }') s; $(grep -c '^gc [0-9]* @' <<<"$restart_log" || true) collections until caught up"
+	fi
 else
 	note "member $f: $(cat "$out/restart.txt")"
 fi
@@ -299,13 +325,14 @@ if [ "$put_p99" = - ]; then
 elif [ "$lead_snaps" = 0 ]; then
 	p99_ok='not measured (no snapshot)'
 else
-	p99_ok=$(awk -v p="$put_p99" 'BEGIN { print (p < 100) ? 1 : 0 }')
+	p99_ok=$(awk -v p="$put_p99" 'BEGIN { print (p < 50) ? 1 : 0 }')
 fi
 if [ "$restart_s" = - ]; then
 	restart_ok='not met (no catch-up within 120 s)'
 else
-	restart_ok=$(awk -v s="$restart_s" 'BEGIN { print (s < 5) ? 1 : 0 }')
+	restart_ok=$(awk -v s="$restart_s" 'BEGIN { print (s < 2) ? 1 : 0 }')
 fi
+disk_ok=$(awk -v r="$disk_ratio" 'BEGIN { print (r <= 3) ? 1 : 0 }')
 {
 	echo
 	echo "summary: $keys keys of $value_bytes B ($(mib "$data_bytes") MiB), --snap-count $snap_count, PUT run -c$conns -d$duration"
@@ -317,10 +344,11 @@ fi
 	printf '| %-44s | %24s | %-14s |\n' 'elections (terms) during load / PUT run' "$((term1 - term0)) / $((term2 - term1))" ''
 	printf '| %-44s | %24s | %-14s |\n' 'PUT req/s during the run' "$put_rps" ''
 	printf '| %-44s | %24s | %-14s |\n' 'snapshots by the leader during the run' "$lead_snaps (mean $lead_snap_mean s)" '>= 1'
-	printf '| %-44s | %24s | %-14s | %s\n' 'PUT p99 during the run (p50, max)' "$put_p99 ms ($put_p50, $put_max)" '< 100 ms' "$(met "$p99_ok")"
+	printf '| %-44s | %24s | %-14s | %s\n' 'PUT p99 during the run (p50, max)' "$put_p99 ms ($put_p50, $put_max)" '< 50 ms' "$(met "$p99_ok")"
 	printf '| %-44s | %24s | %-14s |\n' 'follower snap dir / wal dir on disk' "$(mib "$snap_bytes") / $(mib "$wal_bytes") MiB" ''
+	printf '| %-44s | %24s | %-14s | %s\n' 'follower on disk (snap + wal) / data' "$(mib "$disk_bytes") MiB = ${disk_ratio}x" '<= 3x' "$(met "$disk_ok")"
 	printf '| %-44s | %24s | %-14s |\n' 'restart: /health 200' "$health_s s" ''
-	printf '| %-44s | %24s | %-14s | %s\n' "restart: applied the leader's commit" "$restart_s s" '< 5 s' "$(met "$restart_ok")"
+	printf '| %-44s | %24s | %-14s | %s\n' "restart: applied the leader's commit" "$restart_s s" '< 2 s' "$(met "$restart_ok")"
 	echo
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); took $(($(date +%s) - started)) s; output in ${out#"$root"/}/"
 } | tee -a "$out/summary.txt"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"time"
 
@@ -182,7 +181,6 @@ func (rn *raftNode) handleReady(rd raft.Ready) error {
 	if early {
 		rn.send(rd.Messages)
 	}
-	rn.yieldBeforeSync(rd)
 	if err := rn.log.persist(rd); err != nil {
 		return err
 	}
@@ -214,23 +212,6 @@ func (rn *raftNode) mayOverlapSendAndPersist(rd raft.Ready) bool {
 		return false
 	}
 	return rn.log.termAndVoteDurable(rd.HardState)
-}
-
-// yieldBeforeSync lets the goroutines this loop has just woken run before
-// it blocks in an fsync: the transport's writers with the messages of this
-// Ready (a leader's, sent before it persists) or of the last one (a
-// follower's acknowledgements), and the state machine with entries to apply.
-// Go runs a goroutine woken by a channel send on the sender's processor,
-// and takes a processor back from a goroutine blocked in a system call only
-// once the runtime's monitor notices, which an idle process lets sleep for
-// milliseconds. Without the yield a follower would often get the leader's
-// entry only after the leader's own fsync, which the early send is there to
-// overlap (seen in `go tool trace`: a few hundred microseconds between the
-// send and the writer running, at one connection).
-func (rn *raftNode) yieldBeforeSync(rd raft.Ready) {
-	if len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot) || !rn.log.termAndVoteDurable(rd.HardState) {
-		runtime.Gosched()
-	}
 }
 
 // send hands messages to the transport; snapshots go their own way, streamed

@@ -132,7 +132,7 @@ func (h *httpAPI) writeAnswered(w http.ResponseWriter, result outcome, isPut boo
 			fields: map[string]any{"modRevision": result.modRevision}}
 	}
 	revision := result.revision
-	if revision == 0 {
+	if result.unknown {
 		// Learnt from a snapshot written before revisions: the revision
 		// is not known, the current one is as true.
 		revision = h.svc.State().revision

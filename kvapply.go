@@ -37,6 +37,11 @@ type outcome struct {
 	revision    uint64 // the store's revision just after it: its change's own, if it made one
 	exists      bool   // whether its key existed just after it
 	modRevision uint64 // its key's modRevision just after it (0 if absent)
+	// unknown: it was applied, but what it did is not known, for the
+	// window of a snapshot written before outcomes were kept says only
+	// that. Revision 0 is no such sign: a write that changes nothing on a
+	// store no write has changed yet leaves it at revision 0.
+	unknown bool
 	// For a transaction: what each operation of the branch that ran found
 	// or did. Only the request that waits for it sees these; the
 	// de-duplication window keeps the rest (see apply). (A pointer keeps

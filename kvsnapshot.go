@@ -289,6 +289,8 @@ func (sr *kvSnapshotReader) readHeader() error {
 				modRevision, err = sr.d.uvarint()
 			}
 			n.result = decodeOutcome(result, modRevision)
+		} else {
+			n.result = outcome{unknown: true}
 		}
 		if err != nil {
 			return fmt.Errorf("remembered proposal %d: %w", i, err)

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Revisions and conditions, as the state machine applies them.
@@ -217,7 +221,7 @@ func TestASnapshotOfTheFormatBeforeRevisionsStillRestores(t *testing.T) {
 	if m, _ := metaOf(t, s, "k"); m != (keyMeta{}) {
 		t.Fatalf("revisions %+v, want none", m)
 	}
-	if o, ok := s.AppliedOutcome(proposalName{2, 7}); !ok || o != (outcome{}) {
+	if o, ok := s.AppliedOutcome(proposalName{2, 7}); !ok || o != (outcome{unknown: true}) {
 		t.Fatalf("outcome %+v, %v: want applied, revision unknown", o, ok)
 	}
 }
@@ -264,5 +268,46 @@ func TestAWriteAppliedInsideASnapshotGetsItsOutcome(t *testing.T) {
 	}
 	if pc.result != refused(9, 3) {
 		t.Fatalf("result %+v, want the failed condition the window recorded", pc.result)
+	}
+}
+
+// TestANoOpWriteOnAFreshStoreAnswersRevisionZero: a DELETE of a missing key
+// applied before any write changed the store leaves it at revision 0, and
+// its answer must say 0, not the revision the store has reached by the time
+// the answer is written (the robustness suite saw a delete answered with the
+// revision of a put of the same key applied after it). Only an outcome a
+// snapshot from before revisions left unknown is answered with the current
+// revision.
+func TestANoOpWriteOnAFreshStoreAnswersRevisionZero(t *testing.T) {
+	s := kvTestStore(t)
+	deleted := applyNamed(t, s, 1, command{op: opDelete, key: "nope"})
+	if deleted != (outcome{}) {
+		t.Fatalf("delete of a missing key on a fresh store: %+v, want revision 0", deleted)
+	}
+
+	c := newIPCluster(t, 1, 1, 10000)
+	n := c.startKV(1, false)
+	api := &httpAPI{lg: c.lg, svc: n.svc, requestTimeout: 5 * time.Second, maxValueBytes: 1 << 20}
+	ipEventually(t, 30*time.Second, "a PUT is answered 204", func() error {
+		w := httptest.NewRecorder()
+		if api.ServeHTTP(w, httptest.NewRequest(http.MethodPut, "/a", strings.NewReader("1"))); w.Code != http.StatusNoContent {
+			return fmt.Errorf("status %d: %s", w.Code, w.Body)
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		result outcome
+		want   string
+	}{
+		{deleted, "0"},
+		{outcome{unknown: true}, "1"},
+	} {
+		w := httptest.NewRecorder()
+		if err := api.writeAnswered(w, tc.result, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Header().Get("X-Revision"); w.Code != http.StatusNoContent || got != tc.want {
+			t.Errorf("%+v answered %d with X-Revision %q, want 204 and %q", tc.result, w.Code, got, tc.want)
+		}
 	}
 }
